@@ -1,0 +1,155 @@
+//! JSON bodies of the REST API (`/v1/...`). Requests refuse unknown fields so
+//! a typo in an integration is an error, not a silently ignored value.
+
+use crate::{InfobaseId, SubscriberId, UserId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// `POST /v1/registration/code`
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestCode {
+    /// The subscriber's e-mail; the code is sent there.
+    #[schema(example = "owner@example.com")]
+    pub email: String,
+}
+
+/// The same answer whether or not the e-mail is known.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CodeRequested {
+    /// Always `"sent"`.
+    pub status: String,
+    /// Seconds the code stays valid.
+    pub expires_in_seconds: u64,
+}
+
+/// `POST /v1/registration/confirm`
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmRegistration {
+    pub email: String,
+    /// The numeric code from the e-mail.
+    #[schema(example = "042917")]
+    pub code: String,
+    /// Free text, any characters.
+    #[schema(example = "Trade Management (main office)")]
+    pub infobase_name: String,
+}
+
+/// A new infobase with its key. The key is shown only in this answer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Registered {
+    pub infobase_id: InfobaseId,
+    pub infobase_key: String,
+    pub subscriber_id: SubscriberId,
+    pub name: String,
+}
+
+/// An infobase as the infobase itself sees it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Infobase {
+    pub id: InfobaseId,
+    pub subscriber_id: SubscriberId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `POST /v1/infobases/{id}/users`: create, or update by `external_id`.
+/// On update, a field left out keeps its stored value.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertUser {
+    /// The infobase's own id of the user (any text, unique in the infobase).
+    pub external_id: String,
+    /// Short display name.
+    pub name: String,
+    #[serde(default)]
+    pub full_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Picture URL.
+    #[serde(default)]
+    pub picture: Option<String>,
+    /// An application user (bot) rather than a person.
+    #[serde(default)]
+    pub bot: Option<bool>,
+    /// A locked user cannot get tokens; locking revokes the ones issued.
+    #[serde(default)]
+    pub locked: Option<bool>,
+}
+
+/// A user as stored by Parley.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub id: UserId,
+    pub infobase_id: InfobaseId,
+    pub external_id: String,
+    pub name: String,
+    pub full_name: String,
+    pub email: String,
+    pub phone: String,
+    pub picture: String,
+    pub bot: bool,
+    pub locked: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Answer of an upsert: the user and whether it was just created.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct UpsertedUser {
+    pub created: bool,
+    pub user: User,
+}
+
+/// A page of users, ordered by id; pass `next_cursor` as `after` for the next.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub next_cursor: Option<UserId>,
+}
+
+/// `POST /v1/infobases/{id}/users/{user_id}/tokens`
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueToken {
+    /// Lifetime in seconds; the configured default when absent, capped by the
+    /// configured maximum.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A session token for one user. Shown only in this answer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionToken {
+    pub token: String,
+    pub user_id: UserId,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `GET /healthz`
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// State of one component in `/readyz`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ComponentStatus {
+    /// `"ready"` or `"unavailable"`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `GET /readyz`: 200 when every component is ready, 503 otherwise.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+    pub components: BTreeMap<String, ComponentStatus>,
+}

@@ -1,0 +1,10 @@
+//! Parley's domain vocabulary: typed ids, error codes, validation rules and the
+//! JSON shapes of the REST API. No I/O lives here.
+
+pub mod api;
+pub mod error;
+pub mod ids;
+pub mod validate;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use ids::{InfobaseId, SubscriberId, TokenId, UserId};

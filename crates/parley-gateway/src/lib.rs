@@ -1,0 +1,110 @@
+//! Parley's HTTP face: the REST API under `/v1`, health endpoints and the
+//! OpenAPI document, as one actix-web `App` that the server binary and the
+//! tests build the same way.
+
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+pub mod state;
+
+pub use state::AppState;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, App};
+use error::ApiError;
+use parley_core::ErrorCode;
+use routes::{health, infobases, me, registration};
+use tracing::Instrument;
+
+/// Path of the OpenAPI document.
+pub const OPENAPI_PATH: &str = "/v1/openapi.json";
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Builds the application: routes, body limits, the one error shape and a
+/// tracing span per request.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = state.http.max_body_bytes;
+    App::new()
+        .app_data(state)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(limit)
+                .content_type_required(false)
+                .error_handler(error::json_error),
+        )
+        .app_data(web::PayloadConfig::default().limit(limit))
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .app_data(web::PathConfig::default().error_handler(error::path_error))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource(OPENAPI_PATH).route(web::get().to(health::openapi)))
+        .service(resource("/v1/registration/code").route(web::post().to(registration::request_code)))
+        .service(resource("/v1/registration/confirm").route(web::post().to(registration::confirm)))
+        .service(
+            resource("/v1/infobases/{infobase_id}")
+                .route(web::get().to(infobases::get_infobase))
+                .route(web::delete().to(infobases::unregister)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/users")
+                .route(web::post().to(infobases::upsert_user))
+                .route(web::get().to(infobases::list_users)),
+        )
+        .service(resource("/v1/infobases/{infobase_id}/users/{user_id}").route(web::get().to(infobases::get_user)))
+        .service(
+            resource("/v1/infobases/{infobase_id}/users/{user_id}/tokens")
+                .route(web::post().to(infobases::issue_token)),
+        )
+        .service(resource("/v1/me").route(web::get().to(me::me)))
+        .default_service(web::to(error::no_route))
+        .wrap_fn(|req, srv| {
+            let request_id = uuid::Uuid::new_v4().simple().to_string();
+            // The path only: query strings may carry secrets.
+            let span = tracing::info_span!(
+                "request",
+                id = %&request_id[..12],
+                method = %req.method(),
+                path = %req.path(),
+            );
+            let fut = srv.call(req);
+            async move {
+                let started = std::time::Instant::now();
+                let mut res = fut.await?;
+                let status = res.status().as_u16();
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                if status >= 500 {
+                    tracing::warn!(status, ms, "request failed");
+                } else {
+                    tracing::debug!(status, ms, "request done");
+                }
+                if let Ok(v) = HeaderValue::from_str(&request_id[..12]) {
+                    res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+                }
+                Ok(res)
+            }
+            .instrument(span)
+        })
+}

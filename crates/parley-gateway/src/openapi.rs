@@ -1,0 +1,57 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use crate::routes::{health, infobases, me, registration};
+use parley_core::api;
+use parley_core::{ErrorBody, ErrorCode};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "infobase",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some("user name = infobase id, password = infobase key"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("a session token issued for a user"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Parley API", description = "REST API of the Parley collaboration server. Every error is `{\"code\", \"message\"}`; see docs/api.md for the code table."),
+    paths(
+        health::healthz, health::readyz,
+        registration::request_code, registration::confirm,
+        infobases::get_infobase, infobases::unregister,
+        infobases::upsert_user, infobases::list_users, infobases::get_user, infobases::issue_token,
+        me::me,
+    ),
+    components(schemas(
+        ErrorBody, ErrorCode,
+        api::RequestCode, api::CodeRequested, api::ConfirmRegistration, api::Registered,
+        api::Infobase, api::UpsertUser, api::User, api::UpsertedUser, api::UserPage,
+        api::IssueToken, api::SessionToken, api::Health, api::Readiness, api::ComponentStatus,
+    )),
+    modifiers(&Security),
+)]
+struct ApiDoc;
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

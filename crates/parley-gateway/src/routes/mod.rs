@@ -1,0 +1,4 @@
+pub mod health;
+pub mod infobases;
+pub mod me;
+pub mod registration;

@@ -1,0 +1,115 @@
+//! PostgreSQL access for Parley. Every SQL statement of the project lives in
+//! this crate, grouped by domain in the modules below.
+
+mod infobases;
+mod registration;
+mod tokens;
+mod users;
+
+pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
+pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
+pub use tokens::NewToken;
+pub use users::UserFields;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The embedded schema migrations (`migrations/` at the top of the repo).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or did not answer in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database url: {0}")]
+    Url(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Connection settings of the pool.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Creates the pool. Connections open lazily, so a server can start (and
+    /// report "unavailable" in `/readyz`) while PostgreSQL is still down.
+    pub fn connect_lazy(opts: &StoreOptions) -> Result<Self> {
+        let connect = PgConnectOptions::from_str(&opts.url)
+            .map_err(|e| StoreError::Url(e.to_string()))?
+            .application_name("parley");
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_lazy_with(connect);
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations (idempotent; safe from several nodes at once
+    /// thanks to sqlx's advisory lock).
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Cheap round trip for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Removes expired codes and tokens that can no longer matter.
+    /// Returns how many rows went.
+    pub async fn purge_expired(&self, keep_for: Duration) -> Result<u64> {
+        let keep = keep_for.as_secs_f64();
+        let codes = sqlx::query(
+            "DELETE FROM registration_codes
+             WHERE expires_at < now() - make_interval(secs => $1)",
+        )
+        .bind(keep)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let tokens = sqlx::query(
+            "DELETE FROM session_tokens
+             WHERE expires_at < now() - make_interval(secs => $1)",
+        )
+        .bind(keep)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(codes + tokens)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

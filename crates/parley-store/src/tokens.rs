@@ -1,0 +1,58 @@
+//! Session tokens: stored as SHA-256 hashes, checked against the user's lock
+//! and the infobase's registration on every use.
+
+use crate::users::user_from_row;
+use crate::{Result, Store};
+use chrono::{DateTime, Utc};
+use parley_core::api::User;
+use parley_core::{InfobaseId, TokenId, UserId};
+
+#[derive(Clone, Debug)]
+pub struct NewToken {
+    pub id: TokenId,
+    pub token_hash: Vec<u8>,
+    pub user_id: UserId,
+    pub infobase_id: InfobaseId,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Stores a token for an unlocked user of a registered infobase. Returns
+    /// false (and stores nothing) when the user is locked or missing.
+    pub async fn insert_token(&self, t: &NewToken) -> Result<bool> {
+        let n = sqlx::query(
+            "INSERT INTO session_tokens (id, token_hash, user_id, infobase_id, expires_at)
+             SELECT $1, $2, u.id, u.infobase_id, $5
+             FROM users u JOIN infobases i ON i.id = u.infobase_id
+             WHERE u.id = $3 AND u.infobase_id = $4 AND NOT u.locked
+               AND i.unregistered_at IS NULL",
+        )
+        .bind(t.id.0)
+        .bind(&t.token_hash)
+        .bind(t.user_id.0)
+        .bind(t.infobase_id.0)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// The user a live token belongs to: not expired, not revoked, user not
+    /// locked, infobase still registered.
+    pub async fn token_user(&self, token_hash: &[u8]) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.infobase_id, u.external_id, u.name, u.full_name, u.email, u.phone,
+                    u.picture, u.bot, u.locked, u.created_at, u.updated_at
+             FROM session_tokens t
+             JOIN users u ON u.id = t.user_id
+             JOIN infobases i ON i.id = t.infobase_id
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
+               AND NOT u.locked AND i.unregistered_at IS NULL",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+}

@@ -1,0 +1,141 @@
+//! Users of infobases: upsert by the infobase's own id, read, list.
+
+use crate::{Result, Store};
+use parley_core::api::User;
+use parley_core::{InfobaseId, UserId};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+/// Validated fields of an upsert; `None` keeps the stored value on update.
+#[derive(Clone, Debug, Default)]
+pub struct UserFields {
+    pub external_id: String,
+    pub name: String,
+    pub full_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub picture: Option<String>,
+    pub bot: Option<bool>,
+    pub locked: Option<bool>,
+}
+
+const USER_COLUMNS: &str = "id, infobase_id, external_id, name, full_name, email, phone, \
+                            picture, bot, locked, created_at, updated_at";
+
+pub(crate) fn user_from_row(r: &PgRow) -> Result<User> {
+    Ok(User {
+        id: UserId(r.try_get("id")?),
+        infobase_id: InfobaseId(r.try_get("infobase_id")?),
+        external_id: r.try_get("external_id")?,
+        name: r.try_get("name")?,
+        full_name: r.try_get("full_name")?,
+        email: r.try_get("email")?,
+        phone: r.try_get("phone")?,
+        picture: r.try_get("picture")?,
+        bot: r.try_get("bot")?,
+        locked: r.try_get("locked")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    /// Creates the user or updates it by `(infobase, external_id)`; the Parley
+    /// id never changes. Locking a user revokes its tokens in the same
+    /// transaction. Returns the user and whether it was created.
+    pub async fn upsert_user(&self, infobase: InfobaseId, f: &UserFields) -> Result<(User, bool)> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "INSERT INTO users (id, infobase_id, external_id, name, full_name, email, phone,
+                                picture, bot, locked)
+             VALUES ($1, $2, $3, $4, COALESCE($5, ''), COALESCE($6, ''), COALESCE($7, ''),
+                     COALESCE($8, ''), COALESCE($9, false), COALESCE($10, false))
+             ON CONFLICT (infobase_id, external_id) DO UPDATE SET
+                 name = EXCLUDED.name,
+                 full_name = COALESCE($5, users.full_name),
+                 email = COALESCE($6, users.email),
+                 phone = COALESCE($7, users.phone),
+                 picture = COALESCE($8, users.picture),
+                 bot = COALESCE($9, users.bot),
+                 locked = COALESCE($10, users.locked),
+                 updated_at = now()
+             RETURNING {USER_COLUMNS}, (xmax = 0) AS inserted"
+        );
+        let row = sqlx::query(&sql)
+            .bind(Uuid::new_v4())
+            .bind(infobase.0)
+            .bind(&f.external_id)
+            .bind(&f.name)
+            .bind(&f.full_name)
+            .bind(&f.email)
+            .bind(&f.phone)
+            .bind(&f.picture)
+            .bind(f.bot)
+            .bind(f.locked)
+            .fetch_one(&mut *tx)
+            .await?;
+        let user = user_from_row(&row)?;
+        let inserted: bool = row.try_get("inserted")?;
+        if user.locked {
+            sqlx::query(
+                "UPDATE session_tokens SET revoked_at = now()
+                 WHERE user_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(user.id.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok((user, inserted))
+    }
+
+    /// A user of this infobase (never of another one).
+    pub async fn user(&self, infobase: InfobaseId, id: UserId) -> Result<Option<User>> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND infobase_id = $2");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(infobase.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// A user of this infobase by the infobase's own id.
+    pub async fn user_by_external_id(
+        &self,
+        infobase: InfobaseId,
+        external_id: &str,
+    ) -> Result<Option<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE infobase_id = $1 AND external_id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(infobase.0)
+            .bind(external_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Users of the infobase ordered by id, `limit` after the `after` cursor.
+    pub async fn list_users(
+        &self,
+        infobase: InfobaseId,
+        after: Option<UserId>,
+        limit: i64,
+    ) -> Result<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE infobase_id = $1 AND ($2::uuid IS NULL OR id > $2)
+             ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(infobase.0)
+            .bind(after.map(|a| a.0))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+}
