@@ -1,0 +1,159 @@
+//! Command line: `parley [--config FILE] serve|migrate|config|admin …`.
+
+use crate::config::{Config, CONFIG_ENV};
+use crate::StartError;
+use actix_web::{web, HttpServer};
+use clap::{Parser, Subcommand};
+use parley_core::InfobaseId;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(name = "parley", version, about = "Parley collaboration server")]
+pub struct Cli {
+    /// Configuration file (TOML). Environment variables PARLEY_SECTION__KEY
+    /// override it.
+    #[arg(long, short, global = true, env = CONFIG_ENV)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the effective configuration (secrets redacted).
+    Config,
+    /// Administration.
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Admin {
+    /// Subscribers (tenants).
+    #[command(subcommand)]
+    Subscribers(SubscribersCmd),
+    /// Registered infobases.
+    #[command(subcommand)]
+    Infobases(InfobasesCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscribersCmd {
+    /// List subscribers with their number of registered infobases.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InfobasesCmd {
+    /// List infobases (including unregistered ones).
+    List,
+    /// Unregister an infobase: its key and its users' tokens stop working.
+    Unregister { id: InfobaseId },
+}
+
+/// How often expired codes and tokens are swept.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// Expired rows are kept this long for support questions.
+const PURGE_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+pub async fn run(cli: Cli, cfg: Config) -> Result<(), StartError> {
+    match cli.command {
+        Command::Config => {
+            print!("{}", cfg.redacted_toml());
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = crate::store(&cfg)?;
+            store.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Serve => serve(cfg).await,
+        Command::Admin(a) => admin(a, cfg).await,
+    }
+}
+
+async fn serve(cfg: Config) -> Result<(), StartError> {
+    let store = crate::store(&cfg)?;
+    if cfg.database.migrate_on_start {
+        store.migrate().await?;
+        tracing::info!("database schema up to date");
+    }
+    let state = crate::app_state(&cfg, store.clone())?;
+    let purge_store = store.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(PURGE_EVERY);
+        loop {
+            tick.tick().await;
+            match purge_store.purge_expired(PURGE_KEEP).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "expired codes and tokens purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+        }
+    });
+    let st = state.clone();
+    let mut server = HttpServer::new(move || parley_gateway::app(web::Data::clone(&st)))
+        .client_request_timeout(Duration::from_secs(cfg.http.request_timeout_secs))
+        .shutdown_timeout(30);
+    if cfg.http.workers > 0 {
+        server = server.workers(cfg.http.workers);
+    }
+    let server = server.bind(&cfg.http.bind)?;
+    for addr in server.addrs() {
+        tracing::info!("listening on http://{addr}");
+    }
+    server.run().await?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
+    let store = crate::store(&cfg)?;
+    match cmd {
+        Admin::Subscribers(SubscribersCmd::List) => {
+            println!("{:<36}  {:<40}  {:>9}  created", "id", "email", "infobases");
+            for s in store.list_subscribers().await? {
+                println!(
+                    "{:<36}  {:<40}  {:>9}  {}",
+                    s.id,
+                    s.email,
+                    s.infobases,
+                    s.created_at.format("%Y-%m-%d %H:%M:%S")
+                );
+            }
+        }
+        Admin::Infobases(InfobasesCmd::List) => {
+            println!("{:<36}  {:<30}  {:<30}  {:>6}  {:<19}  state", "id", "name", "subscriber", "users", "created");
+            for i in store.list_infobases().await? {
+                let state = match i.unregistered_at {
+                    Some(t) => format!("unregistered {}", t.format("%Y-%m-%d %H:%M:%S")),
+                    None => "registered".into(),
+                };
+                println!(
+                    "{:<36}  {:<30}  {:<30}  {:>6}  {}  {}",
+                    i.id,
+                    i.name.replace(['\n', '\t'], " "),
+                    i.subscriber_email,
+                    i.users,
+                    i.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    state
+                );
+            }
+        }
+        Admin::Infobases(InfobasesCmd::Unregister { id }) => {
+            if store.unregister_infobase(id).await? {
+                println!("infobase {id} unregistered");
+            } else {
+                println!("infobase {id} is not registered");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,359 @@
+//! The configuration: built-in defaults, then a TOML file, then `PARLEY_…`
+//! environment variables (`PARLEY_SECTION__KEY`, e.g. `PARLEY_HTTP__BIND`).
+//! An unknown key or a value of the wrong type stops startup with a message
+//! that names it. Every key is documented in `docs/configuration.md`.
+
+use parley_gateway::config::{AuthConfig, HttpConfig, RegistrationConfig};
+use parley_mail::MailConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use toml::Value;
+
+/// Environment variable that names the configuration file.
+pub const CONFIG_ENV: &str = "PARLEY_CONFIG";
+const ENV_PREFIX: &str = "PARLEY_";
+
+/// `[database]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://parley@127.0.0.1:5432/parley".into(),
+            max_connections: 16,
+            acquire_timeout_secs: 5,
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `parley_gateway=debug,info`, …
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub mail: MailConfig,
+    pub registration: RegistrationConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("unknown configuration key `{key}` (from {origin})")]
+    UnknownKey { key: String, origin: String },
+    #[error("`{key}` (from {origin}): {message}")]
+    BadValue {
+        key: String,
+        origin: String,
+        message: String,
+    },
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+/// Overlays `over` on `base`, refusing keys `base` does not have and values of
+/// another type.
+fn merge(base: &mut Value, over: Value, prefix: &str, origin: &str) -> Result<(), ConfigError> {
+    match (base, over) {
+        (Value::Table(b), Value::Table(o)) => {
+            for (k, v) in o {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let slot = b.get_mut(&k).ok_or_else(|| ConfigError::UnknownKey {
+                    key: key.clone(),
+                    origin: origin.into(),
+                })?;
+                merge(slot, v, &key, origin)?;
+            }
+            Ok(())
+        }
+        (b, o) => {
+            if std::mem::discriminant(b) != std::mem::discriminant(&o) {
+                return Err(ConfigError::BadValue {
+                    key: prefix.into(),
+                    origin: origin.into(),
+                    message: format!("expected {}, found {}", type_name(b), type_name(&o)),
+                });
+            }
+            *b = o;
+            Ok(())
+        }
+    }
+}
+
+/// Turns an environment string into a value of the type the key has.
+fn env_value(current: &Value, raw: &str, key: &str, var: &str) -> Result<Value, ConfigError> {
+    let bad = |message: String| ConfigError::BadValue {
+        key: key.into(),
+        origin: format!("environment variable {var}"),
+        message,
+    };
+    Ok(match current {
+        Value::String(_) => Value::String(raw.into()),
+        Value::Integer(_) => Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| bad(format!("expected an integer, found {raw:?}")))?,
+        ),
+        Value::Boolean(_) => Value::Boolean(match raw.trim() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => return Err(bad(format!("expected true or false, found {raw:?}"))),
+        }),
+        Value::Array(_) => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.into()))
+                .collect(),
+        ),
+        other => return Err(bad(format!("cannot be set from the environment ({})", type_name(other)))),
+    })
+}
+
+impl Config {
+    /// Defaults ← file (if any) ← environment, then checked.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut tree = Value::try_from(Config::default()).map_err(|e| ConfigError::Parse {
+            path: "built-in defaults".into(),
+            message: e.to_string(),
+        })?;
+        if let Some(path) = file {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: shown.clone(),
+                source,
+            })?;
+            let over: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: shown.clone(),
+                message: e.to_string(),
+            })?;
+            merge(&mut tree, Value::Table(over), "", &shown)?;
+        }
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k != CONFIG_ENV)
+            .collect();
+        vars.sort();
+        for (var, raw) in vars {
+            let path: Vec<String> = var[ENV_PREFIX.len()..]
+                .split("__")
+                .map(str::to_lowercase)
+                .collect();
+            let key = path.join(".");
+            let unknown = || ConfigError::UnknownKey {
+                key: key.clone(),
+                origin: format!("environment variable {var}"),
+            };
+            let mut slot = &mut tree;
+            for part in &path {
+                slot = slot.get_mut(part.as_str()).ok_or_else(unknown)?;
+            }
+            if slot.is_table() {
+                return Err(unknown());
+            }
+            *slot = env_value(slot, &raw, &key, &var)?;
+        }
+        let cfg: Config = tree.try_into().map_err(|e: toml::de::Error| ConfigError::BadValue {
+            key: "configuration".into(),
+            origin: file.map_or("environment".into(), |p| p.display().to_string()),
+            message: e.message().to_owned(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Range checks that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let wrap = |e: parley_gateway::config::ConfigValueError| ConfigError::BadValue {
+            key: e.key.into(),
+            origin: "configuration".into(),
+            message: e.message,
+        };
+        self.http.validate().map_err(wrap)?;
+        self.registration.validate().map_err(wrap)?;
+        self.auth.validate().map_err(wrap)?;
+        let bad = |key: &str, message: &str| ConfigError::BadValue {
+            key: key.into(),
+            origin: "configuration".into(),
+            message: message.into(),
+        };
+        if !(self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://")) {
+            return Err(bad("database.url", "must be a postgres:// URL"));
+        }
+        if !(1..=1000).contains(&self.database.max_connections) {
+            return Err(bad("database.max_connections", "must be between 1 and 1000"));
+        }
+        if !(1..=300).contains(&self.database.acquire_timeout_secs) {
+            return Err(bad("database.acquire_timeout_secs", "must be between 1 and 300"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(bad("log.level", "not a valid filter (e.g. info, debug, parley_gateway=debug)"));
+        }
+        parley_mail::Mailer::new(&self.mail).map_err(|e| ConfigError::BadValue {
+            key: "mail".into(),
+            origin: "configuration".into(),
+            message: e.to_string(),
+        })?;
+        Ok(())
+    }
+
+    /// The configuration as TOML with passwords replaced by `***`.
+    pub fn redacted_toml(&self) -> String {
+        let mut c = self.clone();
+        c.database.url = redact_url(&c.database.url);
+        if !c.mail.smtp_password.is_empty() {
+            c.mail.smtp_password = "***".into();
+        }
+        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.into();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.into();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn write(text: &str) -> tempfile_path::TempPath {
+        tempfile_path::TempPath::new(text)
+    }
+
+    mod tempfile_path {
+        pub struct TempPath(pub std::path::PathBuf);
+        impl TempPath {
+            pub fn new(text: &str) -> Self {
+                let p = std::env::temp_dir().join(format!("parley-cfg-{}.toml", uuid::Uuid::new_v4()));
+                std::fs::write(&p, text).expect("write temp config");
+                Self(p)
+            }
+        }
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load(None, env(&[])).expect("defaults");
+        assert_eq!(c.http.bind, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_then_env() {
+        let f = write("[http]\nbind = \"127.0.0.1:9000\"\n[registration]\nmax_attempts = 3\n");
+        let c = Config::load(
+            Some(&f.0),
+            env(&[
+                ("PARLEY_HTTP__BIND", "127.0.0.1:9001"),
+                ("PARLEY_MAIL__SMTP_PORT", "2525"),
+                ("PARLEY_HTTP__TRUSTED_PROXIES", "127.0.0.1, ::1"),
+                ("PARLEY_CONFIG", "ignored"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(c.http.bind, "127.0.0.1:9001");
+        assert_eq!(c.registration.max_attempts, 3);
+        assert_eq!(c.mail.smtp_port, 2525);
+        assert_eq!(c.http.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let f = write("[http]\nbindd = \"x\"\n");
+        let e = Config::load(Some(&f.0), env(&[])).expect_err("unknown key").to_string();
+        assert!(e.contains("http.bindd"), "{e}");
+
+        let f = write("[registration]\nmax_attempts = \"five\"\n");
+        let e = Config::load(Some(&f.0), env(&[])).expect_err("type").to_string();
+        assert!(e.contains("registration.max_attempts") && e.contains("integer"), "{e}");
+
+        let e = Config::load(None, env(&[("PARLEY_HTTP__NOPE", "1")])).expect_err("env").to_string();
+        assert!(e.contains("PARLEY_HTTP__NOPE"), "{e}");
+
+        let e = Config::load(None, env(&[("PARLEY_AUTH__TOKEN_TTL_SECS", "abc")])).expect_err("env type").to_string();
+        assert!(e.contains("auth.token_ttl_secs"), "{e}");
+
+        let e = Config::load(None, env(&[("PARLEY_REGISTRATION__CODE_LENGTH", "2")])).expect_err("range").to_string();
+        assert!(e.contains("registration.code_length"), "{e}");
+
+        let e = Config::load(None, env(&[("PARLEY_MAIL__TRANSPORT", "pigeon")])).expect_err("variant").to_string();
+        assert!(e.contains("pigeon"), "{e}");
+
+        let e = Config::load(None, env(&[("PARLEY_HTTP__BIND", "nowhere")])).expect_err("bind").to_string();
+        assert!(e.contains("http.bind"), "{e}");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut c = Config::default();
+        c.database.url = "postgres://parley:hunter2@db:5432/parley".into();
+        c.mail.smtp_password = "s3cret".into();
+        let out = c.redacted_toml();
+        assert!(!out.contains("hunter2") && !out.contains("s3cret"), "{out}");
+        assert!(out.contains("postgres://parley:***@db:5432/parley"));
+    }
+}
