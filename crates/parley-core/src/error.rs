@@ -37,7 +37,6 @@ macro_rules! error_codes {
 error_codes! {
     InvalidJson => ("invalid_json", 400, "The body is not valid JSON or does not have the expected shape (wrong type, missing field, unknown field)."),
     Invalid => ("invalid", 400, "A value is well-formed JSON but not acceptable (bad e-mail, empty name, out-of-range number); the message names the field."),
-    UnsupportedMediaType => ("unsupported_media_type", 415, "The body is not sent as `application/json`."),
     TooLarge => ("too_large", 413, "The body or a field exceeds its configured size limit; the message names the limit."),
     Unauthenticated => ("unauthenticated", 401, "Credentials are missing or not in the expected form."),
     AccessDenied => ("access_denied", 403, "Credentials are wrong, expired or revoked, or the caller may not touch this resource."),

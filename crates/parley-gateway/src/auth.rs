@@ -25,14 +25,22 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
 }
 
 fn auth_header(req: &HttpRequest) -> Result<&str, ApiError> {
-    let v = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
-        ApiError::new(ErrorCode::Unauthenticated, "missing Authorization header")
-    })?;
+    let v = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "missing Authorization header"))?;
     if v.len() > MAX_AUTH_HEADER {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "Authorization header too long"));
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "Authorization header too long",
+        ));
     }
-    v.to_str()
-        .map_err(|_| ApiError::new(ErrorCode::Unauthenticated, "Authorization header is not ASCII"))
+    v.to_str().map_err(|_| {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            "Authorization header is not ASCII",
+        )
+    })
 }
 
 /// An authenticated infobase. When the route has an `{infobase_id}` segment it
@@ -52,17 +60,22 @@ impl FromRequest for InfobaseCaller {
         Box::pin(async move {
             let st = state(&req)?;
             let raw = auth_header(&req)?;
-            let basic = raw
-                .strip_prefix("Basic ")
-                .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "expected HTTP Basic credentials: infobase id and key"))?;
+            let basic = raw.strip_prefix("Basic ").ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "expected HTTP Basic credentials: infobase id and key",
+                )
+            })?;
             let decoded = STANDARD
                 .decode(basic.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "malformed Basic credentials"))?;
-            let (id, key) = decoded
-                .split_once(':')
-                .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "malformed Basic credentials"))?;
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::Unauthenticated, "malformed Basic credentials")
+                })?;
+            let (id, key) = decoded.split_once(':').ok_or_else(|| {
+                ApiError::new(ErrorCode::Unauthenticated, "malformed Basic credentials")
+            })?;
             let denied = || ApiError::access_denied("wrong infobase id or key");
             let id: InfobaseId = id.parse().map_err(|_| denied())?;
             let auth = st.store.infobase_auth(id).await?;
@@ -107,14 +120,19 @@ impl FromRequest for UserCaller {
         Box::pin(async move {
             let st = state(&req)?;
             let raw = auth_header(&req)?;
-            let token = raw
-                .strip_prefix("Bearer ")
-                .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "expected a Bearer session token"))?;
+            let token = raw.strip_prefix("Bearer ").ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "expected a Bearer session token",
+                )
+            })?;
             let user = st
                 .store
                 .token_user(&sha256(token.trim().as_bytes()))
                 .await?
-                .ok_or_else(|| ApiError::access_denied("the session token is unknown, expired or revoked"))?;
+                .ok_or_else(|| {
+                    ApiError::access_denied("the session token is unknown, expired or revoked")
+                })?;
             Ok(UserCaller(user))
         })
     }

@@ -80,6 +80,9 @@ mod tests {
         assert!(ct_eq(&sha256(a.as_bytes()), &sha256(a.as_bytes())));
         assert!(!ct_eq(&sha256(a.as_bytes()), &sha256(b.as_bytes())));
         let salt = random_bytes::<16>();
-        assert_ne!(code_hash(&salt, "a@b.c", "123456"), code_hash(&salt, "a@b.c", "123457"));
+        assert_ne!(
+            code_hash(&salt, "a@b.c", "123456"),
+            code_hash(&salt, "a@b.c", "123457")
+        );
     }
 }

@@ -73,7 +73,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(msg) => {
                 tracing::warn!(error = %msg, "database unavailable");
-                Self::new(ErrorCode::Unavailable, "the database is unavailable; retry later")
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the database is unavailable; retry later",
+                )
             }
             other => {
                 tracing::error!(error = %other, "database error");
@@ -88,15 +91,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// Body errors of `web::Json`: size, content type, syntax, shape.
 pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let e = match &err {
-        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
-            ApiError::new(
-                ErrorCode::TooLarge,
-                format!("the body exceeds the limit of {limit} bytes (http.max_body_bytes)"),
-            )
-        }
-        JsonPayloadError::ContentType => ApiError::new(
-            ErrorCode::UnsupportedMediaType,
-            "send the body as application/json",
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::new(
+            ErrorCode::TooLarge,
+            format!("the body exceeds the limit of {limit} bytes (http.max_body_bytes)"),
         ),
         JsonPayloadError::Deserialize(de) => {
             ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {de}"))

@@ -26,7 +26,10 @@ use tracing::Instrument;
 pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
 }
 
 fn resource(path: &str) -> actix_web::Resource {
@@ -61,7 +64,9 @@ pub fn app(
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource(OPENAPI_PATH).route(web::get().to(health::openapi)))
-        .service(resource("/v1/registration/code").route(web::post().to(registration::request_code)))
+        .service(
+            resource("/v1/registration/code").route(web::post().to(registration::request_code)),
+        )
         .service(resource("/v1/registration/confirm").route(web::post().to(registration::confirm)))
         .service(
             resource("/v1/infobases/{infobase_id}")
@@ -73,7 +78,10 @@ pub fn app(
                 .route(web::post().to(infobases::upsert_user))
                 .route(web::get().to(infobases::list_users)),
         )
-        .service(resource("/v1/infobases/{infobase_id}/users/{user_id}").route(web::get().to(infobases::get_user)))
+        .service(
+            resource("/v1/infobases/{infobase_id}/users/{user_id}")
+                .route(web::get().to(infobases::get_user)),
+        )
         .service(
             resource("/v1/infobases/{infobase_id}/users/{user_id}/tokens")
                 .route(web::post().to(infobases::issue_token)),
@@ -101,7 +109,8 @@ pub fn app(
                     tracing::debug!(status, ms, "request done");
                 }
                 if let Ok(v) = HeaderValue::from_str(&request_id[..12]) {
-                    res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+                    res.headers_mut()
+                        .insert(HeaderName::from_static("x-request-id"), v);
                 }
                 Ok(res)
             }

@@ -30,7 +30,13 @@ impl RateLimiter {
         self.check_at(key, limit, period, Instant::now())
     }
 
-    fn check_at(&self, key: &str, limit: u32, period: Duration, now: Instant) -> Result<(), Duration> {
+    fn check_at(
+        &self,
+        key: &str,
+        limit: u32,
+        period: Duration,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let limit = limit.max(1);
         let interval = period / limit;
         let tolerance = period.saturating_sub(interval);
@@ -65,10 +71,16 @@ mod tests {
         for _ in 0..3 {
             assert!(rl.check_at("k", 3, hour, t0).is_ok());
         }
-        let wait = rl.check_at("k", 3, hour, t0).expect_err("4th must be refused");
+        let wait = rl
+            .check_at("k", 3, hour, t0)
+            .expect_err("4th must be refused");
         assert!(wait <= Duration::from_secs(1200) && wait > Duration::ZERO);
         assert!(rl.check_at("other", 3, hour, t0).is_ok());
-        assert!(rl.check_at("k", 3, hour, t0 + Duration::from_secs(1200)).is_ok());
-        assert!(rl.check_at("k", 3, hour, t0 + Duration::from_secs(1200)).is_err());
+        assert!(rl
+            .check_at("k", 3, hour, t0 + Duration::from_secs(1200))
+            .is_ok());
+        assert!(rl
+            .check_at("k", 3, hour, t0 + Duration::from_secs(1200))
+            .is_err());
     }
 }

@@ -130,7 +130,10 @@ async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
             }
         }
         Admin::Infobases(InfobasesCmd::List) => {
-            println!("{:<36}  {:<30}  {:<30}  {:>6}  {:<19}  state", "id", "name", "subscriber", "users", "created");
+            println!(
+                "{:<36}  {:<30}  {:<30}  {:>6}  {:<19}  state",
+                "id", "name", "subscriber", "users", "created"
+            );
             for i in store.list_infobases().await? {
                 let state = match i.unregistered_at {
                     Some(t) => format!("unregistered {}", t.format("%Y-%m-%d %H:%M:%S")),

@@ -99,7 +99,11 @@ fn merge(base: &mut Value, over: Value, prefix: &str, origin: &str) -> Result<()
     match (base, over) {
         (Value::Table(b), Value::Table(o)) => {
             for (k, v) in o {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 let slot = b.get_mut(&k).ok_or_else(|| ConfigError::UnknownKey {
                     key: key.clone(),
                     origin: origin.into(),
@@ -148,7 +152,12 @@ fn env_value(current: &Value, raw: &str, key: &str, var: &str) -> Result<Value, 
                 .map(|s| Value::String(s.into()))
                 .collect(),
         ),
-        other => return Err(bad(format!("cannot be set from the environment ({})", type_name(other)))),
+        other => {
+            return Err(bad(format!(
+                "cannot be set from the environment ({})",
+                type_name(other)
+            )))
+        }
     })
 }
 
@@ -180,10 +189,25 @@ impl Config {
             .collect();
         vars.sort();
         for (var, raw) in vars {
-            let path: Vec<String> = var[ENV_PREFIX.len()..]
-                .split("__")
-                .map(str::to_lowercase)
-                .collect();
+            let rest = var[ENV_PREFIX.len()..].to_lowercase();
+            if !rest.contains("__") {
+                // Not a configuration variable (scripts have PARLEY_PORT and
+                // the like), unless it looks like a section key misspelled.
+                let looks_like_key = tree
+                    .as_table()
+                    .is_some_and(|t| t.keys().any(|s| rest.starts_with(&format!("{s}_"))));
+                if looks_like_key {
+                    return Err(ConfigError::UnknownKey {
+                        key: rest,
+                        origin: format!(
+                            "environment variable {var}; sections and keys are separated by \
+                             two underscores, e.g. PARLEY_HTTP__BIND"
+                        ),
+                    });
+                }
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_owned).collect();
             let key = path.join(".");
             let unknown = || ConfigError::UnknownKey {
                 key: key.clone(),
@@ -198,11 +222,13 @@ impl Config {
             }
             *slot = env_value(slot, &raw, &key, &var)?;
         }
-        let cfg: Config = tree.try_into().map_err(|e: toml::de::Error| ConfigError::BadValue {
-            key: "configuration".into(),
-            origin: file.map_or("environment".into(), |p| p.display().to_string()),
-            message: e.message().to_owned(),
-        })?;
+        let cfg: Config = tree
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::BadValue {
+                key: "configuration".into(),
+                origin: file.map_or("environment".into(), |p| p.display().to_string()),
+                message: e.message().to_owned(),
+            })?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -222,17 +248,28 @@ impl Config {
             origin: "configuration".into(),
             message: message.into(),
         };
-        if !(self.database.url.starts_with("postgres://") || self.database.url.starts_with("postgresql://")) {
+        if !(self.database.url.starts_with("postgres://")
+            || self.database.url.starts_with("postgresql://"))
+        {
             return Err(bad("database.url", "must be a postgres:// URL"));
         }
         if !(1..=1000).contains(&self.database.max_connections) {
-            return Err(bad("database.max_connections", "must be between 1 and 1000"));
+            return Err(bad(
+                "database.max_connections",
+                "must be between 1 and 1000",
+            ));
         }
         if !(1..=300).contains(&self.database.acquire_timeout_secs) {
-            return Err(bad("database.acquire_timeout_secs", "must be between 1 and 300"));
+            return Err(bad(
+                "database.acquire_timeout_secs",
+                "must be between 1 and 300",
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(bad("log.level", "not a valid filter (e.g. info, debug, parley_gateway=debug)"));
+            return Err(bad(
+                "log.level",
+                "not a valid filter (e.g. info, debug, parley_gateway=debug)",
+            ));
         }
         parley_mail::Mailer::new(&self.mail).map_err(|e| ConfigError::BadValue {
             key: "mail".into(),
@@ -272,7 +309,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn write(text: &str) -> tempfile_path::TempPath {
@@ -283,7 +323,8 @@ mod tests {
         pub struct TempPath(pub std::path::PathBuf);
         impl TempPath {
             pub fn new(text: &str) -> Self {
-                let p = std::env::temp_dir().join(format!("parley-cfg-{}.toml", uuid::Uuid::new_v4()));
+                let p =
+                    std::env::temp_dir().join(format!("parley-cfg-{}.toml", uuid::Uuid::new_v4()));
                 std::fs::write(&p, text).expect("write temp config");
                 Self(p)
             }
@@ -312,6 +353,7 @@ mod tests {
                 ("PARLEY_HTTP__TRUSTED_PROXIES", "127.0.0.1, ::1"),
                 ("PARLEY_CONFIG", "ignored"),
                 ("OTHER", "x"),
+                ("PARLEY_DATA_DIR", "/somewhere"),
             ]),
         )
         .expect("load");
@@ -324,26 +366,51 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let f = write("[http]\nbindd = \"x\"\n");
-        let e = Config::load(Some(&f.0), env(&[])).expect_err("unknown key").to_string();
+        let e = Config::load(Some(&f.0), env(&[]))
+            .expect_err("unknown key")
+            .to_string();
         assert!(e.contains("http.bindd"), "{e}");
 
         let f = write("[registration]\nmax_attempts = \"five\"\n");
-        let e = Config::load(Some(&f.0), env(&[])).expect_err("type").to_string();
-        assert!(e.contains("registration.max_attempts") && e.contains("integer"), "{e}");
+        let e = Config::load(Some(&f.0), env(&[]))
+            .expect_err("type")
+            .to_string();
+        assert!(
+            e.contains("registration.max_attempts") && e.contains("integer"),
+            "{e}"
+        );
 
-        let e = Config::load(None, env(&[("PARLEY_HTTP__NOPE", "1")])).expect_err("env").to_string();
+        let e = Config::load(None, env(&[("PARLEY_HTTP__NOPE", "1")]))
+            .expect_err("env")
+            .to_string();
         assert!(e.contains("PARLEY_HTTP__NOPE"), "{e}");
 
-        let e = Config::load(None, env(&[("PARLEY_AUTH__TOKEN_TTL_SECS", "abc")])).expect_err("env type").to_string();
+        let e = Config::load(None, env(&[("PARLEY_HTTP_BIND", "x")]))
+            .expect_err("one underscore")
+            .to_string();
+        assert!(
+            e.contains("PARLEY_HTTP_BIND") && e.contains("PARLEY_HTTP__BIND"),
+            "{e}"
+        );
+
+        let e = Config::load(None, env(&[("PARLEY_AUTH__TOKEN_TTL_SECS", "abc")]))
+            .expect_err("env type")
+            .to_string();
         assert!(e.contains("auth.token_ttl_secs"), "{e}");
 
-        let e = Config::load(None, env(&[("PARLEY_REGISTRATION__CODE_LENGTH", "2")])).expect_err("range").to_string();
+        let e = Config::load(None, env(&[("PARLEY_REGISTRATION__CODE_LENGTH", "2")]))
+            .expect_err("range")
+            .to_string();
         assert!(e.contains("registration.code_length"), "{e}");
 
-        let e = Config::load(None, env(&[("PARLEY_MAIL__TRANSPORT", "pigeon")])).expect_err("variant").to_string();
+        let e = Config::load(None, env(&[("PARLEY_MAIL__TRANSPORT", "pigeon")]))
+            .expect_err("variant")
+            .to_string();
         assert!(e.contains("pigeon"), "{e}");
 
-        let e = Config::load(None, env(&[("PARLEY_HTTP__BIND", "nowhere")])).expect_err("bind").to_string();
+        let e = Config::load(None, env(&[("PARLEY_HTTP__BIND", "nowhere")]))
+            .expect_err("bind")
+            .to_string();
         assert!(e.contains("http.bind"), "{e}");
     }
 

@@ -107,9 +107,8 @@ impl Store {
         infobase: InfobaseId,
         external_id: &str,
     ) -> Result<Option<User>> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE infobase_id = $1 AND external_id = $2"
-        );
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE infobase_id = $1 AND external_id = $2");
         let row = sqlx::query(&sql)
             .bind(infobase.0)
             .bind(external_id)

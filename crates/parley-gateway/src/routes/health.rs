@@ -28,9 +28,18 @@ pub async fn healthz() -> web::Json<Health> {
 pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     let mut components = BTreeMap::new();
     let db = match tokio_timeout(CHECK_TIMEOUT, st.store.ping()).await {
-        Some(Ok(())) => ComponentStatus { status: "ready".into(), message: None },
-        Some(Err(e)) => ComponentStatus { status: "unavailable".into(), message: Some(e.to_string()) },
-        None => ComponentStatus { status: "unavailable".into(), message: Some("no answer within 2 s".into()) },
+        Some(Ok(())) => ComponentStatus {
+            status: "ready".into(),
+            message: None,
+        },
+        Some(Err(e)) => ComponentStatus {
+            status: "unavailable".into(),
+            message: Some(e.to_string()),
+        },
+        None => ComponentStatus {
+            status: "unavailable".into(),
+            message: Some("no answer within 2 s".into()),
+        },
     };
     components.insert("database".to_owned(), db);
     let ready = components.values().all(|c| c.status == "ready");

@@ -8,7 +8,9 @@ use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use futures_util::StreamExt;
-use parley_core::api::{Infobase, IssueToken, SessionToken, UpsertUser, UpsertedUser, User, UserPage};
+use parley_core::api::{
+    Infobase, IssueToken, SessionToken, UpsertUser, UpsertedUser, User, UserPage,
+};
 use parley_core::validate::{self, *};
 use parley_core::{ErrorBody, ErrorCode, InfobaseId, TokenId, UserId};
 use parley_store::{NewToken, UserFields};
@@ -30,8 +32,15 @@ pub const MAX_PAGE: u32 = 1000;
         (status = 403, description = "`access_denied`: wrong key, or another infobase's id", body = ErrorBody),
     )
 )]
-pub async fn get_infobase(st: web::Data<AppState>, me: InfobaseCaller) -> ApiResult<web::Json<Infobase>> {
-    let ib = st.store.infobase(me.id).await?.ok_or_else(|| ApiError::not_found("infobase"))?;
+pub async fn get_infobase(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+) -> ApiResult<web::Json<Infobase>> {
+    let ib = st
+        .store
+        .infobase(me.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("infobase"))?;
     Ok(web::Json(ib))
 }
 
@@ -132,17 +141,35 @@ pub async fn list_users(
     q: web::Query<ListUsersQuery>,
 ) -> ApiResult<web::Json<UserPage>> {
     if let Some(ext) = &q.external_id {
-        let users = st.store.user_by_external_id(me.id, ext).await?.into_iter().collect();
-        return Ok(web::Json(UserPage { users, next_cursor: None }));
+        let users = st
+            .store
+            .user_by_external_id(me.id, ext)
+            .await?
+            .into_iter()
+            .collect();
+        return Ok(web::Json(UserPage {
+            users,
+            next_cursor: None,
+        }));
     }
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(ErrorCode::Invalid, format!("limit: must be between 1 and {MAX_PAGE}")));
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            format!("limit: must be between 1 and {MAX_PAGE}"),
+        ));
     }
-    let mut users = st.store.list_users(me.id, q.after, i64::from(limit) + 1).await?;
+    let mut users = st
+        .store
+        .list_users(me.id, q.after, i64::from(limit) + 1)
+        .await?;
     let more = users.len() > limit as usize;
     users.truncate(limit as usize);
-    let next_cursor = if more { users.last().map(|u| u.id) } else { None };
+    let next_cursor = if more {
+        users.last().map(|u| u.id)
+    } else {
+        None
+    };
     Ok(web::Json(UserPage { users, next_cursor }))
 }
 
@@ -162,7 +189,11 @@ pub async fn get_user(
     path: web::Path<(InfobaseId, UserId)>,
 ) -> ApiResult<web::Json<User>> {
     let (_, user_id) = path.into_inner();
-    let user = st.store.user(me.id, user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user = st
+        .store
+        .user(me.id, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     Ok(web::Json(user))
 }
 
@@ -173,7 +204,8 @@ async fn optional_json<T: serde::de::DeserializeOwned + Default>(
 ) -> ApiResult<T> {
     let mut buf = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("unreadable body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("unreadable body: {e}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::new(
                 ErrorCode::TooLarge,
@@ -185,7 +217,8 @@ async fn optional_json<T: serde::de::DeserializeOwned + Default>(
     if buf.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&buf).map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&buf)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {e}")))
 }
 
 /// Issues a session token for the user (for the WebSocket and user calls).
@@ -215,11 +248,18 @@ pub async fn issue_token(
         Some(_) => {
             return Err(ApiError::new(
                 ErrorCode::Invalid,
-                format!("ttl_seconds: must be between 60 and {} (auth.max_token_ttl_secs)", st.auth.max_token_ttl_secs),
+                format!(
+                    "ttl_seconds: must be between 60 and {} (auth.max_token_ttl_secs)",
+                    st.auth.max_token_ttl_secs
+                ),
             ))
         }
     };
-    let user = st.store.user(me.id, user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let user = st
+        .store
+        .user(me.id, user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     if user.locked {
         return Err(ApiError::access_denied("the user is locked"));
     }
@@ -236,5 +276,9 @@ pub async fn issue_token(
         // Locked or removed between the read and the insert.
         return Err(ApiError::access_denied("the user is locked"));
     }
-    Ok(HttpResponse::Created().json(SessionToken { token, user_id, expires_at }))
+    Ok(HttpResponse::Created().json(SessionToken {
+        token,
+        user_id,
+        expires_at,
+    }))
 }

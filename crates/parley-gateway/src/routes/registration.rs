@@ -49,7 +49,9 @@ pub async fn request_code(
     let email = validate::email(&body.email)?;
     let cfg = &st.registration;
     let since = Utc::now() - chrono::Duration::hours(1);
-    if st.store.codes_requested_since(&email, since).await? >= i64::from(cfg.codes_per_email_per_hour) {
+    if st.store.codes_requested_since(&email, since).await?
+        >= i64::from(cfg.codes_per_email_per_hour)
+    {
         return Err(ApiError::rate_limited(
             "codes for this e-mail (registration.codes_per_email_per_hour)",
             HOUR / cfg.codes_per_email_per_hour.max(1),
@@ -110,7 +112,11 @@ pub async fn confirm(
     limit_ip(&st, &req, "confirm")?;
     let email = validate::email(&body.email)?;
     let code = validate::code(&body.code, st.registration.code_length)?;
-    let name = validate::text("infobase_name", &body.infobase_name, MAX_INFOBASE_NAME_CHARS)?;
+    let name = validate::text(
+        "infobase_name",
+        &body.infobase_name,
+        MAX_INFOBASE_NAME_CHARS,
+    )?;
     let key = crypto::secret(INFOBASE_KEY_PREFIX);
     let infobase = NewInfobase {
         id: InfobaseId::new_random(),
@@ -119,7 +125,11 @@ pub async fn confirm(
     };
     let max_attempts = i32::try_from(st.registration.max_attempts).unwrap_or(i32::MAX);
     let verify = |salt: &[u8], hash: &[u8]| ct_eq(&code_hash(salt, &email, &code), hash);
-    match st.store.confirm_code(&email, max_attempts, verify, &infobase).await? {
+    match st
+        .store
+        .confirm_code(&email, max_attempts, verify, &infobase)
+        .await?
+    {
         ConfirmOutcome::Registered {
             subscriber_id,
             infobase_id,

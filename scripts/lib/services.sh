@@ -1,0 +1,127 @@
+# Shared by scripts/run.sh and scripts/test.sh (sourced, not run): installs what
+# is missing with apt-get and runs private services on loopback, each under a
+# folder of its own, so nothing system-wide is touched.
+
+PARLEY_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+_apt_updated=0
+
+log() { printf '[parley] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        die "need root (or sudo) to run: $*"; fi
+}
+
+# ensure_debs PKG... : installs the Debian packages that are not installed yet.
+ensure_debs() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]}"
+    if [ "$_apt_updated" = 0 ]; then
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        _apt_updated=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$(( (RANDOM % 20000) + 30000 ))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+    done
+    die "no free port found"
+}
+
+# wait_port PORT SECONDS: until something accepts connections on 127.0.0.1:PORT.
+wait_port() {
+    local i
+    for i in $(seq 1 $(( $2 * 10 ))); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+pg_bindir() {
+    local d
+    d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -n "$d" ] && [ -x "$d/initdb" ] || return 1
+    echo "$d"
+}
+
+ensure_postgres() {
+    pg_bindir >/dev/null || ensure_debs postgresql
+    pg_bindir >/dev/null || die "PostgreSQL server binaries not found after installing postgresql"
+}
+
+# PostgreSQL refuses to run as root; then it runs as the postgres user.
+_pg() {
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# pg_start DIR PORT [extra postgres -c options...]: a private cluster on
+# 127.0.0.1:PORT with a superuser `parley` (trust on loopback only).
+pg_start() {
+    local dir=$1 port=$2; shift 2
+    local bin; bin=$(pg_bindir)
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres: "$dir" && chmod 700 "$dir"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        _pg "$bin/initdb" -D "$dir" -U parley --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null \
+            || die "initdb failed in $dir"
+    fi
+    local opts="-p $port -k $dir -c listen_addresses=127.0.0.1"
+    for o in "$@"; do opts+=" -c $o"; done
+    if ! _pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        _pg "$bin/pg_ctl" -D "$dir" -o "$opts" -l "$dir/server.log" -w -t 60 start >/dev/null \
+            || { tail -n 20 "$dir/server.log" >&2; die "PostgreSQL did not start (log above)"; }
+    fi
+    log "PostgreSQL on 127.0.0.1:$port (data in $dir)"
+}
+
+# pg_createdb PORT NAME: creates the database unless it exists.
+pg_createdb() {
+    local bin; bin=$(pg_bindir)
+    "$bin/psql" -h 127.0.0.1 -p "$1" -U parley -d postgres -qtAc \
+        "SELECT 1 FROM pg_database WHERE datname = '$2'" | grep -q 1 \
+        || "$bin/createdb" -h 127.0.0.1 -p "$1" -U parley "$2"
+}
+
+pg_stop() {
+    local bin; bin=$(pg_bindir) || return 0
+    [ -f "$1/PG_VERSION" ] && _pg "$bin/pg_ctl" -D "$1" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# smtp_start MAILDIR PORT PIDFILE: a real SMTP server (aiosmtpd) that stores
+# every message it receives in MAILDIR.
+smtp_start() {
+    local maildir=$1 port=$2 pidfile=$3
+    /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || ensure_debs python3-aiosmtpd
+    mkdir -p "$maildir"/{tmp,new,cur}
+    /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir" \
+        >"$maildir/../smtp.log" 2>&1 &
+    echo $! >"$pidfile"
+    wait_port "$port" 30 || die "SMTP server did not start (see $maildir/../smtp.log)"
+    log "SMTP on 127.0.0.1:$port (mail in $maildir)"
+}
+
+stop_pidfile() {
+    [ -f "$1" ] || return 0
+    local pid; pid=$(cat "$1")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    rm -f "$1"
+}
