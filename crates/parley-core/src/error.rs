@@ -85,3 +85,18 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// docs/api.md lists every code with its HTTP status.
+    #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../../docs/api.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.http_status());
+            assert!(doc.contains(&row), "docs/api.md lacks the row {row}");
+        }
+    }
+}

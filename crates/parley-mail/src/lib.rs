@@ -103,14 +103,30 @@ impl std::fmt::Debug for Mailer {
     }
 }
 
-impl Mailer {
-    /// Checks the configuration and prepares the transport (no connection is
-    /// made until the first mail).
-    pub fn new(cfg: &MailConfig) -> Result<Self, MailError> {
-        let from: Mailbox = cfg.from.parse().map_err(|e| MailError::Config {
+impl MailConfig {
+    /// Checks the values without building anything.
+    pub fn validate(&self) -> Result<(), MailError> {
+        self.sender()?;
+        if self.transport == Transport::Smtp {
+            smtp_transport(self)?;
+        }
+        Ok(())
+    }
+
+    fn sender(&self) -> Result<Mailbox, MailError> {
+        self.from.parse().map_err(|e| MailError::Config {
             field: "from",
             message: format!("not a mailbox ({e})"),
-        })?;
+        })
+    }
+}
+
+impl Mailer {
+    /// Checks the configuration and prepares the transport. No connection is
+    /// kept: each mail opens its own, since registration mail is rare and a
+    /// pool would tie connections to one runtime's worker.
+    pub fn new(cfg: &MailConfig) -> Result<Self, MailError> {
+        let from = cfg.sender()?;
         let inner = match cfg.transport {
             Transport::Log => Inner::Log,
             Transport::Smtp => Inner::Smtp(smtp_transport(cfg)?),

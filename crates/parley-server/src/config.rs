@@ -271,7 +271,7 @@ impl Config {
                 "not a valid filter (e.g. info, debug, parley_gateway=debug)",
             ));
         }
-        parley_mail::Mailer::new(&self.mail).map_err(|e| ConfigError::BadValue {
+        self.mail.validate().map_err(|e| ConfigError::BadValue {
             key: "mail".into(),
             origin: "configuration".into(),
             message: e.to_string(),
@@ -422,5 +422,56 @@ mod tests {
         let out = c.redacted_toml();
         assert!(!out.contains("hunter2") && !out.contains("s3cret"), "{out}");
         assert!(out.contains("postgres://parley:***@db:5432/parley"));
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    fn keys(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        if let Value::Table(t) = v {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if v.is_table() {
+                    keys(&key, v, out);
+                } else {
+                    out.push(key);
+                }
+            }
+        }
+    }
+
+    /// Every key has a row in docs/configuration.md under its section.
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let tree = Value::try_from(Config::default()).expect("defaults");
+        let mut all = Vec::new();
+        keys("", &tree, &mut all);
+        for key in all {
+            let (section, name) = key.split_once('.').expect("sectioned");
+            let at = doc
+                .find(&format!("## `[{section}]`"))
+                .unwrap_or_else(|| panic!("no section {section} in docs"));
+            let rest = &doc[at..];
+            let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+            assert!(
+                rest[..end].contains(&format!("| `{name}` |")),
+                "{key} is not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/parley.toml");
+        let cfg = Config::load(Some(&path), Vec::new()).expect("deploy/parley.toml is valid");
+        assert_eq!(cfg.mail.smtp_port, 587);
     }
 }
