@@ -40,6 +40,7 @@ error_codes! {
     TooLarge => ("too_large", 413, "The body or a field exceeds its configured size limit; the message names the limit."),
     Unauthenticated => ("unauthenticated", 401, "Credentials are missing or not in the expected form."),
     AccessDenied => ("access_denied", 403, "Credentials are wrong, expired or revoked, or the caller may not touch this resource."),
+    UnknownFrame => ("unknown_frame", 400, "A WebSocket frame whose `type` the server does not know."),
     NotFound => ("not_found", 404, "No such resource (or route)."),
     MethodNotAllowed => ("method_not_allowed", 405, "The route exists but not with this HTTP method."),
     Conflict => ("conflict", 409, "The request conflicts with the current state."),

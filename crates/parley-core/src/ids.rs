@@ -60,3 +60,15 @@ typed_id!(
     /// A session token row (the token itself is never stored).
     TokenId
 );
+typed_id!(
+    /// A conversation (contextual or not).
+    ConversationId
+);
+typed_id!(
+    /// A message.
+    MessageId
+);
+typed_id!(
+    /// One WebSocket session of a user.
+    SessionId
+);

@@ -4,7 +4,8 @@
 pub mod api;
 pub mod error;
 pub mod ids;
+pub mod protocol;
 pub mod validate;
 
 pub use error::{ErrorBody, ErrorCode};
-pub use ids::{InfobaseId, SubscriberId, TokenId, UserId};
+pub use ids::{ConversationId, InfobaseId, MessageId, SessionId, SubscriberId, TokenId, UserId};

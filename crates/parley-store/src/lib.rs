@@ -1,11 +1,15 @@
 //! PostgreSQL access for Parley. Every SQL statement of the project lives in
 //! this crate, grouped by domain in the modules below.
 
+mod conversations;
 mod infobases;
+mod messages;
 mod registration;
 mod tokens;
 mod users;
 
+pub use conversations::{CreateOutcome, NewConversation, Viewer};
+pub use messages::{NewMessageRow, PostOutcome, StoredEvent};
 pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use tokens::NewToken;
@@ -29,6 +33,16 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("invalid database url: {0}")]
     Url(String),
+    /// The thing asked for does not exist or is not visible to the caller.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The caller may see it but not do this.
+    #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<sqlx::Error> for StoreError {

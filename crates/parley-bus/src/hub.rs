@@ -1,0 +1,245 @@
+//! The sessions of this node, by user, and delivery into their bounded queues.
+
+use crate::Envelope;
+use parley_core::{SessionId, UserId};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{mpsc, Notify};
+
+/// Set when a session's queue overflowed; the session closes itself.
+#[derive(Debug, Default)]
+pub struct Overflow {
+    flag: AtomicBool,
+    notify: Notify,
+}
+
+impl Overflow {
+    pub fn trip(&self) {
+        if !self.flag.swap(true, Ordering::AcqRel) {
+            self.notify.notify_one();
+        }
+    }
+
+    pub fn tripped(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Completes once tripped (at once if it already was).
+    pub async fn wait(&self) {
+        if self.tripped() {
+            return;
+        }
+        self.notify.notified().await;
+    }
+}
+
+/// How the hub reaches one session.
+#[derive(Clone, Debug)]
+pub struct SessionHandle {
+    pub id: SessionId,
+    pub user: UserId,
+    pub tx: mpsc::Sender<Arc<Envelope>>,
+    pub overflow: Arc<Overflow>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct HubLimits {
+    pub max_sessions: usize,
+    pub max_sessions_per_user: usize,
+}
+
+/// Result of registering a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Registered {
+    /// The user's first session on this node.
+    First,
+    More,
+    /// Refused: the node is full.
+    NodeFull,
+    /// Refused: the user has too many sessions on this node.
+    UserFull,
+}
+
+#[derive(Debug, Default)]
+pub struct Hub {
+    sessions: RwLock<HashMap<UserId, Vec<SessionHandle>>>,
+    count: AtomicUsize,
+    delivered: AtomicU64,
+    overflowed: AtomicU64,
+}
+
+impl Hub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&self, handle: SessionHandle, limits: HubLimits) -> Registered {
+        let mut map = match self.sessions.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if self.count.load(Ordering::Relaxed) >= limits.max_sessions {
+            return Registered::NodeFull;
+        }
+        let list = map.entry(handle.user).or_default();
+        if list.len() >= limits.max_sessions_per_user {
+            return Registered::UserFull;
+        }
+        list.push(handle);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if list.len() == 1 {
+            Registered::First
+        } else {
+            Registered::More
+        }
+    }
+
+    /// Removes the session; true when it was the user's last on this node.
+    pub fn unregister(&self, user: UserId, session: SessionId) -> bool {
+        let mut map = match self.sessions.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let Some(list) = map.get_mut(&user) else { return false };
+        let before = list.len();
+        list.retain(|h| h.id != session);
+        if list.len() < before {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+        if list.is_empty() {
+            map.remove(&user);
+            before > 0
+        } else {
+            false
+        }
+    }
+
+    /// Puts the envelope in the queue of every session of its targets. A full
+    /// queue trips the session's overflow instead of waiting.
+    pub fn deliver(&self, env: &Arc<Envelope>) {
+        let map = match self.sessions.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for user in &env.targets {
+            let Some(list) = map.get(user) else { continue };
+            for h in list {
+                match h.tx.try_send(Arc::clone(env)) {
+                    Ok(()) => {
+                        self.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        self.overflowed.fetch_add(1, Ordering::Relaxed);
+                        h.overflow.trip();
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+    }
+
+    pub fn sessions_of(&self, user: UserId) -> usize {
+        match self.sessions.read() {
+            Ok(g) => g.get(&user).map_or(0, Vec::len),
+            Err(p) => p.into_inner().get(&user).map_or(0, Vec::len),
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Envelopes queued to sessions and queues found full, since start.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.delivered.load(Ordering::Relaxed), self.overflowed.load(Ordering::Relaxed))
+    }
+
+    /// Every session handle (for shutdown).
+    pub fn all(&self) -> Vec<SessionHandle> {
+        match self.sessions.read() {
+            Ok(g) => g.values().flatten().cloned().collect(),
+            Err(p) => p.into_inner().values().flatten().cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytestring::ByteString;
+
+    fn handle(user: UserId, cap: usize) -> (SessionHandle, mpsc::Receiver<Arc<Envelope>>) {
+        let (tx, rx) = mpsc::channel(cap);
+        (
+            SessionHandle {
+                id: SessionId::new_random(),
+                user,
+                tx,
+                overflow: Arc::new(Overflow::default()),
+            },
+            rx,
+        )
+    }
+
+    fn env(targets: Vec<UserId>) -> Arc<Envelope> {
+        Arc::new(Envelope {
+            targets,
+            position: None,
+            recipients: None,
+            author: None,
+            frame: ByteString::from_static("{}"),
+        })
+    }
+
+    const LIMITS: HubLimits = HubLimits {
+        max_sessions: 3,
+        max_sessions_per_user: 2,
+    };
+
+    #[test]
+    fn limits_and_presence_transitions() {
+        let hub = Hub::new();
+        let a = UserId::new_random();
+        let b = UserId::new_random();
+        let (h1, _r1) = handle(a, 4);
+        let (h2, _r2) = handle(a, 4);
+        let (h3, _r3) = handle(a, 4);
+        assert_eq!(hub.register(h1.clone(), LIMITS), Registered::First);
+        assert_eq!(hub.register(h2.clone(), LIMITS), Registered::More);
+        assert_eq!(hub.register(h3, LIMITS), Registered::UserFull);
+        let (h4, _r4) = handle(b, 4);
+        assert_eq!(hub.register(h4, LIMITS), Registered::First);
+        let (h5, _r5) = handle(UserId::new_random(), 4);
+        assert_eq!(hub.register(h5, LIMITS), Registered::NodeFull);
+        assert!(!hub.unregister(a, h1.id));
+        assert!(hub.unregister(a, h2.id));
+        assert_eq!(hub.session_count(), 1);
+    }
+
+    #[test]
+    fn a_full_queue_trips_overflow_without_blocking_others() {
+        let hub = Hub::new();
+        let slow = UserId::new_random();
+        let fast = UserId::new_random();
+        let (hs, _rs) = handle(slow, 2);
+        let (hf, mut rf) = handle(fast, 16);
+        let overflow = Arc::clone(&hs.overflow);
+        let limits = HubLimits {
+            max_sessions: 10,
+            max_sessions_per_user: 10,
+        };
+        hub.register(hs, limits);
+        hub.register(hf, limits);
+        for _ in 0..5 {
+            hub.deliver(&env(vec![slow, fast]));
+        }
+        assert!(overflow.tripped());
+        let mut got = 0;
+        while rf.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, 5);
+        assert_eq!(hub.stats(), (7, 3));
+    }
+}

@@ -1,0 +1,60 @@
+//! Live delivery. The [`Hub`] holds this node's sessions, each with a bounded
+//! queue; a [`Bus`] carries envelopes to the hubs of every node (in-process:
+//! this node only; Redis: all nodes). Nothing here is durable: a session that
+//! misses an envelope recovers it from PostgreSQL by `seq`.
+
+mod hub;
+mod local;
+
+pub use hub::{Hub, HubLimits, Overflow, Registered, SessionHandle};
+pub use local::LocalBus;
+
+use bytestring::ByteString;
+use futures_util::future::BoxFuture;
+use parley_core::{ConversationId, UserId};
+use std::sync::Arc;
+
+/// One event on its way to the sessions of some users, serialized once.
+#[derive(Debug)]
+pub struct Envelope {
+    /// Users whose sessions get it.
+    pub targets: Vec<UserId>,
+    /// Conversation and `seq` when the event belongs to a history.
+    pub position: Option<(ConversationId, i64)>,
+    /// When set, only these users (and `author`) may see the frame; the
+    /// other targets' sessions only advance their `seq`.
+    pub recipients: Option<Vec<UserId>>,
+    pub author: Option<UserId>,
+    /// The complete server frame (JSON text).
+    pub frame: ByteString,
+}
+
+impl Envelope {
+    pub fn visible_to(&self, user: UserId) -> bool {
+        match &self.recipients {
+            None => true,
+            Some(r) => self.author == Some(user) || r.contains(&user),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Carries envelopes to every node's hub and answers presence for the
+/// cluster. Implementations: [`LocalBus`] (one node); Redis (cluster).
+pub trait Bus: Send + Sync + 'static {
+    /// Hands the envelope over for delivery; never blocks on slow sessions.
+    fn publish(&self, envelope: Arc<Envelope>);
+    /// This node's sessions.
+    fn hub(&self) -> &Hub;
+    /// Online state of each user, cluster-wide.
+    fn online(&self, users: Vec<UserId>) -> BoxFuture<'_, Result<Vec<bool>, BusError>>;
+    /// Readiness of the bus itself.
+    fn check(&self) -> BoxFuture<'_, Result<(), BusError>>;
+    /// Name shown in `/readyz`.
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,433 @@
+//! The WebSocket protocol (`docs/protocol.md` is its description and a test
+//! round-trips every example there through these types) and the conversation
+//! and message shapes the REST API shares with it.
+
+use crate::{ConversationId, ErrorCode, InfobaseId, MessageId, SessionId, UserId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// WebSocket close codes the server uses.
+pub mod close {
+    /// Normal closure (the client asked, or the session ended cleanly).
+    pub const NORMAL: u16 = 1000;
+    /// The node is shutting down: reconnect (to any node) and resume.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A binary frame or a broken WebSocket frame.
+    pub const PROTOCOL: u16 = 1002;
+    /// A frame larger than `ws.max_frame_bytes`.
+    pub const TOO_BIG: u16 = 1009;
+    /// An unexpected server fault.
+    pub const INTERNAL: u16 = 1011;
+    /// No pong (or other frame) within `ws.heartbeat_timeout_secs`.
+    pub const IDLE: u16 = 4000;
+    /// No valid `auth` frame within `ws.auth_timeout_secs`.
+    pub const UNAUTHENTICATED: u16 = 4001;
+    /// The token is unknown, expired or revoked, or the user is locked.
+    pub const ACCESS_DENIED: u16 = 4003;
+    /// The session's outbound queue overflowed (a slow consumer): reconnect
+    /// and resume.
+    pub const QUEUE_OVERFLOW: u16 = 4008;
+    /// Connection limit of the node or of the user reached.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4009;
+}
+
+/// Kind of conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    /// Non-contextual, explicit members, a title.
+    Group,
+    /// Non-contextual, exactly two members, one per pair of users.
+    Dialog,
+    /// Bound to one object of one infobase; members are granted by it.
+    Context,
+}
+
+impl ConversationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Group => "group",
+            Self::Dialog => "dialog",
+            Self::Context => "context",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "group" => Some(Self::Group),
+            "dialog" => Some(Self::Dialog),
+            "context" => Some(Self::Context),
+            _ => None,
+        }
+    }
+}
+
+/// A conversation as one user (or infobase) sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub kind: ConversationKind,
+    pub title: String,
+    /// Not shown in conversation lists (system conversations).
+    pub hidden: bool,
+    /// The infobase's lookup key, unique in that infobase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The infobase that created it (and owns the object of a contextual one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infobase_id: Option<InfobaseId>,
+    /// The object a contextual conversation is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_ref: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// `seq` of the newest event.
+    pub last_seq: i64,
+    pub member_count: i64,
+    /// Present in answers about one conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<UserId>>,
+    /// The caller's read marker and unread messages (absent for infobases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<i64>,
+}
+
+/// A button of an application message: `value` is sent back when chosen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub value: String,
+    pub caption: String,
+}
+
+/// A message. `seq` orders it in its conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    pub author_id: UserId,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+    /// Only these members (and the author) see the message; absent = all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<Vec<UserId>>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+}
+
+/// Body of a new message (WebSocket `message.send`; REST adds the author).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NewMessage {
+    #[serde(default)]
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipients: Option<Vec<UserId>>,
+    /// Client-chosen; a retried send with the same key returns the first
+    /// message instead of storing a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// Filters of a conversation list.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConversationFilter {
+    /// `group`, `dialog` or `context`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ConversationKind>,
+    /// true = contextual only, false = non-contextual only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contextual: Option<bool>,
+    /// true = displayed only (the default for users), false = hidden only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub displayed: Option<bool>,
+    /// Only conversations this user is a member of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<UserId>,
+    /// Only the contextual conversation of this object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// 1..=200, default 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// A page of conversations, most recently active first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ConversationPage {
+    pub conversations: Vec<Conversation>,
+    pub next_cursor: Option<String>,
+}
+
+/// A page of history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MessagePage {
+    /// Always in ascending `seq`.
+    pub messages: Vec<Message>,
+    /// More messages exist beyond this page in the requested direction.
+    pub has_more: bool,
+}
+
+/// A request frame from the client: `{"id": "...", "type": "...", ...}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Chosen by the client; echoed in the `result` or `error`.
+    pub id: String,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// Every request a client can make.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Request {
+    #[serde(rename = "auth")]
+    Auth { token: String },
+    #[serde(rename = "ping")]
+    Ping,
+    /// Replay what was missed: conversation id → last `seq` seen.
+    #[serde(rename = "resume")]
+    Resume {
+        conversations: BTreeMap<ConversationId, i64>,
+    },
+    #[serde(rename = "conversations.list")]
+    ListConversations {
+        #[serde(flatten)]
+        filter: ConversationFilter,
+    },
+    #[serde(rename = "conversation.get")]
+    GetConversation { conversation_id: ConversationId },
+    /// A group conversation with the caller and `members`.
+    #[serde(rename = "conversation.create")]
+    CreateGroup {
+        title: String,
+        #[serde(default)]
+        members: Vec<UserId>,
+    },
+    /// The dialog with `user_id`, created on first use.
+    #[serde(rename = "dialog.open")]
+    OpenDialog { user_id: UserId },
+    /// The contextual conversation of an object, if the caller was granted it.
+    #[serde(rename = "context.get")]
+    GetContext {
+        infobase_id: InfobaseId,
+        object_ref: String,
+    },
+    #[serde(rename = "members.add")]
+    AddMembers {
+        conversation_id: ConversationId,
+        user_ids: Vec<UserId>,
+    },
+    #[serde(rename = "members.remove")]
+    RemoveMember {
+        conversation_id: ConversationId,
+        user_id: UserId,
+    },
+    #[serde(rename = "conversation.leave")]
+    Leave { conversation_id: ConversationId },
+    #[serde(rename = "message.send")]
+    Send {
+        conversation_id: ConversationId,
+        #[serde(flatten)]
+        message: NewMessage,
+    },
+    #[serde(rename = "message.edit")]
+    Edit {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        data: Option<Value>,
+    },
+    #[serde(rename = "message.delete")]
+    Delete {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+    },
+    /// Messages before or after a `seq` (neither: the newest).
+    #[serde(rename = "history")]
+    History {
+        conversation_id: ConversationId,
+        #[serde(default)]
+        before: Option<i64>,
+        #[serde(default)]
+        after: Option<i64>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Moves the caller's read marker forward to `seq`.
+    #[serde(rename = "read")]
+    Read {
+        conversation_id: ConversationId,
+        seq: i64,
+    },
+    #[serde(rename = "typing")]
+    Typing { conversation_id: ConversationId },
+    #[serde(rename = "presence.get")]
+    Presence { user_ids: Vec<UserId> },
+}
+
+/// Sent once the session is authenticated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Ready {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub heartbeat_secs: u64,
+    pub max_frame_bytes: usize,
+    pub max_text_bytes: usize,
+}
+
+/// Answer to `resume`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resumed {
+    /// Events replayed before this answer.
+    pub replayed: u64,
+    /// Conversations with more missed events than `ws.resume_max_events`:
+    /// the client reads them with `history` instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<ConversationId>,
+}
+
+/// Answer to `read`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadState {
+    pub conversation_id: ConversationId,
+    pub read_seq: i64,
+    pub unread: i64,
+}
+
+/// Answer to `presence.get`: user id → online.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PresenceState {
+    pub users: BTreeMap<UserId, bool>,
+}
+
+/// Something that happened, pushed to the sessions concerned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event")]
+pub enum Event {
+    #[serde(rename = "message.created")]
+    MessageCreated {
+        conversation_id: ConversationId,
+        seq: i64,
+        message: Message,
+    },
+    #[serde(rename = "message.edited")]
+    MessageEdited {
+        conversation_id: ConversationId,
+        seq: i64,
+        message: Message,
+    },
+    #[serde(rename = "message.deleted")]
+    MessageDeleted {
+        conversation_id: ConversationId,
+        seq: i64,
+        message_id: MessageId,
+    },
+    #[serde(rename = "member.added")]
+    MemberAdded {
+        conversation_id: ConversationId,
+        seq: i64,
+        user_id: UserId,
+    },
+    #[serde(rename = "member.removed")]
+    MemberRemoved {
+        conversation_id: ConversationId,
+        seq: i64,
+        user_id: UserId,
+    },
+    /// A member's read marker moved (no `seq`: not part of the history).
+    #[serde(rename = "read")]
+    Read {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        read_seq: i64,
+    },
+    #[serde(rename = "typing")]
+    Typing {
+        conversation_id: ConversationId,
+        user_id: UserId,
+    },
+    #[serde(rename = "presence")]
+    Presence { user_id: UserId, online: bool },
+    /// Pushed by the user's infobase.
+    #[serde(rename = "notification")]
+    Notification { data: Value },
+}
+
+impl Event {
+    /// Conversation and `seq` of events that belong to a conversation's history.
+    pub fn position(&self) -> Option<(ConversationId, i64)> {
+        match self {
+            Event::MessageCreated {
+                conversation_id,
+                seq,
+                ..
+            }
+            | Event::MessageEdited {
+                conversation_id,
+                seq,
+                ..
+            }
+            | Event::MessageDeleted {
+                conversation_id,
+                seq,
+                ..
+            }
+            | Event::MemberAdded {
+                conversation_id,
+                seq,
+                ..
+            }
+            | Event::MemberRemoved {
+                conversation_id,
+                seq,
+                ..
+            } => Some((*conversation_id, *seq)),
+            _ => None,
+        }
+    }
+}
+
+/// Every frame the server sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    #[serde(rename = "ready")]
+    Ready(Ready),
+    #[serde(rename = "result")]
+    Result { id: String, result: Value },
+    #[serde(rename = "error")]
+    Error {
+        /// The request's id; absent when the frame could not be read at all.
+        #[serde(default)]
+        id: Option<String>,
+        code: ErrorCode,
+        message: String,
+    },
+    #[serde(rename = "pong")]
+    Pong { id: String },
+    #[serde(rename = "event")]
+    Event(Event),
+}

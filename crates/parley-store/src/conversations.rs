@@ -1,0 +1,440 @@
+//! Conversations and their members. Every change that belongs to a
+//! conversation's history appends an event with the next `seq` under the
+//! conversation row's lock, in the transaction that makes the change.
+
+use crate::messages::{append_event, StoredEvent};
+use crate::{Result, Store, StoreError};
+use chrono::{DateTime, Utc};
+use parley_core::protocol::{Conversation, ConversationFilter, ConversationKind, ConversationPage, Event};
+use parley_core::{ConversationId, InfobaseId, SubscriberId, UserId};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+/// Who looks: a user sees the conversations it is a member of; an infobase
+/// those it created and those its users are members of, within its subscriber.
+#[derive(Clone, Copy, Debug)]
+pub enum Viewer {
+    User(UserId),
+    Infobase(InfobaseId, SubscriberId),
+}
+
+#[derive(Clone, Debug)]
+pub struct NewConversation {
+    pub subscriber_id: SubscriberId,
+    pub kind: ConversationKind,
+    pub title: String,
+    pub hidden: bool,
+    pub infobase_id: Option<InfobaseId>,
+    pub key: Option<String>,
+    pub object_ref: Option<String>,
+    pub created_by: Option<UserId>,
+    pub members: Vec<UserId>,
+}
+
+#[derive(Clone, Debug)]
+pub enum CreateOutcome {
+    /// Created now; the events announce the first members.
+    Created(ConversationId, Vec<StoredEvent>),
+    /// The dialog of the pair, or the conversation of the object, existed.
+    Existing(ConversationId),
+}
+
+const CONV_COLUMNS: &str = "c.id, c.kind, c.title, c.hidden, c.infobase_id, c.key, c.object_ref, \
+     c.created_at, c.last_seq, \
+     (SELECT count(*) FROM members mc WHERE mc.conversation_id = c.id) AS member_count";
+
+fn conv_from_row(r: &PgRow, with_read: bool) -> Result<Conversation> {
+    let kind: String = r.try_get("kind")?;
+    Ok(Conversation {
+        id: ConversationId(r.try_get("id")?),
+        kind: ConversationKind::parse(&kind).ok_or(StoreError::Invalid(format!("bad kind {kind}")))?,
+        title: r.try_get("title")?,
+        hidden: r.try_get("hidden")?,
+        key: r.try_get("key")?,
+        infobase_id: r.try_get::<Option<Uuid>, _>("infobase_id")?.map(InfobaseId),
+        object_ref: r.try_get("object_ref")?,
+        created_at: r.try_get("created_at")?,
+        last_seq: r.try_get("last_seq")?,
+        member_count: r.try_get("member_count")?,
+        members: None,
+        read_seq: if with_read { Some(r.try_get("read_seq")?) } else { None },
+        unread: if with_read { Some(r.try_get("unread")?) } else { None },
+    })
+}
+
+fn dialog_pair(a: UserId, b: UserId) -> String {
+    let (x, y) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+    format!("{x}:{y}")
+}
+
+/// All `users` exist, belong to registered infobases of `subscriber`, and
+/// are not locked.
+async fn check_users(
+    tx: &mut Transaction<'_, Postgres>,
+    subscriber: SubscriberId,
+    users: &[UserId],
+) -> Result<()> {
+    let mut ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+    ids.sort();
+    ids.dedup();
+    let found: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM users u JOIN infobases i ON i.id = u.infobase_id
+         WHERE u.id = ANY($1) AND i.subscriber_id = $2 AND i.unregistered_at IS NULL",
+    )
+    .bind(&ids)
+    .bind(subscriber.0)
+    .fetch_one(&mut **tx)
+    .await?;
+    if found != ids.len() as i64 {
+        // Users of other subscribers look exactly like users that do not exist.
+        return Err(StoreError::NotFound("user"));
+    }
+    Ok(())
+}
+
+/// Adds members that are not members yet; one `member.added` event each.
+pub(crate) async fn add_members_tx(
+    tx: &mut Transaction<'_, Postgres>,
+    conversation: ConversationId,
+    users: &[UserId],
+) -> Result<Vec<StoredEvent>> {
+    let mut events = Vec::new();
+    for user in users {
+        let added = sqlx::query(
+            "INSERT INTO members (conversation_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(conversation.0)
+        .bind(user.0)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if added {
+            let user_id = *user;
+            events.push(
+                append_event(tx, conversation, None, |seq| Event::MemberAdded {
+                    conversation_id: conversation,
+                    seq,
+                    user_id,
+                })
+                .await?,
+            );
+        }
+    }
+    Ok(events)
+}
+
+impl Store {
+    /// The subscriber of a user's infobase (None for unknown users).
+    pub async fn user_subscriber(&self, user: UserId) -> Result<Option<(SubscriberId, InfobaseId)>> {
+        let row = sqlx::query(
+            "SELECT i.subscriber_id, i.id FROM users u JOIN infobases i ON i.id = u.infobase_id
+             WHERE u.id = $1 AND i.unregistered_at IS NULL",
+        )
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((SubscriberId(r.try_get(0)?), InfobaseId(r.try_get(1)?))))
+            .transpose()
+    }
+
+    /// Creates a conversation; dialogs (per pair) and contextual ones (per
+    /// object) are get-or-create, safe under concurrent calls.
+    pub async fn create_conversation(&self, c: &NewConversation, max_members: usize) -> Result<CreateOutcome> {
+        let mut members = c.members.clone();
+        members.sort();
+        members.dedup();
+        if members.len() > max_members {
+            return Err(StoreError::Invalid(format!(
+                "members: more than the limit of {max_members} (limits.max_members)"
+            )));
+        }
+        let pair = match c.kind {
+            ConversationKind::Dialog => match members.as_slice() {
+                [a, b] => Some(dialog_pair(*a, *b)),
+                _ => return Err(StoreError::Invalid("a dialog has exactly two different users".into())),
+            },
+            _ => None,
+        };
+        let mut tx = self.pool.begin().await?;
+        check_users(&mut tx, c.subscriber_id, &members).await?;
+        let id = ConversationId::new_random();
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO conversations (id, subscriber_id, kind, title, hidden, infobase_id, key,
+                                        object_ref, dialog_pair, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(id.0)
+        .bind(c.subscriber_id.0)
+        .bind(c.kind.as_str())
+        .bind(&c.title)
+        .bind(c.hidden)
+        .bind(c.infobase_id.map(|i| i.0))
+        .bind(&c.key)
+        .bind(&c.object_ref)
+        .bind(&pair)
+        .bind(c.created_by.map(|u| u.0))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if inserted.is_none() {
+            tx.rollback().await?;
+            let existing: Option<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM conversations
+                 WHERE ($1::text IS NOT NULL AND dialog_pair = $1)
+                    OR ($2::text IS NOT NULL AND infobase_id = $3 AND object_ref = $2)",
+            )
+            .bind(&pair)
+            .bind(&c.object_ref)
+            .bind(c.infobase_id.map(|i| i.0))
+            .fetch_optional(&self.pool)
+            .await?;
+            return match existing {
+                Some(e) => Ok(CreateOutcome::Existing(ConversationId(e))),
+                None => Err(StoreError::Conflict(
+                    "key: a conversation of this infobase already has this key".into(),
+                )),
+            };
+        }
+        let events = add_members_tx(&mut tx, id, &members).await?;
+        tx.commit().await?;
+        Ok(CreateOutcome::Created(id, events))
+    }
+
+    /// One conversation as `viewer` sees it, with its members; None when it
+    /// does not exist or is not visible.
+    pub async fn conversation(&self, id: ConversationId, viewer: Viewer) -> Result<Option<Conversation>> {
+        let row = match viewer {
+            Viewer::User(user) => {
+                let sql = format!(
+                    "SELECT {CONV_COLUMNS}, m.read_seq, {UNREAD} AS unread
+                     FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2
+                     WHERE c.id = $1"
+                );
+                sqlx::query(&sql).bind(id.0).bind(user.0).fetch_optional(&self.pool).await?
+            }
+            Viewer::Infobase(ib, sub) => {
+                let sql = format!(
+                    "SELECT {CONV_COLUMNS} FROM conversations c
+                     WHERE c.id = $1 AND c.subscriber_id = $3 AND {IB_VISIBLE}"
+                );
+                sqlx::query(&sql).bind(id.0).bind(ib.0).bind(sub.0).fetch_optional(&self.pool).await?
+            }
+        };
+        let Some(row) = row else { return Ok(None) };
+        let mut conv = conv_from_row(&row, matches!(viewer, Viewer::User(_)))?;
+        conv.members = Some(self.member_ids(id).await?);
+        Ok(Some(conv))
+    }
+
+    pub async fn member_ids(&self, id: ConversationId) -> Result<Vec<UserId>> {
+        let ids: Vec<Uuid> =
+            sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY joined_at, user_id")
+                .bind(id.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    pub async fn is_member(&self, id: ConversationId, user: UserId) -> Result<bool> {
+        let n: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2")
+                .bind(id.0)
+                .bind(user.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(n.is_some())
+    }
+
+    /// Kind, subscriber and owning infobase of a conversation.
+    pub async fn conversation_meta(
+        &self,
+        id: ConversationId,
+    ) -> Result<Option<(ConversationKind, SubscriberId, Option<InfobaseId>, Option<UserId>)>> {
+        let row = sqlx::query("SELECT kind, subscriber_id, infobase_id, created_by FROM conversations WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let kind: String = r.try_get(0)?;
+            Ok((
+                ConversationKind::parse(&kind).ok_or(StoreError::Invalid(kind))?,
+                SubscriberId(r.try_get(1)?),
+                r.try_get::<Option<Uuid>, _>(2)?.map(InfobaseId),
+                r.try_get::<Option<Uuid>, _>(3)?.map(UserId),
+            ))
+        })
+        .transpose()
+    }
+
+    /// Conversations visible to `viewer`, most recently active first.
+    pub async fn list_conversations(&self, viewer: Viewer, f: &ConversationFilter) -> Result<ConversationPage> {
+        let limit = i64::from(f.limit.unwrap_or(50));
+        let cursor = match f.cursor.as_deref() {
+            None => None,
+            Some(c) => Some(parse_cursor(c).ok_or(StoreError::Invalid("cursor: not a cursor of this list".into()))?),
+        };
+        let filters = "($3::text IS NULL OR c.kind = $3)
+             AND ($4::bool IS NULL OR (c.kind = 'context') = $4)
+             AND ($5::bool IS NULL OR c.hidden = NOT $5)
+             AND ($6::uuid IS NULL OR EXISTS (SELECT 1 FROM members fm WHERE fm.conversation_id = c.id AND fm.user_id = $6))
+             AND ($7::text IS NULL OR c.object_ref = $7)
+             AND ($8::text IS NULL OR c.key = $8)
+             AND ($9::timestamptz IS NULL OR (c.last_activity, c.id) < ($9, $10))";
+        let (sql, a, b) = match viewer {
+            Viewer::User(user) => (
+                format!(
+                    "SELECT {CONV_COLUMNS}, c.last_activity, m.read_seq, {UNREAD} AS unread
+                     FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $1
+                     WHERE $2::uuid IS NULL AND {filters}
+                     ORDER BY c.last_activity DESC, c.id DESC LIMIT $11"
+                ),
+                user.0,
+                None,
+            ),
+            Viewer::Infobase(ib, sub) => (
+                format!(
+                    "SELECT {CONV_COLUMNS}, c.last_activity FROM conversations c
+                     WHERE c.subscriber_id = $2 AND {IB_VISIBLE_1} AND {filters}
+                     ORDER BY c.last_activity DESC, c.id DESC LIMIT $11"
+                ),
+                ib.0,
+                Some(sub.0),
+            ),
+        };
+        let rows = sqlx::query(&sql)
+            .bind(a)
+            .bind(b)
+            .bind(f.kind.map(|k| k.as_str()))
+            .bind(f.contextual)
+            .bind(f.displayed)
+            .bind(f.member.map(|m| m.0))
+            .bind(&f.object_ref)
+            .bind(&f.key)
+            .bind(cursor.map(|c| c.0))
+            .bind(cursor.map(|c| c.1))
+            .bind(limit + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let with_read = matches!(viewer, Viewer::User(_));
+        let mut conversations = Vec::with_capacity(rows.len());
+        let mut last: Option<(DateTime<Utc>, Uuid)> = None;
+        for r in rows.iter().take(limit as usize) {
+            conversations.push(conv_from_row(r, with_read)?);
+            last = Some((r.try_get("last_activity")?, r.try_get("id")?));
+        }
+        let next_cursor = if rows.len() as i64 > limit {
+            last.map(|(t, id)| format!("{}_{id}", t.timestamp_micros()))
+        } else {
+            None
+        };
+        Ok(ConversationPage { conversations, next_cursor })
+    }
+
+    /// Adds members (same subscriber only); returns the events of those added.
+    pub async fn add_members(
+        &self,
+        id: ConversationId,
+        subscriber: SubscriberId,
+        users: &[UserId],
+        max_members: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let mut tx = self.pool.begin().await?;
+        // Lock the conversation first so the member count check holds.
+        let locked: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound("conversation"));
+        }
+        check_users(&mut tx, subscriber, users).await?;
+        let mut new: Vec<UserId> = users.to_vec();
+        new.sort();
+        new.dedup();
+        let current: i64 = sqlx::query_scalar("SELECT count(*) FROM members WHERE conversation_id = $1")
+            .bind(id.0)
+            .fetch_one(&mut *tx)
+            .await?;
+        let already: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM members WHERE conversation_id = $1 AND user_id = ANY($2)",
+        )
+        .bind(id.0)
+        .bind(new.iter().map(|u| u.0).collect::<Vec<_>>())
+        .fetch_one(&mut *tx)
+        .await?;
+        if (current + new.len() as i64 - already) as usize > max_members {
+            return Err(StoreError::Invalid(format!(
+                "members: more than the limit of {max_members} (limits.max_members)"
+            )));
+        }
+        let events = add_members_tx(&mut tx, id, &new).await?;
+        tx.commit().await?;
+        Ok(events)
+    }
+
+    /// Removes a member; None when it was not a member.
+    pub async fn remove_member(&self, id: ConversationId, user: UserId) -> Result<Option<StoredEvent>> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
+            .bind(id.0)
+            .bind(user.0)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !removed {
+            return Ok(None);
+        }
+        let ev = append_event(&mut tx, id, None, |seq| Event::MemberRemoved {
+            conversation_id: id,
+            seq,
+            user_id: user,
+        })
+        .await?;
+        tx.commit().await?;
+        Ok(Some(ev))
+    }
+
+    /// Users who share at least one conversation with `user` (presence goes
+    /// to them).
+    pub async fn contacts(&self, user: UserId) -> Result<Vec<UserId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT m2.user_id FROM members m1
+             JOIN members m2 ON m2.conversation_id = m1.conversation_id
+             WHERE m1.user_id = $1 AND m2.user_id <> $1",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    /// Whether every user in `others` shares the subscriber of `user`.
+    pub async fn same_subscriber(&self, subscriber: SubscriberId, users: &[UserId]) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let ok = check_users(&mut tx, subscriber, users).await.is_ok();
+        tx.rollback().await?;
+        Ok(ok)
+    }
+}
+
+/// Unread messages of member row `m` in conversation `c`.
+const UNREAD: &str = "(SELECT count(*) FROM messages um
+      WHERE um.conversation_id = c.id AND um.seq > m.read_seq AND NOT um.deleted
+        AND um.author_id <> m.user_id
+        AND (um.recipients IS NULL OR m.user_id = ANY(um.recipients)))";
+
+/// An infobase ($2) sees what it created and what its users are members of.
+const IB_VISIBLE: &str = "(c.infobase_id = $2 OR EXISTS (SELECT 1 FROM members vm JOIN users vu ON vu.id = vm.user_id
+      WHERE vm.conversation_id = c.id AND vu.infobase_id = $2))";
+/// The same with the infobase as $1.
+const IB_VISIBLE_1: &str = "(c.infobase_id = $1 OR EXISTS (SELECT 1 FROM members vm JOIN users vu ON vu.id = vm.user_id
+      WHERE vm.conversation_id = c.id AND vu.infobase_id = $1))";
+
+fn parse_cursor(c: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let (t, id) = c.split_once('_')?;
+    let micros: i64 = t.parse().ok()?;
+    Some((DateTime::from_timestamp_micros(micros)?, Uuid::parse_str(id).ok()?))
+}

@@ -1,0 +1,371 @@
+//! Messages, the event log, history and read markers.
+
+use crate::{Result, Store, StoreError};
+use parley_core::protocol::{Action, Event, Message, MessagePage};
+use parley_core::{ConversationId, MessageId, UserId};
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+/// An event committed to a conversation's log, ready to fan out.
+#[derive(Clone, Debug)]
+pub struct StoredEvent {
+    pub conversation_id: ConversationId,
+    pub seq: i64,
+    /// None = every member may see it.
+    pub recipients: Option<Vec<UserId>>,
+    pub event: Event,
+}
+
+/// Appends an event with the conversation's next `seq`. The UPDATE takes the
+/// conversation row's lock, so events of one conversation commit in `seq`
+/// order; keep the transaction short after calling this.
+pub(crate) async fn append_event(
+    tx: &mut Transaction<'_, Postgres>,
+    conversation: ConversationId,
+    recipients: Option<Vec<UserId>>,
+    make: impl FnOnce(i64) -> Event,
+) -> Result<StoredEvent> {
+    let seq: Option<i64> = sqlx::query_scalar(
+        "UPDATE conversations SET last_seq = last_seq + 1, last_activity = now()
+         WHERE id = $1 RETURNING last_seq",
+    )
+    .bind(conversation.0)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let seq = seq.ok_or(StoreError::NotFound("conversation"))?;
+    let event = make(seq);
+    let body = serde_json::to_value(&event).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let rec: Option<Vec<Uuid>> = recipients.as_ref().map(|r| r.iter().map(|u| u.0).collect());
+    sqlx::query("INSERT INTO events (conversation_id, seq, recipients, body) VALUES ($1, $2, $3, $4)")
+        .bind(conversation.0)
+        .bind(seq)
+        .bind(rec)
+        .bind(Json(&body))
+        .execute(&mut **tx)
+        .await?;
+    Ok(StoredEvent {
+        conversation_id: conversation,
+        seq,
+        recipients,
+        event,
+    })
+}
+
+/// A validated message to store.
+#[derive(Clone, Debug)]
+pub struct NewMessageRow {
+    pub author: UserId,
+    pub text: String,
+    pub data: Option<serde_json::Value>,
+    pub actions: Vec<Action>,
+    pub recipients: Option<Vec<UserId>>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PostOutcome {
+    pub message: Message,
+    /// None when the idempotency key matched an earlier message (nothing new
+    /// to fan out).
+    pub event: Option<StoredEvent>,
+}
+
+const MSG_COLUMNS: &str =
+    "id, conversation_id, seq, author_id, text, data, actions, recipients, created_at, edited_at, deleted";
+
+fn msg_from_row(r: &PgRow) -> Result<Message> {
+    let data: Option<Json<serde_json::Value>> = r.try_get("data")?;
+    let actions: Json<Vec<Action>> = r.try_get("actions")?;
+    let recipients: Option<Vec<Uuid>> = r.try_get("recipients")?;
+    let deleted: bool = r.try_get("deleted")?;
+    Ok(Message {
+        id: MessageId(r.try_get("id")?),
+        conversation_id: ConversationId(r.try_get("conversation_id")?),
+        seq: r.try_get("seq")?,
+        author_id: UserId(r.try_get("author_id")?),
+        // A deleted message keeps its place in the history, not its content.
+        text: if deleted { String::new() } else { r.try_get("text")? },
+        data: if deleted { None } else { data.map(|d| d.0) },
+        actions: if deleted { Vec::new() } else { actions.0 },
+        recipients: recipients.map(|v| v.into_iter().map(UserId).collect()),
+        created_at: r.try_get("created_at")?,
+        edited_at: r.try_get("edited_at")?,
+        deleted,
+    })
+}
+
+/// Visibility of a message row to user $2 (recipients restrict it).
+const VISIBLE_TO: &str = "($2::uuid IS NULL OR recipients IS NULL OR author_id = $2 OR $2 = ANY(recipients))";
+
+impl Store {
+    /// Stores a message with the next `seq`, or returns the earlier message
+    /// with the same idempotency key. The caller checked membership.
+    pub async fn post_message(&self, conversation: ConversationId, m: &NewMessageRow) -> Result<PostOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // Take the conversation lock first: concurrent retries with one key
+        // then see each other.
+        let locked: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE")
+            .bind(conversation.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound("conversation"));
+        }
+        if let Some(key) = &m.idempotency_key {
+            let sql = format!(
+                "SELECT {MSG_COLUMNS} FROM messages
+                 WHERE conversation_id = $1 AND author_id = $2 AND idempotency_key = $3"
+            );
+            let row = sqlx::query(&sql)
+                .bind(conversation.0)
+                .bind(m.author.0)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = row {
+                tx.rollback().await?;
+                return Ok(PostOutcome {
+                    message: msg_from_row(&row)?,
+                    event: None,
+                });
+            }
+        }
+        let id = MessageId::new_random();
+        let mut message = None;
+        let ev = append_event(&mut tx, conversation, m.recipients.clone(), |seq| {
+            let msg = Message {
+                id,
+                conversation_id: conversation,
+                seq,
+                author_id: m.author,
+                text: m.text.clone(),
+                data: m.data.clone(),
+                actions: m.actions.clone(),
+                recipients: m.recipients.clone(),
+                created_at: chrono::Utc::now(),
+                edited_at: None,
+                deleted: false,
+            };
+            message = Some(msg.clone());
+            Event::MessageCreated {
+                conversation_id: conversation,
+                seq,
+                message: msg,
+            }
+        })
+        .await?;
+        let message = message.ok_or(StoreError::Invalid("message not built".into()))?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, seq, author_id, text, data, actions, recipients,
+                                   idempotency_key, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(id.0)
+        .bind(conversation.0)
+        .bind(message.seq)
+        .bind(m.author.0)
+        .bind(&m.text)
+        .bind(m.data.as_ref().map(Json))
+        .bind(Json(&m.actions))
+        .bind(m.recipients.as_ref().map(|r| r.iter().map(|u| u.0).collect::<Vec<_>>()))
+        .bind(&m.idempotency_key)
+        .bind(message.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(PostOutcome {
+            message,
+            event: Some(ev),
+        })
+    }
+
+    /// Edits a message. `editor` None = the infobase (any message); Some =
+    /// only the author.
+    pub async fn edit_message(
+        &self,
+        conversation: ConversationId,
+        id: MessageId,
+        editor: Option<UserId>,
+        text: Option<&str>,
+        data: Option<&serde_json::Value>,
+    ) -> Result<StoredEvent> {
+        let mut tx = self.pool.begin().await?;
+        let current = self.message_for_change(&mut tx, conversation, id, editor).await?;
+        let recipients = current.recipients.clone();
+        let mut updated = None;
+        let ev = append_event(&mut tx, conversation, recipients, |seq| {
+            let mut msg = current.clone();
+            if let Some(t) = text {
+                msg.text = t.to_owned();
+            }
+            if let Some(d) = data {
+                msg.data = Some(d.clone());
+            }
+            msg.edited_at = Some(chrono::Utc::now());
+            updated = Some(msg.clone());
+            Event::MessageEdited {
+                conversation_id: conversation,
+                seq,
+                message: msg,
+            }
+        })
+        .await?;
+        let msg = updated.ok_or(StoreError::Invalid("message not built".into()))?;
+        sqlx::query("UPDATE messages SET text = $2, data = $3, edited_at = $4 WHERE id = $1")
+            .bind(id.0)
+            .bind(&msg.text)
+            .bind(msg.data.as_ref().map(Json))
+            .bind(msg.edited_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ev)
+    }
+
+    /// Deletes a message (keeps its `seq`, drops its content).
+    pub async fn delete_message(
+        &self,
+        conversation: ConversationId,
+        id: MessageId,
+        by: Option<UserId>,
+    ) -> Result<StoredEvent> {
+        let mut tx = self.pool.begin().await?;
+        let current = self.message_for_change(&mut tx, conversation, id, by).await?;
+        let ev = append_event(&mut tx, conversation, current.recipients.clone(), |seq| Event::MessageDeleted {
+            conversation_id: conversation,
+            seq,
+            message_id: id,
+        })
+        .await?;
+        sqlx::query("UPDATE messages SET deleted = true, text = '', data = NULL, actions = '[]' WHERE id = $1")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ev)
+    }
+
+    async fn message_for_change(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        conversation: ConversationId,
+        id: MessageId,
+        by: Option<UserId>,
+    ) -> Result<Message> {
+        let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE id = $1 AND conversation_id = $2 FOR UPDATE");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .bind(conversation.0)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(StoreError::NotFound("message"))?;
+        let msg = msg_from_row(&row)?;
+        if let Some(user) = by {
+            if msg.author_id != user {
+                return Err(StoreError::Denied("only the author may change this message".into()));
+            }
+        }
+        if msg.deleted {
+            return Err(StoreError::NotFound("message"));
+        }
+        Ok(msg)
+    }
+
+    /// Messages of a conversation in ascending `seq`: the newest `limit`, or
+    /// those before / after a `seq`. `viewer` None = no recipients filter.
+    pub async fn history(
+        &self,
+        conversation: ConversationId,
+        viewer: Option<UserId>,
+        before: Option<i64>,
+        after: Option<i64>,
+        limit: u32,
+    ) -> Result<MessagePage> {
+        let lim = i64::from(limit);
+        let (cond, order) = match (before, after) {
+            (_, Some(_)) => ("seq > $3", "ASC"),
+            (Some(_), None) => ("seq < $3", "DESC"),
+            (None, None) => ("$3::bigint IS NULL OR true", "DESC"),
+        };
+        let sql = format!(
+            "SELECT {MSG_COLUMNS} FROM messages
+             WHERE conversation_id = $1 AND {VISIBLE_TO} AND ({cond})
+             ORDER BY seq {order} LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(conversation.0)
+            .bind(viewer.map(|v| v.0))
+            .bind(after.or(before))
+            .bind(lim + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let has_more = rows.len() as i64 > lim;
+        let mut messages = rows.iter().take(limit as usize).map(msg_from_row).collect::<Result<Vec<_>>>()?;
+        messages.sort_by_key(|m| m.seq);
+        Ok(MessagePage { messages, has_more })
+    }
+
+    /// Events after `after_seq` that `user` may see, in order, at most
+    /// `limit`, and whether more are left.
+    pub async fn events_after(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        after_seq: i64,
+        until_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<(Vec<(i64, serde_json::Value)>, bool)> {
+        let rows = sqlx::query(
+            "SELECT seq, body FROM events
+             WHERE conversation_id = $1 AND seq > $3 AND ($4::bigint IS NULL OR seq < $4)
+               AND (recipients IS NULL OR $2 = ANY(recipients) OR (body->'message'->>'author_id')::uuid = $2)
+             ORDER BY seq LIMIT $5",
+        )
+        .bind(conversation.0)
+        .bind(user.0)
+        .bind(after_seq)
+        .bind(until_seq)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() > limit as usize;
+        let out = rows
+            .iter()
+            .take(limit as usize)
+            .map(|r| Ok((r.try_get("seq")?, r.try_get::<Json<serde_json::Value>, _>("body")?.0)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((out, more))
+    }
+
+    /// Moves the member's read marker forward (never back, never past the
+    /// last event); returns the marker and the unread count, None when not a
+    /// member.
+    pub async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<Option<(i64, i64)>> {
+        let row = sqlx::query(
+            "UPDATE members m SET read_seq = GREATEST(m.read_seq, LEAST($3, c.last_seq))
+             FROM conversations c
+             WHERE m.conversation_id = $1 AND m.user_id = $2 AND c.id = m.conversation_id
+             RETURNING m.read_seq",
+        )
+        .bind(conversation.0)
+        .bind(user.0)
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let read_seq: i64 = row.try_get(0)?;
+        let unread: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM messages
+             WHERE conversation_id = $1 AND seq > $3 AND NOT deleted AND author_id <> $2
+               AND (recipients IS NULL OR $2 = ANY(recipients))",
+        )
+        .bind(conversation.0)
+        .bind(user.0)
+        .bind(read_seq)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Some((read_seq, unread)))
+    }
+}
