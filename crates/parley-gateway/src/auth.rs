@@ -109,7 +109,7 @@ impl FromRequest for InfobaseCaller {
 
 /// A user authenticated by a live session token.
 #[derive(Clone, Debug)]
-pub struct UserCaller(pub User);
+pub struct UserCaller(pub User, pub SubscriberId);
 
 impl FromRequest for UserCaller {
     type Error = ApiError;
@@ -126,16 +126,21 @@ impl FromRequest for UserCaller {
                     "expected a Bearer session token",
                 )
             })?;
-            let user = st
-                .store
-                .token_user(&sha256(token.trim().as_bytes()))
-                .await?
-                .ok_or_else(|| {
-                    ApiError::access_denied("the session token is unknown, expired or revoked")
-                })?;
-            Ok(UserCaller(user))
+            let (user, subscriber) = authenticate_token(&st, token).await?;
+            Ok(UserCaller(user, subscriber))
         })
     }
+}
+
+/// Checks a session token (also used by the WebSocket).
+pub async fn authenticate_token(st: &AppState, token: &str) -> Result<(User, SubscriberId), ApiError> {
+    if token.len() > MAX_AUTH_HEADER {
+        return Err(ApiError::access_denied("the session token is unknown, expired or revoked"));
+    }
+    st.store
+        .token_user(&sha256(token.trim().as_bytes()))
+        .await?
+        .ok_or_else(|| ApiError::access_denied("the session token is unknown, expired or revoked"))
 }
 
 /// The client's address: the peer, or the last untrusted hop of

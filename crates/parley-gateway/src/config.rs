@@ -154,3 +154,120 @@ impl AuthConfig {
         )
     }
 }
+
+/// `[ws]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WsConfig {
+    pub path: String,
+    pub heartbeat_secs: u64,
+    pub heartbeat_timeout_secs: u64,
+    pub auth_timeout_secs: u64,
+    pub max_frame_bytes: usize,
+    pub queue_capacity: usize,
+    pub max_connections: usize,
+    pub max_connections_per_user: usize,
+    pub resume_max_events: u32,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            path: "/ws".into(),
+            heartbeat_secs: 25,
+            heartbeat_timeout_secs: 60,
+            auth_timeout_secs: 10,
+            max_frame_bytes: 128 * 1024,
+            queue_capacity: 256,
+            max_connections: 10_000,
+            max_connections_per_user: 16,
+            resume_max_events: 1000,
+        }
+    }
+}
+
+impl WsConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            self.path.starts_with('/') && !self.path.starts_with("/v1") && self.path.len() > 1,
+            "ws.path",
+            "must start with / and not be under /v1",
+        )?;
+        check(self.heartbeat_secs >= 1, "ws.heartbeat_secs", "must be at least 1")?;
+        check(
+            self.heartbeat_timeout_secs > self.heartbeat_secs,
+            "ws.heartbeat_timeout_secs",
+            "must be greater than ws.heartbeat_secs",
+        )?;
+        check(self.auth_timeout_secs >= 1, "ws.auth_timeout_secs", "must be at least 1")?;
+        check(
+            (1024..=16 * 1024 * 1024).contains(&self.max_frame_bytes),
+            "ws.max_frame_bytes",
+            "must be between 1024 and 16777216",
+        )?;
+        check(
+            (4..=65536).contains(&self.queue_capacity),
+            "ws.queue_capacity",
+            "must be between 4 and 65536",
+        )?;
+        check(self.max_connections >= 1, "ws.max_connections", "must be at least 1")?;
+        check(
+            self.max_connections_per_user >= 1,
+            "ws.max_connections_per_user",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=100_000).contains(&self.resume_max_events),
+            "ws.resume_max_events",
+            "must be between 1 and 100000",
+        )
+    }
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_text_bytes: usize,
+    pub max_data_bytes: usize,
+    pub max_actions: usize,
+    pub max_members: usize,
+    pub max_title_chars: usize,
+    pub max_object_ref_chars: usize,
+    pub max_history_page: u32,
+    pub typing_interval_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_text_bytes: 32 * 1024,
+            max_data_bytes: 64 * 1024,
+            max_actions: 20,
+            max_members: 1000,
+            max_title_chars: 256,
+            max_object_ref_chars: 1024,
+            max_history_page: 200,
+            typing_interval_ms: 2000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(self.max_text_bytes >= 1, "limits.max_text_bytes", "must be at least 1")?;
+        check(self.max_data_bytes >= 2, "limits.max_data_bytes", "must be at least 2")?;
+        check(self.max_members >= 2, "limits.max_members", "must be at least 2")?;
+        check(self.max_title_chars >= 1, "limits.max_title_chars", "must be at least 1")?;
+        check(
+            self.max_object_ref_chars >= 1,
+            "limits.max_object_ref_chars",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_history_page),
+            "limits.max_history_page",
+            "must be between 1 and 10000",
+        )
+    }
+}

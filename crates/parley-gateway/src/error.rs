@@ -71,6 +71,10 @@ impl From<ValidationError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::NotFound(what) => Self::not_found(what),
+            StoreError::Denied(m) => Self::access_denied(m),
+            StoreError::Invalid(m) => Self::new(ErrorCode::Invalid, m),
+            StoreError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
             StoreError::Unavailable(msg) => {
                 tracing::warn!(error = %msg, "database unavailable");
                 Self::new(

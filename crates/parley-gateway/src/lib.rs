@@ -3,6 +3,7 @@
 //! tests build the same way.
 
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod crypto;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod openapi;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;
+pub mod ws;
 
 pub use state::AppState;
 
@@ -19,7 +21,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App};
 use error::ApiError;
 use parley_core::ErrorCode;
-use routes::{health, infobases, me, registration};
+use routes::{conversations, health, infobases, me, registration};
 use tracing::Instrument;
 
 /// Path of the OpenAPI document.
@@ -50,6 +52,7 @@ pub fn app(
     >,
 > {
     let limit = state.http.max_body_bytes;
+    let ws_path = state.ws.path.clone();
     App::new()
         .app_data(state)
         .app_data(
@@ -86,7 +89,41 @@ pub fn app(
             resource("/v1/infobases/{infobase_id}/users/{user_id}/tokens")
                 .route(web::post().to(infobases::issue_token)),
         )
+        .service(
+            resource("/v1/infobases/{infobase_id}/conversations")
+                .route(web::post().to(conversations::create))
+                .route(web::get().to(conversations::list)),
+        )
+        .service(resource("/v1/infobases/{infobase_id}/contexts").route(web::put().to(conversations::open_context)))
+        .service(
+            resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}").route(web::get().to(conversations::get)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}/members")
+                .route(web::post().to(conversations::add_members)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}/members/{user_id}")
+                .route(web::delete().to(conversations::remove_member)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}/messages")
+                .route(web::post().to(conversations::post_message))
+                .route(web::get().to(conversations::history)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}/messages/{message_id}")
+                .route(web::delete().to(conversations::delete_message)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/users/{user_id}/presence").route(web::get().to(conversations::presence)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/users/{user_id}/notifications")
+                .route(web::post().to(conversations::notify)),
+        )
         .service(resource("/v1/me").route(web::get().to(me::me)))
+        .service(resource(&ws_path).route(web::get().to(ws::route)))
         .default_service(web::to(error::no_route))
         .wrap_fn(|req, srv| {
             let request_id = uuid::Uuid::new_v4().simple().to_string();

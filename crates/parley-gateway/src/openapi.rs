@@ -1,7 +1,7 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{health, infobases, me, registration};
-use parley_core::api;
+use crate::routes::{conversations, health, infobases, me, registration};
+use parley_core::{api, protocol};
 use parley_core::{ErrorBody, ErrorCode};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -41,12 +41,19 @@ impl Modify for Security {
         infobases::get_infobase, infobases::unregister,
         infobases::upsert_user, infobases::list_users, infobases::get_user, infobases::issue_token,
         me::me,
+        conversations::create, conversations::open_context, conversations::list, conversations::get,
+        conversations::add_members, conversations::remove_member, conversations::post_message,
+        conversations::history, conversations::delete_message, conversations::presence, conversations::notify,
     ),
     components(schemas(
         ErrorBody, ErrorCode,
         api::RequestCode, api::CodeRequested, api::ConfirmRegistration, api::Registered,
         api::Infobase, api::UpsertUser, api::User, api::UpsertedUser, api::UserPage,
         api::IssueToken, api::SessionToken, api::Health, api::Readiness, api::ComponentStatus,
+        protocol::Conversation, protocol::ConversationKind, protocol::ConversationPage, protocol::Message,
+        protocol::MessagePage, protocol::NewMessage, protocol::Action, protocol::ConversationFilter,
+        conversations::CreateConversation, conversations::OpenContext, conversations::MembersBody,
+        conversations::PostMessage, conversations::NotificationBody, conversations::Presence,
     )),
     modifiers(&Security),
 )]

@@ -1,16 +1,29 @@
-//! What every handler shares.
+//! What every handler and session shares.
 
-use crate::config::{AuthConfig, HttpConfig, RegistrationConfig};
+use crate::config::{AuthConfig, HttpConfig, LimitsConfig, RegistrationConfig, WsConfig};
 use crate::ratelimit::RateLimiter;
+use parley_bus::Bus;
 use parley_mail::Mailer;
 use parley_store::Store;
+use std::sync::Arc;
 
-#[derive(Debug)]
 pub struct AppState {
     pub store: Store,
     pub mailer: Mailer,
+    pub bus: Arc<dyn Bus>,
     pub http: HttpConfig,
     pub registration: RegistrationConfig,
     pub auth: AuthConfig,
+    pub ws: WsConfig,
+    pub limits: LimitsConfig,
     pub limiter: RateLimiter,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("bus", &self.bus.name())
+            .field("sessions", &self.bus.hub().session_count())
+            .finish_non_exhaustive()
+    }
 }

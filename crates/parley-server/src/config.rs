@@ -3,7 +3,7 @@
 //! An unknown key or a value of the wrong type stops startup with a message
 //! that names it. Every key is documented in `docs/configuration.md`.
 
-use parley_gateway::config::{AuthConfig, HttpConfig, RegistrationConfig};
+use parley_gateway::config::{AuthConfig, HttpConfig, LimitsConfig, RegistrationConfig, WsConfig};
 use parley_mail::MailConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -59,6 +59,8 @@ pub struct Config {
     pub mail: MailConfig,
     pub registration: RegistrationConfig,
     pub auth: AuthConfig,
+    pub ws: WsConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
 }
 
@@ -243,6 +245,8 @@ impl Config {
         self.http.validate().map_err(wrap)?;
         self.registration.validate().map_err(wrap)?;
         self.auth.validate().map_err(wrap)?;
+        self.ws.validate().map_err(wrap)?;
+        self.limits.validate().map_err(wrap)?;
         let bad = |key: &str, message: &str| ConfigError::BadValue {
             key: key.into(),
             origin: "configuration".into(),

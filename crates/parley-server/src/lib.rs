@@ -10,6 +10,8 @@ use parley_gateway::ratelimit::RateLimiter;
 use parley_gateway::AppState;
 use parley_mail::Mailer;
 use parley_store::{Store, StoreOptions};
+use parley_bus::LocalBus;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,9 @@ pub fn app_state(cfg: &Config, store: Store) -> Result<web::Data<AppState>, Star
         http: cfg.http.clone(),
         registration: cfg.registration.clone(),
         auth: cfg.auth.clone(),
+        ws: cfg.ws.clone(),
+        limits: cfg.limits.clone(),
+        bus: Arc::new(LocalBus::new()),
         limiter: RateLimiter::new(),
     }))
 }

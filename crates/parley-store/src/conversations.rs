@@ -397,6 +397,29 @@ impl Store {
         Ok(Some(ev))
     }
 
+    /// The `last_seq` of every conversation the user is a member of.
+    pub async fn member_seqs(&self, user: UserId) -> Result<Vec<(ConversationId, i64)>> {
+        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+            "SELECT c.id, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.user_id = $1",
+        )
+        .bind(user.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(c, s)| (ConversationId(c), s)).collect())
+    }
+
+    /// The contextual conversation of an object, if it exists.
+    pub async fn context_id(&self, infobase: InfobaseId, object_ref: &str) -> Result<Option<ConversationId>> {
+        let id: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM conversations WHERE infobase_id = $1 AND object_ref = $2")
+                .bind(infobase.0)
+                .bind(object_ref)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(id.map(ConversationId))
+    }
+
     /// Users who share at least one conversation with `user` (presence goes
     /// to them).
     pub async fn contacts(&self, user: UserId) -> Result<Vec<UserId>> {

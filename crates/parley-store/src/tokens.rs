@@ -5,7 +5,7 @@ use crate::users::user_from_row;
 use crate::{Result, Store};
 use chrono::{DateTime, Utc};
 use parley_core::api::User;
-use parley_core::{InfobaseId, TokenId, UserId};
+use parley_core::{InfobaseId, SubscriberId, TokenId, UserId};
 
 #[derive(Clone, Debug)]
 pub struct NewToken {
@@ -40,10 +40,10 @@ impl Store {
 
     /// The user a live token belongs to: not expired, not revoked, user not
     /// locked, infobase still registered.
-    pub async fn token_user(&self, token_hash: &[u8]) -> Result<Option<User>> {
+    pub async fn token_user(&self, token_hash: &[u8]) -> Result<Option<(User, SubscriberId)>> {
         let row = sqlx::query(
             "SELECT u.id, u.infobase_id, u.external_id, u.name, u.full_name, u.email, u.phone,
-                    u.picture, u.bot, u.locked, u.created_at, u.updated_at
+                    u.picture, u.bot, u.locked, u.created_at, u.updated_at, i.subscriber_id
              FROM session_tokens t
              JOIN users u ON u.id = t.user_id
              JOIN infobases i ON i.id = t.infobase_id
@@ -53,6 +53,8 @@ impl Store {
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(user_from_row).transpose()
+        row.as_ref()
+            .map(|r| Ok((user_from_row(r)?, SubscriberId(sqlx::Row::try_get(r, "subscriber_id")?))))
+            .transpose()
     }
 }

@@ -1,3 +1,4 @@
+pub mod conversations;
 pub mod health;
 pub mod infobases;
 pub mod me;
