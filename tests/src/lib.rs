@@ -360,3 +360,82 @@ where
     assert!(r.status == 201 || r.status == 200, "{r:?}");
     r.body["user"]["id"].as_str().expect("user id").to_owned()
 }
+
+/// A real HTTP/WebSocket server on a loopback port, sharing the test's
+/// state (so REST calls through [`TestEnv::app`] reach its sessions).
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+impl TestServer {
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+impl TestEnv {
+    /// Starts the application on 127.0.0.1 with one worker.
+    pub async fn server(&self) -> TestServer {
+        let state = self.state.clone();
+        let server = actix_web::HttpServer::new(move || parley_gateway::app(state.clone()))
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .bind(("127.0.0.1", 0))
+            .expect("bind");
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        TestServer { addr, handle }
+    }
+}
+
+/// Issues a session token for a user through the API.
+pub async fn token<S, B>(app: &S, ib: &Ib, user_id: &str) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = call(
+        app,
+        "POST",
+        &format!("/v1/infobases/{}/users/{user_id}/tokens", ib.id),
+        &ib.auth(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    r.body["token"].as_str().expect("token").to_owned()
+}
+
+/// Connects a client for a token.
+pub async fn client(server: &TestServer, token: &str) -> parley_client::Client {
+    let mut opts = parley_client::Options::new(server.ws_url(), token);
+    opts.request_timeout = Duration::from_secs(20);
+    opts.max_backoff = Duration::from_millis(500);
+    parley_client::Client::connect(opts)
+        .await
+        .expect("client connects")
+}
+
+/// A second infobase of the same subscriber as `ib`.
+pub async fn sibling<S, B>(app: &S, env: &TestEnv, ib: &Ib, name: &str) -> Ib
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let email: String = sqlx::query_scalar(
+        "SELECT s.email FROM subscribers s JOIN infobases i ON i.subscriber_id = s.id WHERE i.id = $1::uuid",
+    )
+    .bind(&ib.id)
+    .fetch_one(&env.db)
+    .await
+    .expect("subscriber email");
+    register(app, &email, name).await
+}

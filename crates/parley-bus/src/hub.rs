@@ -101,7 +101,9 @@ impl Hub {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let Some(list) = map.get_mut(&user) else { return false };
+        let Some(list) = map.get_mut(&user) else {
+            return false;
+        };
         let before = list.len();
         list.retain(|h| h.id != session);
         if list.len() < before {
@@ -152,7 +154,10 @@ impl Hub {
 
     /// Envelopes queued to sessions and queues found full, since start.
     pub fn stats(&self) -> (u64, u64) {
-        (self.delivered.load(Ordering::Relaxed), self.overflowed.load(Ordering::Relaxed))
+        (
+            self.delivered.load(Ordering::Relaxed),
+            self.overflowed.load(Ordering::Relaxed),
+        )
     }
 
     /// Every session handle (for shutdown).

@@ -133,9 +133,14 @@ impl FromRequest for UserCaller {
 }
 
 /// Checks a session token (also used by the WebSocket).
-pub async fn authenticate_token(st: &AppState, token: &str) -> Result<(User, SubscriberId), ApiError> {
+pub async fn authenticate_token(
+    st: &AppState,
+    token: &str,
+) -> Result<(User, SubscriberId), ApiError> {
     if token.len() > MAX_AUTH_HEADER {
-        return Err(ApiError::access_denied("the session token is unknown, expired or revoked"));
+        return Err(ApiError::access_denied(
+            "the session token is unknown, expired or revoked",
+        ));
     }
     st.store
         .token_user(&sha256(token.trim().as_bytes()))

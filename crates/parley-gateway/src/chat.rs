@@ -26,7 +26,9 @@ pub fn frame_text(frame: &ServerFrame) -> ByteString {
         Ok(s) => ByteString::from(s),
         Err(e) => {
             tracing::error!(error = %e, "frame serialization failed");
-            ByteString::from_static("{\"type\":\"error\",\"code\":\"internal\",\"message\":\"serialization\"}")
+            ByteString::from_static(
+                "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"serialization\"}",
+            )
         }
     }
 }
@@ -54,7 +56,9 @@ pub async fn publish(st: &AppState, ev: StoredEvent) -> ApiResult<()> {
         targets.push(*user_id);
     }
     let author = match &ev.event {
-        Event::MessageCreated { message, .. } | Event::MessageEdited { message, .. } => Some(message.author_id),
+        Event::MessageCreated { message, .. } | Event::MessageEdited { message, .. } => {
+            Some(message.author_id)
+        }
         _ => None,
     };
     st.bus.publish(Arc::new(Envelope {
@@ -87,9 +91,9 @@ pub async fn require_member(
         return Ok(());
     }
     match st.store.conversation_meta(conversation).await? {
-        Some((_, sub, _, _)) if sub == subscriber => {
-            Err(ApiError::access_denied("you are not a member of this conversation"))
-        }
+        Some((_, sub, _, _)) if sub == subscriber => Err(ApiError::access_denied(
+            "you are not a member of this conversation",
+        )),
         _ => Err(ApiError::not_found("conversation")),
     }
 }
@@ -100,31 +104,49 @@ pub fn validate_message(st: &AppState, m: NewMessage, author: UserId) -> ApiResu
     if m.text.len() > lim.max_text_bytes {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
-            format!("text: longer than the limit of {} bytes (limits.max_text_bytes)", lim.max_text_bytes),
+            format!(
+                "text: longer than the limit of {} bytes (limits.max_text_bytes)",
+                lim.max_text_bytes
+            ),
         ));
     }
     if m.text.contains('\0') {
-        return Err(ApiError::new(ErrorCode::Invalid, "text: must not contain NUL"));
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "text: must not contain NUL",
+        ));
     }
     if m.text.trim().is_empty() && m.data.is_none() {
-        return Err(ApiError::new(ErrorCode::Invalid, "text: must not be empty (or send data)"));
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "text: must not be empty (or send data)",
+        ));
     }
     if let Some(d) = &m.data {
         let size = serde_json::to_vec(d).map(|v| v.len()).unwrap_or(usize::MAX);
         if size > lim.max_data_bytes {
             return Err(ApiError::new(
                 ErrorCode::TooLarge,
-                format!("data: larger than the limit of {} bytes (limits.max_data_bytes)", lim.max_data_bytes),
+                format!(
+                    "data: larger than the limit of {} bytes (limits.max_data_bytes)",
+                    lim.max_data_bytes
+                ),
             ));
         }
         if d.to_string().contains("\\u0000") {
-            return Err(ApiError::new(ErrorCode::Invalid, "data: must not contain NUL"));
+            return Err(ApiError::new(
+                ErrorCode::Invalid,
+                "data: must not contain NUL",
+            ));
         }
     }
     if m.actions.len() > lim.max_actions {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
-            format!("actions: more than the limit of {} (limits.max_actions)", lim.max_actions),
+            format!(
+                "actions: more than the limit of {} (limits.max_actions)",
+                lim.max_actions
+            ),
         ));
     }
     let actions = m
@@ -139,10 +161,16 @@ pub fn validate_message(st: &AppState, m: NewMessage, author: UserId) -> ApiResu
         .collect::<ApiResult<Vec<_>>>()?;
     if let Some(r) = &m.recipients {
         if r.is_empty() {
-            return Err(ApiError::new(ErrorCode::Invalid, "recipients: must not be empty when present"));
+            return Err(ApiError::new(
+                ErrorCode::Invalid,
+                "recipients: must not be empty when present",
+            ));
         }
         if r.len() > lim.max_members {
-            return Err(ApiError::new(ErrorCode::TooLarge, "recipients: more than limits.max_members"));
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                "recipients: more than limits.max_members",
+            ));
         }
     }
     let key = match m.idempotency_key {
@@ -161,7 +189,11 @@ pub fn validate_message(st: &AppState, m: NewMessage, author: UserId) -> ApiResu
 
 /// Stores a message (after the caller checked the author may post) and fans
 /// it out; a retried idempotency key returns the first message (and false).
-pub async fn send(st: &AppState, conversation: ConversationId, row: NewMessageRow) -> ApiResult<(Message, bool)> {
+pub async fn send(
+    st: &AppState,
+    conversation: ConversationId,
+    row: NewMessageRow,
+) -> ApiResult<(Message, bool)> {
     if let Some(r) = &row.recipients {
         let members = st.store.member_ids(conversation).await?;
         if let Some(stranger) = r.iter().find(|u| !members.contains(u)) {

@@ -193,13 +193,21 @@ impl WsConfig {
             "ws.path",
             "must start with / and not be under /v1",
         )?;
-        check(self.heartbeat_secs >= 1, "ws.heartbeat_secs", "must be at least 1")?;
+        check(
+            self.heartbeat_secs >= 1,
+            "ws.heartbeat_secs",
+            "must be at least 1",
+        )?;
         check(
             self.heartbeat_timeout_secs > self.heartbeat_secs,
             "ws.heartbeat_timeout_secs",
             "must be greater than ws.heartbeat_secs",
         )?;
-        check(self.auth_timeout_secs >= 1, "ws.auth_timeout_secs", "must be at least 1")?;
+        check(
+            self.auth_timeout_secs >= 1,
+            "ws.auth_timeout_secs",
+            "must be at least 1",
+        )?;
         check(
             (1024..=16 * 1024 * 1024).contains(&self.max_frame_bytes),
             "ws.max_frame_bytes",
@@ -210,7 +218,11 @@ impl WsConfig {
             "ws.queue_capacity",
             "must be between 4 and 65536",
         )?;
-        check(self.max_connections >= 1, "ws.max_connections", "must be at least 1")?;
+        check(
+            self.max_connections >= 1,
+            "ws.max_connections",
+            "must be at least 1",
+        )?;
         check(
             self.max_connections_per_user >= 1,
             "ws.max_connections_per_user",
@@ -255,10 +267,26 @@ impl Default for LimitsConfig {
 
 impl LimitsConfig {
     pub fn validate(&self) -> Result<(), ConfigValueError> {
-        check(self.max_text_bytes >= 1, "limits.max_text_bytes", "must be at least 1")?;
-        check(self.max_data_bytes >= 2, "limits.max_data_bytes", "must be at least 2")?;
-        check(self.max_members >= 2, "limits.max_members", "must be at least 2")?;
-        check(self.max_title_chars >= 1, "limits.max_title_chars", "must be at least 1")?;
+        check(
+            self.max_text_bytes >= 1,
+            "limits.max_text_bytes",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_data_bytes >= 2,
+            "limits.max_data_bytes",
+            "must be at least 2",
+        )?;
+        check(
+            self.max_members >= 2,
+            "limits.max_members",
+            "must be at least 2",
+        )?;
+        check(
+            self.max_title_chars >= 1,
+            "limits.max_title_chars",
+            "must be at least 1",
+        )?;
         check(
             self.max_object_ref_chars >= 1,
             "limits.max_object_ref_chars",

@@ -94,17 +94,23 @@ pub fn app(
                 .route(web::post().to(conversations::create))
                 .route(web::get().to(conversations::list)),
         )
-        .service(resource("/v1/infobases/{infobase_id}/contexts").route(web::put().to(conversations::open_context)))
         .service(
-            resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}").route(web::get().to(conversations::get)),
+            resource("/v1/infobases/{infobase_id}/contexts")
+                .route(web::put().to(conversations::open_context)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}")
+                .route(web::get().to(conversations::get)),
         )
         .service(
             resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}/members")
                 .route(web::post().to(conversations::add_members)),
         )
         .service(
-            resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}/members/{user_id}")
-                .route(web::delete().to(conversations::remove_member)),
+            resource(
+                "/v1/infobases/{infobase_id}/conversations/{conversation_id}/members/{user_id}",
+            )
+            .route(web::delete().to(conversations::remove_member)),
         )
         .service(
             resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}/messages")
@@ -112,11 +118,14 @@ pub fn app(
                 .route(web::get().to(conversations::history)),
         )
         .service(
-            resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}/messages/{message_id}")
-                .route(web::delete().to(conversations::delete_message)),
+            resource(
+                "/v1/infobases/{infobase_id}/conversations/{conversation_id}/messages/{message_id}",
+            )
+            .route(web::delete().to(conversations::delete_message)),
         )
         .service(
-            resource("/v1/infobases/{infobase_id}/users/{user_id}/presence").route(web::get().to(conversations::presence)),
+            resource("/v1/infobases/{infobase_id}/users/{user_id}/presence")
+                .route(web::get().to(conversations::presence)),
         )
         .service(
             resource("/v1/infobases/{infobase_id}/users/{user_id}/notifications")

@@ -6,11 +6,11 @@ pub mod config;
 
 use actix_web::web;
 use config::Config;
+use parley_bus::LocalBus;
 use parley_gateway::ratelimit::RateLimiter;
 use parley_gateway::AppState;
 use parley_mail::Mailer;
 use parley_store::{Store, StoreOptions};
-use parley_bus::LocalBus;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -5,7 +5,9 @@
 use crate::messages::{append_event, StoredEvent};
 use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
-use parley_core::protocol::{Conversation, ConversationFilter, ConversationKind, ConversationPage, Event};
+use parley_core::protocol::{
+    Conversation, ConversationFilter, ConversationKind, ConversationPage, Event,
+};
 use parley_core::{ConversationId, InfobaseId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
@@ -48,7 +50,8 @@ fn conv_from_row(r: &PgRow, with_read: bool) -> Result<Conversation> {
     let kind: String = r.try_get("kind")?;
     Ok(Conversation {
         id: ConversationId(r.try_get("id")?),
-        kind: ConversationKind::parse(&kind).ok_or(StoreError::Invalid(format!("bad kind {kind}")))?,
+        kind: ConversationKind::parse(&kind)
+            .ok_or(StoreError::Invalid(format!("bad kind {kind}")))?,
         title: r.try_get("title")?,
         hidden: r.try_get("hidden")?,
         key: r.try_get("key")?,
@@ -58,8 +61,16 @@ fn conv_from_row(r: &PgRow, with_read: bool) -> Result<Conversation> {
         last_seq: r.try_get("last_seq")?,
         member_count: r.try_get("member_count")?,
         members: None,
-        read_seq: if with_read { Some(r.try_get("read_seq")?) } else { None },
-        unread: if with_read { Some(r.try_get("unread")?) } else { None },
+        read_seq: if with_read {
+            Some(r.try_get("read_seq")?)
+        } else {
+            None
+        },
+        unread: if with_read {
+            Some(r.try_get("unread")?)
+        } else {
+            None
+        },
     })
 }
 
@@ -127,7 +138,10 @@ pub(crate) async fn add_members_tx(
 
 impl Store {
     /// The subscriber of a user's infobase (None for unknown users).
-    pub async fn user_subscriber(&self, user: UserId) -> Result<Option<(SubscriberId, InfobaseId)>> {
+    pub async fn user_subscriber(
+        &self,
+        user: UserId,
+    ) -> Result<Option<(SubscriberId, InfobaseId)>> {
         let row = sqlx::query(
             "SELECT i.subscriber_id, i.id FROM users u JOIN infobases i ON i.id = u.infobase_id
              WHERE u.id = $1 AND i.unregistered_at IS NULL",
@@ -141,7 +155,11 @@ impl Store {
 
     /// Creates a conversation; dialogs (per pair) and contextual ones (per
     /// object) are get-or-create, safe under concurrent calls.
-    pub async fn create_conversation(&self, c: &NewConversation, max_members: usize) -> Result<CreateOutcome> {
+    pub async fn create_conversation(
+        &self,
+        c: &NewConversation,
+        max_members: usize,
+    ) -> Result<CreateOutcome> {
         let mut members = c.members.clone();
         members.sort();
         members.dedup();
@@ -153,7 +171,11 @@ impl Store {
         let pair = match c.kind {
             ConversationKind::Dialog => match members.as_slice() {
                 [a, b] => Some(dialog_pair(*a, *b)),
-                _ => return Err(StoreError::Invalid("a dialog has exactly two different users".into())),
+                _ => {
+                    return Err(StoreError::Invalid(
+                        "a dialog has exactly two different users".into(),
+                    ))
+                }
             },
             _ => None,
         };
@@ -204,7 +226,11 @@ impl Store {
 
     /// One conversation as `viewer` sees it, with its members; None when it
     /// does not exist or is not visible.
-    pub async fn conversation(&self, id: ConversationId, viewer: Viewer) -> Result<Option<Conversation>> {
+    pub async fn conversation(
+        &self,
+        id: ConversationId,
+        viewer: Viewer,
+    ) -> Result<Option<Conversation>> {
         let row = match viewer {
             Viewer::User(user) => {
                 let sql = format!(
@@ -212,14 +238,23 @@ impl Store {
                      FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2
                      WHERE c.id = $1"
                 );
-                sqlx::query(&sql).bind(id.0).bind(user.0).fetch_optional(&self.pool).await?
+                sqlx::query(&sql)
+                    .bind(id.0)
+                    .bind(user.0)
+                    .fetch_optional(&self.pool)
+                    .await?
             }
             Viewer::Infobase(ib, sub) => {
                 let sql = format!(
                     "SELECT {CONV_COLUMNS} FROM conversations c
                      WHERE c.id = $1 AND c.subscriber_id = $3 AND {IB_VISIBLE}"
                 );
-                sqlx::query(&sql).bind(id.0).bind(ib.0).bind(sub.0).fetch_optional(&self.pool).await?
+                sqlx::query(&sql)
+                    .bind(id.0)
+                    .bind(ib.0)
+                    .bind(sub.0)
+                    .fetch_optional(&self.pool)
+                    .await?
             }
         };
         let Some(row) = row else { return Ok(None) };
@@ -229,11 +264,12 @@ impl Store {
     }
 
     pub async fn member_ids(&self, id: ConversationId) -> Result<Vec<UserId>> {
-        let ids: Vec<Uuid> =
-            sqlx::query_scalar("SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY joined_at, user_id")
-                .bind(id.0)
-                .fetch_all(&self.pool)
-                .await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY joined_at, user_id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(ids.into_iter().map(UserId).collect())
     }
 
@@ -251,11 +287,20 @@ impl Store {
     pub async fn conversation_meta(
         &self,
         id: ConversationId,
-    ) -> Result<Option<(ConversationKind, SubscriberId, Option<InfobaseId>, Option<UserId>)>> {
-        let row = sqlx::query("SELECT kind, subscriber_id, infobase_id, created_by FROM conversations WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
+    ) -> Result<
+        Option<(
+            ConversationKind,
+            SubscriberId,
+            Option<InfobaseId>,
+            Option<UserId>,
+        )>,
+    > {
+        let row = sqlx::query(
+            "SELECT kind, subscriber_id, infobase_id, created_by FROM conversations WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| {
             let kind: String = r.try_get(0)?;
             Ok((
@@ -269,11 +314,17 @@ impl Store {
     }
 
     /// Conversations visible to `viewer`, most recently active first.
-    pub async fn list_conversations(&self, viewer: Viewer, f: &ConversationFilter) -> Result<ConversationPage> {
+    pub async fn list_conversations(
+        &self,
+        viewer: Viewer,
+        f: &ConversationFilter,
+    ) -> Result<ConversationPage> {
         let limit = i64::from(f.limit.unwrap_or(50));
         let cursor = match f.cursor.as_deref() {
             None => None,
-            Some(c) => Some(parse_cursor(c).ok_or(StoreError::Invalid("cursor: not a cursor of this list".into()))?),
+            Some(c) => Some(parse_cursor(c).ok_or(StoreError::Invalid(
+                "cursor: not a cursor of this list".into(),
+            ))?),
         };
         let filters = "($3::text IS NULL OR c.kind = $3)
              AND ($4::bool IS NULL OR (c.kind = 'context') = $4)
@@ -329,7 +380,10 @@ impl Store {
         } else {
             None
         };
-        Ok(ConversationPage { conversations, next_cursor })
+        Ok(ConversationPage {
+            conversations,
+            next_cursor,
+        })
     }
 
     /// Adds members (same subscriber only); returns the events of those added.
@@ -342,10 +396,11 @@ impl Store {
     ) -> Result<Vec<StoredEvent>> {
         let mut tx = self.pool.begin().await?;
         // Lock the conversation first so the member count check holds.
-        let locked: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE")
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
         if locked.is_none() {
             return Err(StoreError::NotFound("conversation"));
         }
@@ -353,10 +408,11 @@ impl Store {
         let mut new: Vec<UserId> = users.to_vec();
         new.sort();
         new.dedup();
-        let current: i64 = sqlx::query_scalar("SELECT count(*) FROM members WHERE conversation_id = $1")
-            .bind(id.0)
-            .fetch_one(&mut *tx)
-            .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM members WHERE conversation_id = $1")
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await?;
         let already: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM members WHERE conversation_id = $1 AND user_id = ANY($2)",
         )
@@ -375,15 +431,20 @@ impl Store {
     }
 
     /// Removes a member; None when it was not a member.
-    pub async fn remove_member(&self, id: ConversationId, user: UserId) -> Result<Option<StoredEvent>> {
+    pub async fn remove_member(
+        &self,
+        id: ConversationId,
+        user: UserId,
+    ) -> Result<Option<StoredEvent>> {
         let mut tx = self.pool.begin().await?;
-        let removed = sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
-            .bind(id.0)
-            .bind(user.0)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
+        let removed =
+            sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
+                .bind(id.0)
+                .bind(user.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
         if !removed {
             return Ok(None);
         }
@@ -406,17 +467,25 @@ impl Store {
         .bind(user.0)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|(c, s)| (ConversationId(c), s)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(c, s)| (ConversationId(c), s))
+            .collect())
     }
 
     /// The contextual conversation of an object, if it exists.
-    pub async fn context_id(&self, infobase: InfobaseId, object_ref: &str) -> Result<Option<ConversationId>> {
-        let id: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM conversations WHERE infobase_id = $1 AND object_ref = $2")
-                .bind(infobase.0)
-                .bind(object_ref)
-                .fetch_optional(&self.pool)
-                .await?;
+    pub async fn context_id(
+        &self,
+        infobase: InfobaseId,
+        object_ref: &str,
+    ) -> Result<Option<ConversationId>> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM conversations WHERE infobase_id = $1 AND object_ref = $2",
+        )
+        .bind(infobase.0)
+        .bind(object_ref)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(id.map(ConversationId))
     }
 
@@ -435,7 +504,11 @@ impl Store {
     }
 
     /// Whether every user in `others` shares the subscriber of `user`.
-    pub async fn same_subscriber(&self, subscriber: SubscriberId, users: &[UserId]) -> Result<bool> {
+    pub async fn same_subscriber(
+        &self,
+        subscriber: SubscriberId,
+        users: &[UserId],
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let ok = check_users(&mut tx, subscriber, users).await.is_ok();
         tx.rollback().await?;
@@ -450,14 +523,19 @@ const UNREAD: &str = "(SELECT count(*) FROM messages um
         AND (um.recipients IS NULL OR m.user_id = ANY(um.recipients)))";
 
 /// An infobase ($2) sees what it created and what its users are members of.
-const IB_VISIBLE: &str = "(c.infobase_id = $2 OR EXISTS (SELECT 1 FROM members vm JOIN users vu ON vu.id = vm.user_id
+const IB_VISIBLE: &str =
+    "(c.infobase_id = $2 OR EXISTS (SELECT 1 FROM members vm JOIN users vu ON vu.id = vm.user_id
       WHERE vm.conversation_id = c.id AND vu.infobase_id = $2))";
 /// The same with the infobase as $1.
-const IB_VISIBLE_1: &str = "(c.infobase_id = $1 OR EXISTS (SELECT 1 FROM members vm JOIN users vu ON vu.id = vm.user_id
+const IB_VISIBLE_1: &str =
+    "(c.infobase_id = $1 OR EXISTS (SELECT 1 FROM members vm JOIN users vu ON vu.id = vm.user_id
       WHERE vm.conversation_id = c.id AND vu.infobase_id = $1))";
 
 fn parse_cursor(c: &str) -> Option<(DateTime<Utc>, Uuid)> {
     let (t, id) = c.split_once('_')?;
     let micros: i64 = t.parse().ok()?;
-    Some((DateTime::from_timestamp_micros(micros)?, Uuid::parse_str(id).ok()?))
+    Some((
+        DateTime::from_timestamp_micros(micros)?,
+        Uuid::parse_str(id).ok()?,
+    ))
 }

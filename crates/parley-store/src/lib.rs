@@ -9,8 +9,8 @@ mod tokens;
 mod users;
 
 pub use conversations::{CreateOutcome, NewConversation, Viewer};
-pub use messages::{NewMessageRow, PostOutcome, StoredEvent};
 pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
+pub use messages::{NewMessageRow, PostOutcome, StoredEvent};
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use tokens::NewToken;
 pub use users::UserFields;

@@ -38,13 +38,15 @@ pub(crate) async fn append_event(
     let event = make(seq);
     let body = serde_json::to_value(&event).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let rec: Option<Vec<Uuid>> = recipients.as_ref().map(|r| r.iter().map(|u| u.0).collect());
-    sqlx::query("INSERT INTO events (conversation_id, seq, recipients, body) VALUES ($1, $2, $3, $4)")
-        .bind(conversation.0)
-        .bind(seq)
-        .bind(rec)
-        .bind(Json(&body))
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO events (conversation_id, seq, recipients, body) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(conversation.0)
+    .bind(seq)
+    .bind(rec)
+    .bind(Json(&body))
+    .execute(&mut **tx)
+    .await?;
     Ok(StoredEvent {
         conversation_id: conversation,
         seq,
@@ -86,7 +88,11 @@ fn msg_from_row(r: &PgRow) -> Result<Message> {
         seq: r.try_get("seq")?,
         author_id: UserId(r.try_get("author_id")?),
         // A deleted message keeps its place in the history, not its content.
-        text: if deleted { String::new() } else { r.try_get("text")? },
+        text: if deleted {
+            String::new()
+        } else {
+            r.try_get("text")?
+        },
         data: if deleted { None } else { data.map(|d| d.0) },
         actions: if deleted { Vec::new() } else { actions.0 },
         recipients: recipients.map(|v| v.into_iter().map(UserId).collect()),
@@ -97,19 +103,25 @@ fn msg_from_row(r: &PgRow) -> Result<Message> {
 }
 
 /// Visibility of a message row to user $2 (recipients restrict it).
-const VISIBLE_TO: &str = "($2::uuid IS NULL OR recipients IS NULL OR author_id = $2 OR $2 = ANY(recipients))";
+const VISIBLE_TO: &str =
+    "($2::uuid IS NULL OR recipients IS NULL OR author_id = $2 OR $2 = ANY(recipients))";
 
 impl Store {
     /// Stores a message with the next `seq`, or returns the earlier message
     /// with the same idempotency key. The caller checked membership.
-    pub async fn post_message(&self, conversation: ConversationId, m: &NewMessageRow) -> Result<PostOutcome> {
+    pub async fn post_message(
+        &self,
+        conversation: ConversationId,
+        m: &NewMessageRow,
+    ) -> Result<PostOutcome> {
         let mut tx = self.pool.begin().await?;
         // Take the conversation lock first: concurrent retries with one key
         // then see each other.
-        let locked: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE")
-            .bind(conversation.0)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let locked: Option<i64> =
+            sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE")
+                .bind(conversation.0)
+                .fetch_optional(&mut *tx)
+                .await?;
         if locked.is_none() {
             return Err(StoreError::NotFound("conversation"));
         }
@@ -192,7 +204,9 @@ impl Store {
         data: Option<&serde_json::Value>,
     ) -> Result<StoredEvent> {
         let mut tx = self.pool.begin().await?;
-        let current = self.message_for_change(&mut tx, conversation, id, editor).await?;
+        let current = self
+            .message_for_change(&mut tx, conversation, id, editor)
+            .await?;
         let recipients = current.recipients.clone();
         let mut updated = None;
         let ev = append_event(&mut tx, conversation, recipients, |seq| {
@@ -232,11 +246,15 @@ impl Store {
         by: Option<UserId>,
     ) -> Result<StoredEvent> {
         let mut tx = self.pool.begin().await?;
-        let current = self.message_for_change(&mut tx, conversation, id, by).await?;
-        let ev = append_event(&mut tx, conversation, current.recipients.clone(), |seq| Event::MessageDeleted {
-            conversation_id: conversation,
-            seq,
-            message_id: id,
+        let current = self
+            .message_for_change(&mut tx, conversation, id, by)
+            .await?;
+        let ev = append_event(&mut tx, conversation, current.recipients.clone(), |seq| {
+            Event::MessageDeleted {
+                conversation_id: conversation,
+                seq,
+                message_id: id,
+            }
         })
         .await?;
         sqlx::query("UPDATE messages SET deleted = true, text = '', data = NULL, actions = '[]' WHERE id = $1")
@@ -254,7 +272,9 @@ impl Store {
         id: MessageId,
         by: Option<UserId>,
     ) -> Result<Message> {
-        let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE id = $1 AND conversation_id = $2 FOR UPDATE");
+        let sql = format!(
+            "SELECT {MSG_COLUMNS} FROM messages WHERE id = $1 AND conversation_id = $2 FOR UPDATE"
+        );
         let row = sqlx::query(&sql)
             .bind(id.0)
             .bind(conversation.0)
@@ -264,7 +284,9 @@ impl Store {
         let msg = msg_from_row(&row)?;
         if let Some(user) = by {
             if msg.author_id != user {
-                return Err(StoreError::Denied("only the author may change this message".into()));
+                return Err(StoreError::Denied(
+                    "only the author may change this message".into(),
+                ));
             }
         }
         if msg.deleted {
@@ -302,7 +324,11 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         let has_more = rows.len() as i64 > lim;
-        let mut messages = rows.iter().take(limit as usize).map(msg_from_row).collect::<Result<Vec<_>>>()?;
+        let mut messages = rows
+            .iter()
+            .take(limit as usize)
+            .map(msg_from_row)
+            .collect::<Result<Vec<_>>>()?;
         messages.sort_by_key(|m| m.seq);
         Ok(MessagePage { messages, has_more })
     }
@@ -334,7 +360,12 @@ impl Store {
         let out = rows
             .iter()
             .take(limit as usize)
-            .map(|r| Ok((r.try_get("seq")?, r.try_get::<Json<serde_json::Value>, _>("body")?.0)))
+            .map(|r| {
+                Ok((
+                    r.try_get("seq")?,
+                    r.try_get::<Json<serde_json::Value>, _>("body")?.0,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok((out, more))
     }
@@ -342,7 +373,12 @@ impl Store {
     /// Moves the member's read marker forward (never back, never past the
     /// last event); returns the marker and the unread count, None when not a
     /// member.
-    pub async fn mark_read(&self, conversation: ConversationId, user: UserId, seq: i64) -> Result<Option<(i64, i64)>> {
+    pub async fn mark_read(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        seq: i64,
+    ) -> Result<Option<(i64, i64)>> {
         let row = sqlx::query(
             "UPDATE members m SET read_seq = GREATEST(m.read_seq, LEAST($3, c.last_seq))
              FROM conversations c

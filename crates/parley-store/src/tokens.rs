@@ -54,7 +54,12 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref()
-            .map(|r| Ok((user_from_row(r)?, SubscriberId(sqlx::Row::try_get(r, "subscriber_id")?))))
+            .map(|r| {
+                Ok((
+                    user_from_row(r)?,
+                    SubscriberId(sqlx::Row::try_get(r, "subscriber_id")?),
+                ))
+            })
             .transpose()
     }
 }

@@ -79,14 +79,22 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
-async fn visible(st: &AppState, me: &InfobaseCaller, id: ConversationId) -> ApiResult<parley_core::protocol::Conversation> {
+async fn visible(
+    st: &AppState,
+    me: &InfobaseCaller,
+    id: ConversationId,
+) -> ApiResult<parley_core::protocol::Conversation> {
     st.store
         .conversation(id, Viewer::Infobase(me.id, me.subscriber_id))
         .await?
         .ok_or_else(|| ApiError::not_found("conversation"))
 }
 
-async fn created(st: &AppState, me: &InfobaseCaller, outcome: CreateOutcome) -> ApiResult<HttpResponse> {
+async fn created(
+    st: &AppState,
+    me: &InfobaseCaller,
+    outcome: CreateOutcome,
+) -> ApiResult<HttpResponse> {
     let (id, fresh) = match outcome {
         CreateOutcome::Created(id, events) => {
             chat::publish_all(st, events).await?;
@@ -95,7 +103,12 @@ async fn created(st: &AppState, me: &InfobaseCaller, outcome: CreateOutcome) -> 
         CreateOutcome::Existing(id) => (id, false),
     };
     let conv = visible(st, me, id).await?;
-    Ok(if fresh { HttpResponse::Created() } else { HttpResponse::Ok() }.json(conv))
+    Ok(if fresh {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    }
+    .json(conv))
 }
 
 /// Creates a group conversation or opens the dialog of two users.
@@ -104,14 +117,23 @@ async fn created(st: &AppState, me: &InfobaseCaller, outcome: CreateOutcome) -> 
     responses((status = 201, body = parley_core::protocol::Conversation),
               (status = 200, description = "The dialog existed", body = parley_core::protocol::Conversation),
               (status = 409, description = "`conflict`: key taken", body = ErrorBody)))]
-pub async fn create(st: web::Data<AppState>, me: InfobaseCaller, body: web::Json<CreateConversation>) -> ApiResult<HttpResponse> {
+pub async fn create(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    body: web::Json<CreateConversation>,
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let kind = b.kind.unwrap_or(ConversationKind::Group);
     let title = match kind {
         ConversationKind::Group => validate::text("title", &b.title, st.limits.max_title_chars)?,
-        ConversationKind::Dialog => validate::optional_text("title", &b.title, st.limits.max_title_chars)?,
+        ConversationKind::Dialog => {
+            validate::optional_text("title", &b.title, st.limits.max_title_chars)?
+        }
         ConversationKind::Context => {
-            return Err(ApiError::new(ErrorCode::Invalid, "kind: contextual conversations are opened with PUT .../contexts"))
+            return Err(ApiError::new(
+                ErrorCode::Invalid,
+                "kind: contextual conversations are opened with PUT .../contexts",
+            ))
         }
     };
     let key = b.key.map(|k| validate::text("key", &k, 256)).transpose()?;
@@ -126,7 +148,10 @@ pub async fn create(st: web::Data<AppState>, me: InfobaseCaller, body: web::Json
         created_by: None,
         members: b.members,
     };
-    let outcome = st.store.create_conversation(&new, st.limits.max_members).await?;
+    let outcome = st
+        .store
+        .create_conversation(&new, st.limits.max_members)
+        .await?;
     created(&st, &me, outcome).await
 }
 
@@ -135,8 +160,16 @@ pub async fn create(st: web::Data<AppState>, me: InfobaseCaller, body: web::Json
 #[utoipa::path(put, path = "/v1/infobases/{infobase_id}/contexts", tag = "conversations",
     params(("infobase_id" = InfobaseId, Path)), request_body = OpenContext, security(("infobase" = [])),
     responses((status = 201, body = parley_core::protocol::Conversation), (status = 200, body = parley_core::protocol::Conversation)))]
-pub async fn open_context(st: web::Data<AppState>, me: InfobaseCaller, body: web::Json<OpenContext>) -> ApiResult<HttpResponse> {
-    let object_ref = validate::text("object_ref", &body.object_ref, st.limits.max_object_ref_chars)?;
+pub async fn open_context(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    body: web::Json<OpenContext>,
+) -> ApiResult<HttpResponse> {
+    let object_ref = validate::text(
+        "object_ref",
+        &body.object_ref,
+        st.limits.max_object_ref_chars,
+    )?;
     let title = validate::optional_text("title", &body.title, st.limits.max_title_chars)?;
     let new = NewConversation {
         subscriber_id: me.subscriber_id,
@@ -149,7 +182,10 @@ pub async fn open_context(st: web::Data<AppState>, me: InfobaseCaller, body: web
         created_by: None,
         members: Vec::new(),
     };
-    let outcome = st.store.create_conversation(&new, st.limits.max_members).await?;
+    let outcome = st
+        .store
+        .create_conversation(&new, st.limits.max_members)
+        .await?;
     created(&st, &me, outcome).await
 }
 
@@ -157,17 +193,32 @@ pub async fn open_context(st: web::Data<AppState>, me: InfobaseCaller, body: web
 #[utoipa::path(get, path = "/v1/infobases/{infobase_id}/conversations", tag = "conversations",
     params(("infobase_id" = InfobaseId, Path)), security(("infobase" = [])),
     responses((status = 200, body = ConversationPage)))]
-pub async fn list(st: web::Data<AppState>, me: InfobaseCaller, q: web::Query<ConversationFilter>) -> ApiResult<web::Json<ConversationPage>> {
+pub async fn list(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    q: web::Query<ConversationFilter>,
+) -> ApiResult<web::Json<ConversationPage>> {
     if !(1..=200).contains(&q.limit.unwrap_or(50)) {
-        return Err(ApiError::new(ErrorCode::Invalid, "limit: must be between 1 and 200"));
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "limit: must be between 1 and 200",
+        ));
     }
-    Ok(web::Json(st.store.list_conversations(Viewer::Infobase(me.id, me.subscriber_id), &q).await?))
+    Ok(web::Json(
+        st.store
+            .list_conversations(Viewer::Infobase(me.id, me.subscriber_id), &q)
+            .await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/infobases/{infobase_id}/conversations/{conversation_id}", tag = "conversations",
     params(("infobase_id" = InfobaseId, Path), ("conversation_id" = ConversationId, Path)), security(("infobase" = [])),
     responses((status = 200, body = parley_core::protocol::Conversation), (status = 404, body = ErrorBody)))]
-pub async fn get(st: web::Data<AppState>, me: InfobaseCaller, path: web::Path<(InfobaseId, ConversationId)>) -> ApiResult<HttpResponse> {
+pub async fn get(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    path: web::Path<(InfobaseId, ConversationId)>,
+) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(visible(&st, &me, path.1).await?))
 }
 
@@ -184,9 +235,20 @@ pub async fn add_members(
 ) -> ApiResult<HttpResponse> {
     let conv = visible(&st, &me, path.1).await?;
     if conv.kind == ConversationKind::Dialog {
-        return Err(ApiError::new(ErrorCode::Invalid, "a dialog has exactly two members"));
+        return Err(ApiError::new(
+            ErrorCode::Invalid,
+            "a dialog has exactly two members",
+        ));
     }
-    let events = st.store.add_members(conv.id, me.subscriber_id, &body.user_ids, st.limits.max_members).await?;
+    let events = st
+        .store
+        .add_members(
+            conv.id,
+            me.subscriber_id,
+            &body.user_ids,
+            st.limits.max_members,
+        )
+        .await?;
     chat::publish_all(&st, events).await?;
     Ok(HttpResponse::Ok().json(visible(&st, &me, conv.id).await?))
 }
@@ -226,20 +288,43 @@ pub async fn post_message(
 ) -> ApiResult<HttpResponse> {
     let conv = visible(&st, &me, path.1).await?;
     let b = body.into_inner();
-    let author = st.store.user(me.id, b.author_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let author = st
+        .store
+        .user(me.id, b.author_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     if author.locked {
         return Err(ApiError::access_denied("the author is locked"));
     }
-    if !conv.members.as_ref().is_some_and(|m| m.contains(&author.id)) {
+    if !conv
+        .members
+        .as_ref()
+        .is_some_and(|m| m.contains(&author.id))
+    {
         if conv.kind == ConversationKind::Dialog {
-            return Err(ApiError::access_denied("only the two users of a dialog post in it"));
+            return Err(ApiError::access_denied(
+                "only the two users of a dialog post in it",
+            ));
         }
-        let events = st.store.add_members(conv.id, me.subscriber_id, &[author.id], st.limits.max_members).await?;
+        let events = st
+            .store
+            .add_members(
+                conv.id,
+                me.subscriber_id,
+                &[author.id],
+                st.limits.max_members,
+            )
+            .await?;
         chat::publish_all(&st, events).await?;
     }
     let row = chat::validate_message(&st, b.message, author.id)?;
     let (msg, fresh) = chat::send(&st, conv.id, row).await?;
-    Ok(if fresh { HttpResponse::Created() } else { HttpResponse::Ok() }.json(msg))
+    Ok(if fresh {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    }
+    .json(msg))
 }
 
 /// History, ascending `seq`; everything, whatever `recipients` says.
@@ -261,7 +346,11 @@ pub async fn history(
             format!("limit must be between 1 and {max}; give before or after, not both"),
         ));
     }
-    Ok(web::Json(st.store.history(conv.id, None, q.before, q.after, limit).await?))
+    Ok(web::Json(
+        st.store
+            .history(conv.id, None, q.before, q.after, limit)
+            .await?,
+    ))
 }
 
 /// Deletes any message of a visible conversation.
@@ -283,8 +372,16 @@ pub async fn delete_message(
 #[utoipa::path(get, path = "/v1/infobases/{infobase_id}/users/{user_id}/presence", tag = "users",
     params(("infobase_id" = InfobaseId, Path), ("user_id" = UserId, Path)), security(("infobase" = [])),
     responses((status = 200, body = Presence), (status = 404, body = ErrorBody)))]
-pub async fn presence(st: web::Data<AppState>, me: InfobaseCaller, path: web::Path<(InfobaseId, UserId)>) -> ApiResult<web::Json<Presence>> {
-    let user = st.store.user(me.id, path.1).await?.ok_or_else(|| ApiError::not_found("user"))?;
+pub async fn presence(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    path: web::Path<(InfobaseId, UserId)>,
+) -> ApiResult<web::Json<Presence>> {
+    let user = st
+        .store
+        .user(me.id, path.1)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     let online = st.bus.online(vec![user.id]).await?;
     Ok(web::Json(Presence {
         online: online.first().copied().unwrap_or(false),
@@ -301,11 +398,26 @@ pub async fn notify(
     path: web::Path<(InfobaseId, UserId)>,
     body: web::Json<NotificationBody>,
 ) -> ApiResult<HttpResponse> {
-    let user = st.store.user(me.id, path.1).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    let size = serde_json::to_vec(&body.data).map(|v| v.len()).unwrap_or(usize::MAX);
+    let user = st
+        .store
+        .user(me.id, path.1)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let size = serde_json::to_vec(&body.data)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > st.limits.max_data_bytes {
-        return Err(ApiError::new(ErrorCode::TooLarge, "data: larger than limits.max_data_bytes"));
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            "data: larger than limits.max_data_bytes",
+        ));
     }
-    chat::push(&st, vec![user.id], parley_core::protocol::Event::Notification { data: body.into_inner().data });
+    chat::push(
+        &st,
+        vec![user.id],
+        parley_core::protocol::Event::Notification {
+            data: body.into_inner().data,
+        },
+    );
     Ok(HttpResponse::Accepted().json(json!({ "queued": true })))
 }

@@ -43,9 +43,18 @@ pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     };
     components.insert("database".to_owned(), db);
     let bus = match tokio_timeout(CHECK_TIMEOUT, st.bus.check()).await {
-        Some(Ok(())) => ComponentStatus { status: "ready".into(), message: Some(st.bus.name().into()) },
-        Some(Err(e)) => ComponentStatus { status: "unavailable".into(), message: Some(e.to_string()) },
-        None => ComponentStatus { status: "unavailable".into(), message: Some("no answer within 2 s".into()) },
+        Some(Ok(())) => ComponentStatus {
+            status: "ready".into(),
+            message: Some(st.bus.name().into()),
+        },
+        Some(Err(e)) => ComponentStatus {
+            status: "unavailable".into(),
+            message: Some(e.to_string()),
+        },
+        None => ComponentStatus {
+            status: "unavailable".into(),
+            message: Some("no answer within 2 s".into()),
+        },
     };
     components.insert("bus".to_owned(), bus);
     let ready = components.values().all(|c| c.status == "ready");

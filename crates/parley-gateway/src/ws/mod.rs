@@ -26,16 +26,39 @@ use tracing::Instrument;
 
 /// Every request `type` (to tell an unknown type from a malformed request).
 const KNOWN_TYPES: &[&str] = &[
-    "auth", "ping", "resume", "conversations.list", "conversation.get", "conversation.create",
-    "dialog.open", "context.get", "members.add", "members.remove", "conversation.leave",
-    "message.send", "message.edit", "message.delete", "history", "read", "typing", "presence.get",
+    "auth",
+    "ping",
+    "resume",
+    "conversations.list",
+    "conversation.get",
+    "conversation.create",
+    "dialog.open",
+    "context.get",
+    "members.add",
+    "members.remove",
+    "conversation.leave",
+    "message.send",
+    "message.edit",
+    "message.delete",
+    "history",
+    "read",
+    "typing",
+    "presence.get",
 ];
 
 /// `GET /ws`: upgrades, then runs the session in its own task.
-pub async fn route(req: HttpRequest, body: web::Payload, st: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn route(
+    req: HttpRequest,
+    body: web::Payload,
+    st: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let token = token_from_request(&req);
-    let (res, session, stream) = actix_ws::handle(&req, body)
-        .map_err(|e| ApiError::new(ErrorCode::Invalid, format!("expected a WebSocket upgrade: {e}")))?;
+    let (res, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Invalid,
+            format!("expected a WebSocket upgrade: {e}"),
+        )
+    })?;
     let stream = stream
         .max_frame_size(st.ws.max_frame_bytes)
         .aggregate_continuations()
@@ -47,7 +70,11 @@ pub async fn route(req: HttpRequest, body: web::Payload, st: web::Data<AppState>
 }
 
 fn token_from_request(req: &HttpRequest) -> Option<String> {
-    if let Some(v) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(t) = v.strip_prefix("Bearer ") {
             return Some(t.trim().to_owned());
         }
@@ -79,7 +106,12 @@ async fn close_with(ws: actix_ws::Session, code: u16, reason: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(reason))).await;
 }
 
-async fn send_error(ws: &mut actix_ws::Session, id: Option<String>, code: ErrorCode, message: &str) {
+async fn send_error(
+    ws: &mut actix_ws::Session,
+    id: Option<String>,
+    code: ErrorCode,
+    message: &str,
+) {
     let frame = frame_text(&ServerFrame::Error {
         id,
         code,
@@ -102,7 +134,9 @@ async fn auth_frame(
             m = stream.next() => m,
         };
         let text = match msg {
-            None | Some(Ok(AggregatedMessage::Close(_))) => return Err(Stop::new(close::NORMAL, "closed")),
+            None | Some(Ok(AggregatedMessage::Close(_))) => {
+                return Err(Stop::new(close::NORMAL, "closed"))
+            }
             Some(Ok(AggregatedMessage::Ping(b))) => {
                 let _ = ws.pong(&b).await;
                 continue;
@@ -110,20 +144,41 @@ async fn auth_frame(
             Some(Ok(AggregatedMessage::Pong(_))) => continue,
             Some(Ok(AggregatedMessage::Text(t))) => t,
             Some(Ok(AggregatedMessage::Binary(_))) => {
-                return Err(Stop::new(close::UNAUTHENTICATED, "the first frame must be auth"))
+                return Err(Stop::new(
+                    close::UNAUTHENTICATED,
+                    "the first frame must be auth",
+                ))
             }
             Some(Err(e)) => return Err(protocol_stop(e)),
         };
         let frame: ClientFrame = match serde_json::from_str(&text) {
             Ok(f) => f,
             Err(e) => {
-                send_error(ws, None, ErrorCode::Unauthenticated, &format!("expected an auth frame: {e}")).await;
-                return Err(Stop::new(close::UNAUTHENTICATED, "the first frame must be auth"));
+                send_error(
+                    ws,
+                    None,
+                    ErrorCode::Unauthenticated,
+                    &format!("expected an auth frame: {e}"),
+                )
+                .await;
+                return Err(Stop::new(
+                    close::UNAUTHENTICATED,
+                    "the first frame must be auth",
+                ));
             }
         };
         let Request::Auth { token } = frame.request else {
-            send_error(ws, Some(frame.id), ErrorCode::Unauthenticated, "authenticate first").await;
-            return Err(Stop::new(close::UNAUTHENTICATED, "the first frame must be auth"));
+            send_error(
+                ws,
+                Some(frame.id),
+                ErrorCode::Unauthenticated,
+                "authenticate first",
+            )
+            .await;
+            return Err(Stop::new(
+                close::UNAUTHENTICATED,
+                "the first frame must be auth",
+            ));
         };
         return match authenticate_token(st, &token).await {
             Ok((user, sub)) => Ok((user, sub, Some(frame.id))),
@@ -145,12 +200,20 @@ fn close_for(code: ErrorCode) -> u16 {
 
 fn protocol_stop(e: ProtocolError) -> Stop {
     match e {
-        ProtocolError::Overflow => Stop::new(close::TOO_BIG, "frame larger than ws.max_frame_bytes"),
+        ProtocolError::Overflow => {
+            Stop::new(close::TOO_BIG, "frame larger than ws.max_frame_bytes")
+        }
         other => Stop::new(close::PROTOCOL, other.to_string()),
     }
 }
 
-async fn run(st: Arc<AppState>, id: SessionId, mut ws: actix_ws::Session, mut stream: Stream, token: Option<String>) {
+async fn run(
+    st: Arc<AppState>,
+    id: SessionId,
+    mut ws: actix_ws::Session,
+    mut stream: Stream,
+    token: Option<String>,
+) {
     let authed = match token {
         Some(t) => match authenticate_token(&st, &t).await {
             Ok((u, s)) => Ok((u, s, None)),
@@ -250,7 +313,10 @@ impl Session {
         };
         if let Some(id) = auth_id {
             let result = serde_json::to_value(&ready).unwrap_or(Value::Null);
-            if let Err(s) = self.send(frame_text(&ServerFrame::Result { id, result })).await {
+            if let Err(s) = self
+                .send(frame_text(&ServerFrame::Result { id, result }))
+                .await
+            {
                 return s;
             }
         }
@@ -291,14 +357,27 @@ impl Session {
         }
     }
 
-    async fn on_message(&mut self, msg: Option<Result<AggregatedMessage, ProtocolError>>) -> Result<(), Stop> {
+    async fn on_message(
+        &mut self,
+        msg: Option<Result<AggregatedMessage, ProtocolError>>,
+    ) -> Result<(), Stop> {
         match msg {
             None => Err(Stop::new(close::NORMAL, "connection closed")),
-            Some(Ok(AggregatedMessage::Close(_))) => Err(Stop::new(close::NORMAL, "closed by the client")),
-            Some(Ok(AggregatedMessage::Ping(b))) => self.guard(|ws| Box::pin(async move { ws.pong(&b).await })).await,
+            Some(Ok(AggregatedMessage::Close(_))) => {
+                Err(Stop::new(close::NORMAL, "closed by the client"))
+            }
+            Some(Ok(AggregatedMessage::Ping(b))) => {
+                self.guard(|ws| Box::pin(async move { ws.pong(&b).await }))
+                    .await
+            }
             Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
             Some(Ok(AggregatedMessage::Binary(_))) => {
-                self.send_error(None, ErrorCode::Invalid, "binary frames are not supported; send JSON text").await
+                self.send_error(
+                    None,
+                    ErrorCode::Invalid,
+                    "binary frames are not supported; send JSON text",
+                )
+                .await
             }
             Some(Ok(AggregatedMessage::Text(text))) => self.on_text(&text).await,
             Some(Err(e)) => Err(protocol_stop(e)),
@@ -308,23 +387,41 @@ impl Session {
     async fn on_text(&mut self, text: &str) -> Result<(), Stop> {
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(e) => return self.send_error(None, ErrorCode::InvalidJson, &format!("invalid JSON: {e}")).await,
+            Err(e) => {
+                return self
+                    .send_error(None, ErrorCode::InvalidJson, &format!("invalid JSON: {e}"))
+                    .await
+            }
         };
         let Some(id) = value.get("id").and_then(Value::as_str).map(str::to_owned) else {
-            return self.send_error(None, ErrorCode::InvalidJson, "id: a string is required").await;
+            return self
+                .send_error(None, ErrorCode::InvalidJson, "id: a string is required")
+                .await;
         };
         if id.len() > 128 {
-            return self.send_error(None, ErrorCode::TooLarge, "id: longer than 128 bytes").await;
+            return self
+                .send_error(None, ErrorCode::TooLarge, "id: longer than 128 bytes")
+                .await;
         }
-        let ty = value.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        let ty = value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let request: Request = match serde_json::from_value(value) {
             Ok(r) => r,
             Err(e) if KNOWN_TYPES.contains(&ty.as_str()) => {
-                return self.send_error(Some(id), ErrorCode::InvalidJson, &format!("{ty}: {e}")).await
+                return self
+                    .send_error(Some(id), ErrorCode::InvalidJson, &format!("{ty}: {e}"))
+                    .await
             }
             Err(_) => {
                 return self
-                    .send_error(Some(id), ErrorCode::UnknownFrame, &format!("unknown frame type `{ty}`"))
+                    .send_error(
+                        Some(id),
+                        ErrorCode::UnknownFrame,
+                        &format!("unknown frame type `{ty}`"),
+                    )
                     .await
             }
         };
@@ -332,13 +429,21 @@ impl Session {
             return self.send(frame_text(&ServerFrame::Pong { id })).await;
         }
         match self.dispatch(request).await {
-            Ok(result) => self.send(frame_text(&ServerFrame::Result { id, result })).await,
+            Ok(result) => {
+                self.send(frame_text(&ServerFrame::Result { id, result }))
+                    .await
+            }
             Err(ReqError::Api(e)) => self.send_error(Some(id), e.code, &e.message).await,
             Err(ReqError::Stop(s)) => Err(s),
         }
     }
 
-    async fn send_error(&mut self, id: Option<String>, code: ErrorCode, message: &str) -> Result<(), Stop> {
+    async fn send_error(
+        &mut self,
+        id: Option<String>,
+        code: ErrorCode,
+        message: &str,
+    ) -> Result<(), Stop> {
         let frame = frame_text(&ServerFrame::Error {
             id,
             code,
@@ -350,14 +455,17 @@ impl Session {
     /// Sends a frame; a peer that does not read makes this wait, so it also
     /// gives up on overflow or after the heartbeat timeout.
     async fn send(&mut self, text: ByteString) -> Result<(), Stop> {
-        self.guard(move |ws| Box::pin(async move { ws.text(text).await })).await
+        self.guard(move |ws| Box::pin(async move { ws.text(text).await }))
+            .await
     }
 
     async fn guard<F>(&mut self, op: F) -> Result<(), Stop>
     where
         F: for<'a> FnOnce(
             &'a mut actix_ws::Session,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), actix_ws::Closed>> + 'a>>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), actix_ws::Closed>> + 'a>,
+        >,
     {
         let overflow = Arc::clone(&self.overflow);
         let limit = Duration::from_secs(self.st.ws.heartbeat_timeout_secs);
@@ -374,7 +482,9 @@ impl Session {
         if let Some((conv, seq)) = env.position {
             match self.last.get(&conv).copied() {
                 Some(last) if seq <= last => return Ok(()),
-                Some(last) if seq > last + 1 => self.replay(conv, last, Some(seq)).await.map(|_| ())?,
+                Some(last) if seq > last + 1 => {
+                    self.replay(conv, last, Some(seq)).await.map(|_| ())?
+                }
                 _ => {}
             }
             self.last.insert(conv, seq);
@@ -388,7 +498,12 @@ impl Session {
     /// Sends the stored events of `conv` after `after` (and before `until`)
     /// that this user may see. Returns how many, whether the limit cut them
     /// short, and the highest `seq` sent (`after` if none).
-    async fn replay(&mut self, conv: ConversationId, after: i64, until: Option<i64>) -> Result<(u64, bool, i64), Stop> {
+    async fn replay(
+        &mut self,
+        conv: ConversationId,
+        after: i64,
+        until: Option<i64>,
+    ) -> Result<(u64, bool, i64), Stop> {
         let limit = self.st.ws.resume_max_events;
         let (events, more) = self
             .st

@@ -3,9 +3,7 @@
 use super::{ReqError, Session};
 use crate::chat;
 use crate::error::ApiError;
-use parley_core::protocol::{
-    ConversationKind, Event, PresenceState, ReadState, Request, Resumed,
-};
+use parley_core::protocol::{ConversationKind, Event, PresenceState, ReadState, Request, Resumed};
 use parley_core::validate;
 use parley_core::{ConversationId, ErrorCode, UserId};
 use parley_store::{CreateOutcome, NewConversation, Viewer};
@@ -16,7 +14,8 @@ use std::time::{Duration, Instant};
 const MAX_PRESENCE_QUERY: usize = 1000;
 
 fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ReqError> {
-    serde_json::to_value(v).map_err(|e| ReqError::Api(ApiError::new(ErrorCode::Internal, e.to_string())))
+    serde_json::to_value(v)
+        .map_err(|e| ReqError::Api(ApiError::new(ErrorCode::Internal, e.to_string())))
 }
 
 fn invalid(msg: impl Into<String>) -> ReqError {
@@ -48,18 +47,28 @@ impl Session {
                         truncated.push(conv);
                     }
                 }
-                to_value(&Resumed { replayed, truncated })
+                to_value(&Resumed {
+                    replayed,
+                    truncated,
+                })
             }
             Request::ListConversations { filter } => {
                 if !(1..=200).contains(&filter.limit.unwrap_or(50)) {
                     return Err(invalid("limit: must be between 1 and 200"));
                 }
-                let page = self.st.store.list_conversations(Viewer::User(me), &filter).await?;
+                let page = self
+                    .st
+                    .store
+                    .list_conversations(Viewer::User(me), &filter)
+                    .await?;
                 to_value(&page)
             }
-            Request::GetConversation { conversation_id } => self.conversation(conversation_id).await,
+            Request::GetConversation { conversation_id } => {
+                self.conversation(conversation_id).await
+            }
             Request::CreateGroup { title, mut members } => {
-                let title = validate::text("title", &title, self.st.limits.max_title_chars).map_err(ApiError::from)?;
+                let title = validate::text("title", &title, self.st.limits.max_title_chars)
+                    .map_err(ApiError::from)?;
                 members.push(me);
                 let new = NewConversation {
                     subscriber_id: self.subscriber,
@@ -91,7 +100,10 @@ impl Session {
                 };
                 self.create(new).await
             }
-            Request::GetContext { infobase_id, object_ref } => {
+            Request::GetContext {
+                infobase_id,
+                object_ref,
+            } => {
                 let id = self
                     .st
                     .store
@@ -101,11 +113,16 @@ impl Session {
                 chat::require_member(&self.st, id, me, self.subscriber).await?;
                 self.conversation(id).await
             }
-            Request::AddMembers { conversation_id, user_ids } => {
+            Request::AddMembers {
+                conversation_id,
+                user_ids,
+            } => {
                 let kind = self.member_kind(conversation_id).await?;
                 match kind {
                     ConversationKind::Group => {}
-                    ConversationKind::Dialog => return Err(invalid("a dialog has exactly two members")),
+                    ConversationKind::Dialog => {
+                        return Err(invalid("a dialog has exactly two members"))
+                    }
                     ConversationKind::Context => {
                         return Err(ApiError::access_denied(
                             "members of a contextual conversation are granted by its infobase",
@@ -116,22 +133,42 @@ impl Session {
                 let events = self
                     .st
                     .store
-                    .add_members(conversation_id, self.subscriber, &user_ids, self.st.limits.max_members)
+                    .add_members(
+                        conversation_id,
+                        self.subscriber,
+                        &user_ids,
+                        self.st.limits.max_members,
+                    )
                     .await?;
                 chat::publish_all(&self.st, events).await?;
                 self.conversation(conversation_id).await
             }
-            Request::RemoveMember { conversation_id, user_id } => {
+            Request::RemoveMember {
+                conversation_id,
+                user_id,
+            } => {
                 let kind = self.member_kind(conversation_id).await?;
                 if user_id != me {
-                    let creator = self.st.store.conversation_meta(conversation_id).await?.and_then(|m| m.3);
+                    let creator = self
+                        .st
+                        .store
+                        .conversation_meta(conversation_id)
+                        .await?
+                        .and_then(|m| m.3);
                     if kind != ConversationKind::Group || creator != Some(me) {
-                        return Err(ApiError::access_denied("only the creator of a group removes other members").into());
+                        return Err(ApiError::access_denied(
+                            "only the creator of a group removes other members",
+                        )
+                        .into());
                     }
                 } else if kind == ConversationKind::Dialog {
                     return Err(invalid("nobody leaves a dialog"));
                 }
-                let removed = self.st.store.remove_member(conversation_id, user_id).await?;
+                let removed = self
+                    .st
+                    .store
+                    .remove_member(conversation_id, user_id)
+                    .await?;
                 let done = removed.is_some();
                 if let Some(ev) = removed {
                     chat::publish(&self.st, ev).await?;
@@ -148,13 +185,21 @@ impl Session {
                 }
                 Ok(json!({ "left": true }))
             }
-            Request::Send { conversation_id, message } => {
+            Request::Send {
+                conversation_id,
+                message,
+            } => {
                 chat::require_member(&self.st, conversation_id, me, self.subscriber).await?;
                 let row = chat::validate_message(&self.st, message, me)?;
                 let (msg, _) = chat::send(&self.st, conversation_id, row).await?;
                 to_value(&msg)
             }
-            Request::Edit { conversation_id, message_id, text, data } => {
+            Request::Edit {
+                conversation_id,
+                message_id,
+                text,
+                data,
+            } => {
                 chat::require_member(&self.st, conversation_id, me, self.subscriber).await?;
                 if text.is_none() && data.is_none() {
                     return Err(invalid("give text or data to change"));
@@ -168,7 +213,13 @@ impl Session {
                 let ev = self
                     .st
                     .store
-                    .edit_message(conversation_id, message_id, Some(me), text.as_deref(), data.as_ref())
+                    .edit_message(
+                        conversation_id,
+                        message_id,
+                        Some(me),
+                        text.as_deref(),
+                        data.as_ref(),
+                    )
                     .await?;
                 let out = match &ev.event {
                     Event::MessageEdited { message, .. } => to_value(message)?,
@@ -177,28 +228,51 @@ impl Session {
                 chat::publish(&self.st, ev).await?;
                 Ok(out)
             }
-            Request::Delete { conversation_id, message_id } => {
+            Request::Delete {
+                conversation_id,
+                message_id,
+            } => {
                 chat::require_member(&self.st, conversation_id, me, self.subscriber).await?;
-                let ev = self.st.store.delete_message(conversation_id, message_id, Some(me)).await?;
+                let ev = self
+                    .st
+                    .store
+                    .delete_message(conversation_id, message_id, Some(me))
+                    .await?;
                 let seq = ev.seq;
                 chat::publish(&self.st, ev).await?;
                 Ok(json!({ "deleted": true, "seq": seq }))
             }
-            Request::History { conversation_id, before, after, limit } => {
+            Request::History {
+                conversation_id,
+                before,
+                after,
+                limit,
+            } => {
                 chat::require_member(&self.st, conversation_id, me, self.subscriber).await?;
                 let max = self.st.limits.max_history_page;
                 let limit = limit.unwrap_or(50);
                 if !(1..=max).contains(&limit) {
-                    return Err(invalid(format!("limit: must be between 1 and {max} (limits.max_history_page)")));
+                    return Err(invalid(format!(
+                        "limit: must be between 1 and {max} (limits.max_history_page)"
+                    )));
                 }
                 if before.is_some() && after.is_some() {
                     return Err(invalid("give before or after, not both"));
                 }
-                let page = self.st.store.history(conversation_id, Some(me), before, after, limit).await?;
+                let page = self
+                    .st
+                    .store
+                    .history(conversation_id, Some(me), before, after, limit)
+                    .await?;
                 to_value(&page)
             }
-            Request::Read { conversation_id, seq } => {
-                let Some((read_seq, unread)) = self.st.store.mark_read(conversation_id, me, seq).await? else {
+            Request::Read {
+                conversation_id,
+                seq,
+            } => {
+                let Some((read_seq, unread)) =
+                    self.st.store.mark_read(conversation_id, me, seq).await?
+                else {
                     chat::require_member(&self.st, conversation_id, me, self.subscriber).await?;
                     return Err(ApiError::not_found("conversation").into());
                 };
@@ -221,13 +295,18 @@ impl Session {
             Request::Typing { conversation_id } => {
                 let interval = Duration::from_millis(self.st.limits.typing_interval_ms);
                 let now = Instant::now();
-                if self.typing_at.get(&conversation_id).is_some_and(|t| now.duration_since(*t) < interval) {
+                if self
+                    .typing_at
+                    .get(&conversation_id)
+                    .is_some_and(|t| now.duration_since(*t) < interval)
+                {
                     // Repeated within the interval: already announced.
                     return Ok(json!({ "sent": false }));
                 }
                 chat::require_member(&self.st, conversation_id, me, self.subscriber).await?;
                 if self.typing_at.len() > 1000 {
-                    self.typing_at.retain(|_, t| now.duration_since(*t) < interval);
+                    self.typing_at
+                        .retain(|_, t| now.duration_since(*t) < interval);
                 }
                 self.typing_at.insert(conversation_id, now);
                 let others: Vec<UserId> = self
@@ -238,17 +317,34 @@ impl Session {
                     .into_iter()
                     .filter(|u| *u != me)
                     .collect();
-                chat::push(&self.st, others, Event::Typing { conversation_id, user_id: me });
+                chat::push(
+                    &self.st,
+                    others,
+                    Event::Typing {
+                        conversation_id,
+                        user_id: me,
+                    },
+                );
                 Ok(json!({ "sent": true }))
             }
             Request::Presence { user_ids } => {
                 if user_ids.len() > MAX_PRESENCE_QUERY {
                     return Err(invalid(format!("user_ids: at most {MAX_PRESENCE_QUERY}")));
                 }
-                if !self.st.store.same_subscriber(self.subscriber, &user_ids).await? {
+                if !self
+                    .st
+                    .store
+                    .same_subscriber(self.subscriber, &user_ids)
+                    .await?
+                {
                     return Err(ApiError::not_found("user").into());
                 }
-                let online = self.st.bus.online(user_ids.clone()).await.map_err(ApiError::from)?;
+                let online = self
+                    .st
+                    .bus
+                    .online(user_ids.clone())
+                    .await
+                    .map_err(ApiError::from)?;
                 to_value(&PresenceState {
                     users: user_ids.into_iter().zip(online).collect(),
                 })
@@ -257,7 +353,12 @@ impl Session {
     }
 
     async fn conversation(&self, id: ConversationId) -> Result<Value, ReqError> {
-        match self.st.store.conversation(id, Viewer::User(self.user.id)).await? {
+        match self
+            .st
+            .store
+            .conversation(id, Viewer::User(self.user.id))
+            .await?
+        {
             Some(c) => to_value(&c),
             None => {
                 chat::require_member(&self.st, id, self.user.id, self.subscriber).await?;
@@ -274,7 +375,12 @@ impl Session {
     }
 
     async fn create(&mut self, new: NewConversation) -> Result<Value, ReqError> {
-        let id = match self.st.store.create_conversation(&new, self.st.limits.max_members).await? {
+        let id = match self
+            .st
+            .store
+            .create_conversation(&new, self.st.limits.max_members)
+            .await?
+        {
             CreateOutcome::Created(id, events) => {
                 chat::publish_all(&self.st, events).await?;
                 id

@@ -1,0 +1,516 @@
+//! A client of Parley's WebSocket protocol (`docs/protocol.md`).
+//!
+//! [`Client::connect`] starts a task that owns the connection. Requests get
+//! their `result` through [`Client::request`]; events arrive in order through
+//! [`Client::next_event`], de-duplicated by `(conversation, seq)`. When the
+//! connection drops (network, node restart, queue overflow) the task
+//! reconnects with backoff and sends `resume` with the last `seq` it saw of
+//! every conversation, so nothing is missed and nothing is shown twice.
+
+use futures_util::{SinkExt, StreamExt};
+use parley_core::protocol::{ClientFrame, Event, Ready, Request, ServerFrame};
+use parley_core::{ConversationId, ErrorCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error frame.
+    #[error("{code}: {message}")]
+    Server { code: ErrorCode, message: String },
+    /// The connection dropped before the answer came; retry (with the same
+    /// idempotency key for sends).
+    #[error("disconnected before the answer")]
+    Disconnected,
+    /// The client was closed, or the server refused the session for good
+    /// (bad token: close code in the message).
+    #[error("closed: {0}")]
+    Closed(String),
+    #[error("connect: {0}")]
+    Connect(String),
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl ClientError {
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Connection state as seen by the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    /// Authenticated and resumed: live.
+    Live,
+    /// Dropped; reconnecting after a pause.
+    Reconnecting,
+    /// Stopped for good (closed, or the server refused the token).
+    Closed(String),
+}
+
+enum Cmd {
+    Request(ClientFrame, oneshot::Sender<Result<Value, ClientError>>),
+    /// Drop the connection; reconnect only when asked.
+    Disconnect(oneshot::Sender<()>),
+    Reconnect,
+    Close,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Highest `seq` seen per conversation.
+    last: HashMap<ConversationId, i64>,
+    /// Close codes received from the server, oldest first.
+    closes: Vec<u16>,
+    ready: Option<Ready>,
+}
+
+/// A handle on one user's connection; clone it freely.
+#[derive(Clone)]
+pub struct Client {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    events: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>>,
+    shared: Arc<Mutex<Shared>>,
+    state: watch::Receiver<State>,
+    next_id: Arc<AtomicU64>,
+}
+
+/// How to reach the server.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `ws://host:port/ws`
+    pub url: String,
+    pub token: String,
+    /// Time one request may take.
+    pub request_timeout: Duration,
+    /// Longest pause between reconnect attempts.
+    pub max_backoff: Duration,
+}
+
+impl Options {
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: token.into(),
+            request_timeout: Duration::from_secs(30),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Client {
+    /// Connects, authenticates and waits until the session is live.
+    pub async fn connect(opts: Options) -> Result<Client, ClientError> {
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = watch::channel(State::Connecting);
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let task = Task {
+            opts: opts.clone(),
+            cmd: cmd_rx,
+            events: ev_tx,
+            shared: Arc::clone(&shared),
+            state: state_tx,
+            pending: HashMap::new(),
+        };
+        tokio::spawn(task.run());
+        let client = Client {
+            cmd: cmd_tx,
+            events: Arc::new(tokio::sync::Mutex::new(ev_rx)),
+            shared,
+            state: state_rx,
+            next_id: Arc::new(AtomicU64::new(1)),
+        };
+        client.wait_live(opts.request_timeout).await?;
+        Ok(client)
+    }
+
+    /// Waits until the state is `Live`.
+    pub async fn wait_live(&self, timeout: Duration) -> Result<(), ClientError> {
+        let mut st = self.state.clone();
+        let wait = async {
+            loop {
+                match &*st.borrow_and_update() {
+                    State::Live => return Ok(()),
+                    State::Closed(why) => return Err(ClientError::Closed(why.clone())),
+                    _ => {}
+                }
+                if st.changed().await.is_err() {
+                    return Err(ClientError::Closed("client task ended".into()));
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    pub fn state(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    /// The `ready` frame of the current session.
+    pub fn ready(&self) -> Option<Ready> {
+        lock(&self.shared).ready.clone()
+    }
+
+    /// Close codes the server sent, oldest first.
+    pub fn close_codes(&self) -> Vec<u16> {
+        lock(&self.shared).closes.clone()
+    }
+
+    /// Highest `seq` seen in a conversation.
+    pub fn last_seq(&self, conversation: ConversationId) -> Option<i64> {
+        lock(&self.shared).last.get(&conversation).copied()
+    }
+
+    /// Declares what the application already has (e.g. from its own storage)
+    /// so the next resume starts there.
+    pub fn track(&self, conversation: ConversationId, seq: i64) {
+        let mut s = lock(&self.shared);
+        let e = s.last.entry(conversation).or_insert(seq);
+        *e = (*e).max(seq);
+    }
+
+    /// Sends a request and waits for its `result`.
+    pub async fn request(&self, request: Request) -> Result<Value, ClientError> {
+        let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        self.cmd
+            .send(Cmd::Request(ClientFrame { id, request }, tx))
+            .map_err(|_| ClientError::Closed("client task ended".into()))?;
+        rx.await.map_err(|_| ClientError::Disconnected)?
+    }
+
+    /// Like [`Client::request`], decoding the result.
+    pub async fn call<T: DeserializeOwned>(&self, request: Request) -> Result<T, ClientError> {
+        let v = self.request(request).await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// The next event, or None after `timeout`.
+    pub async fn next_event(&self, timeout: Duration) -> Option<Event> {
+        let mut rx = self.events.lock().await;
+        tokio::time::timeout(timeout, rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Events already received, without waiting.
+    pub async fn drain_events(&self) -> Vec<Event> {
+        let mut rx = self.events.lock().await;
+        let mut out = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            out.push(e);
+        }
+        out
+    }
+
+    /// Drops the connection and stays offline until [`Client::reconnect`].
+    pub async fn disconnect(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Cmd::Disconnect(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Reconnects (with resume) after [`Client::disconnect`] and waits until
+    /// live.
+    pub async fn reconnect(&self) -> Result<(), ClientError> {
+        let _ = self.cmd.send(Cmd::Reconnect);
+        // The state may still read Live from before; wait for the change.
+        let mut st = self.state.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while *st.borrow_and_update() == State::Live {
+                if st.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        self.wait_live(Duration::from_secs(30)).await
+    }
+
+    pub fn close(&self) {
+        let _ = self.cmd.send(Cmd::Close);
+    }
+}
+
+struct Task {
+    opts: Options,
+    cmd: mpsc::UnboundedReceiver<Cmd>,
+    events: mpsc::UnboundedSender<Event>,
+    shared: Arc<Mutex<Shared>>,
+    state: watch::Sender<State>,
+    pending: HashMap<String, oneshot::Sender<Result<Value, ClientError>>>,
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What ended one connection.
+enum End {
+    /// Reconnect after a pause.
+    Dropped,
+    /// Wait for `Reconnect`.
+    Paused,
+    /// Stop for good.
+    Stop(String),
+}
+
+const RESUME_ID: &str = "resume";
+
+impl Task {
+    async fn run(mut self) {
+        let mut backoff = Duration::from_millis(50);
+        let mut paused = false;
+        loop {
+            if paused {
+                match self.cmd.recv().await {
+                    Some(Cmd::Reconnect) => paused = false,
+                    Some(Cmd::Close) | None => return self.finish("closed by the application"),
+                    Some(Cmd::Disconnect(done)) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                    Some(Cmd::Request(_, reply)) => {
+                        let _ = reply.send(Err(ClientError::Disconnected));
+                        continue;
+                    }
+                }
+            }
+            let _ = self.state.send(State::Connecting);
+            match self.connect().await {
+                Ok(ws) => {
+                    backoff = Duration::from_millis(50);
+                    match self.serve(ws).await {
+                        End::Dropped => {}
+                        End::Paused => {
+                            paused = true;
+                            continue;
+                        }
+                        End::Stop(why) => return self.finish(&why),
+                    }
+                }
+                Err(ClientError::Closed(why)) => return self.finish(&why),
+                Err(e) => tracing::debug!(error = %e, "connect failed"),
+            }
+            self.fail_pending();
+            let _ = self.state.send(State::Reconnecting);
+            // Commands that come in the pause are answered, not lost.
+            let pause = tokio::time::sleep(backoff);
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    _ = &mut pause => break,
+                    c = self.cmd.recv() => match c {
+                        Some(Cmd::Close) | None => return self.finish("closed by the application"),
+                        Some(Cmd::Disconnect(done)) => { let _ = done.send(()); paused = true; break; }
+                        Some(Cmd::Reconnect) => break,
+                        Some(Cmd::Request(_, reply)) => { let _ = reply.send(Err(ClientError::Disconnected)); }
+                    }
+                }
+            }
+            backoff = (backoff * 2).min(self.opts.max_backoff);
+        }
+    }
+
+    fn finish(&mut self, why: &str) {
+        self.fail_pending();
+        let _ = self.state.send(State::Closed(why.to_owned()));
+    }
+
+    fn fail_pending(&mut self) {
+        for (_, reply) in self.pending.drain() {
+            let _ = reply.send(Err(ClientError::Disconnected));
+        }
+    }
+
+    /// Opens the socket, waits for `ready`, resumes.
+    async fn connect(&mut self) -> Result<Ws, ClientError> {
+        let mut req = self
+            .opts
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let auth = format!("Bearer {}", self.opts.token)
+            .parse()
+            .map_err(|_| ClientError::Connect("token is not a valid header value".into()))?;
+        req.headers_mut().insert("authorization", auth);
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        // The first frame is `ready`, or an error followed by a close.
+        loop {
+            let msg = tokio::time::timeout(self.opts.request_timeout, ws.next())
+                .await
+                .map_err(|_| ClientError::Timeout(self.opts.request_timeout))?;
+            match msg {
+                Some(Ok(WsMessage::Text(t))) => match serde_json::from_str::<ServerFrame>(&t) {
+                    Ok(ServerFrame::Ready(r)) => {
+                        lock(&self.shared).ready = Some(r);
+                        break;
+                    }
+                    Ok(ServerFrame::Error { code, message, .. }) => {
+                        if matches!(code, ErrorCode::AccessDenied | ErrorCode::Unauthenticated) {
+                            return Err(ClientError::Closed(format!("{code}: {message}")));
+                        }
+                        return Err(ClientError::Server { code, message });
+                    }
+                    _ => continue,
+                },
+                Some(Ok(WsMessage::Close(frame))) => {
+                    let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
+                    lock(&self.shared).closes.push(code);
+                    return Err(ClientError::Connect(format!("closed with {code}")));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
+                None => return Err(ClientError::Connect("closed before ready".into())),
+            }
+        }
+        let since: BTreeMap<ConversationId, i64> = lock(&self.shared)
+            .last
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        if !since.is_empty() {
+            let frame = ClientFrame {
+                id: RESUME_ID.into(),
+                request: Request::Resume {
+                    conversations: since,
+                },
+            };
+            let text =
+                serde_json::to_string(&frame).map_err(|e| ClientError::Decode(e.to_string()))?;
+            ws.send(WsMessage::text(text))
+                .await
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
+            // Replayed events come before the result.
+            loop {
+                let msg = tokio::time::timeout(self.opts.request_timeout, ws.next())
+                    .await
+                    .map_err(|_| ClientError::Timeout(self.opts.request_timeout))?;
+                match msg {
+                    Some(Ok(WsMessage::Text(t))) => match serde_json::from_str::<ServerFrame>(&t) {
+                        Ok(ServerFrame::Event(ev)) => self.event(ev),
+                        Ok(ServerFrame::Result { id, .. })
+                        | Ok(ServerFrame::Error { id: Some(id), .. })
+                            if id == RESUME_ID =>
+                        {
+                            break
+                        }
+                        _ => {}
+                    },
+                    Some(Ok(WsMessage::Close(frame))) => {
+                        let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
+                        lock(&self.shared).closes.push(code);
+                        return Err(ClientError::Connect(format!("closed with {code}")));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
+                    None => return Err(ClientError::Connect("closed during resume".into())),
+                }
+            }
+        }
+        let _ = self.state.send(State::Live);
+        Ok(ws)
+    }
+
+    /// Passes an event on unless it was seen already.
+    fn event(&mut self, ev: Event) {
+        if let Some((conv, seq)) = ev.position() {
+            let mut s = lock(&self.shared);
+            let last = s.last.entry(conv).or_insert(0);
+            if seq <= *last {
+                return;
+            }
+            *last = seq;
+        }
+        let _ = self.events.send(ev);
+    }
+
+    async fn serve(&mut self, mut ws: Ws) -> End {
+        loop {
+            tokio::select! {
+                cmd = self.cmd.recv() => match cmd {
+                    None | Some(Cmd::Close) => {
+                        let _ = ws.close(None).await;
+                        return End::Stop("closed by the application".into());
+                    }
+                    Some(Cmd::Disconnect(done)) => {
+                        let _ = ws.close(None).await;
+                        self.fail_pending();
+                        let _ = done.send(());
+                        return End::Paused;
+                    }
+                    Some(Cmd::Reconnect) => {}
+                    Some(Cmd::Request(frame, reply)) => {
+                        let text = match serde_json::to_string(&frame) {
+                            Ok(t) => t,
+                            Err(e) => { let _ = reply.send(Err(ClientError::Decode(e.to_string()))); continue; }
+                        };
+                        if ws.send(WsMessage::text(text)).await.is_err() {
+                            let _ = reply.send(Err(ClientError::Disconnected));
+                            return End::Dropped;
+                        }
+                        self.pending.insert(frame.id, reply);
+                    }
+                },
+                msg = ws.next() => match msg {
+                    Some(Ok(WsMessage::Text(t))) => match serde_json::from_str::<ServerFrame>(&t) {
+                        Ok(ServerFrame::Event(ev)) => self.event(ev),
+                        Ok(ServerFrame::Result { id, result }) => {
+                            if let Some(r) = self.pending.remove(&id) { let _ = r.send(Ok(result)); }
+                        }
+                        Ok(ServerFrame::Pong { id }) => {
+                            if let Some(r) = self.pending.remove(&id) { let _ = r.send(Ok(Value::Null)); }
+                        }
+                        Ok(ServerFrame::Error { id: Some(id), code, message }) => {
+                            if let Some(r) = self.pending.remove(&id) { let _ = r.send(Err(ClientError::Server { code, message })); }
+                        }
+                        Ok(ServerFrame::Error { id: None, code, message }) => {
+                            tracing::warn!(%code, %message, "server error without id");
+                        }
+                        Ok(ServerFrame::Ready(r)) => { lock(&self.shared).ready = Some(r); }
+                        Err(e) => tracing::warn!(error = %e, "undecodable frame"),
+                    },
+                    Some(Ok(WsMessage::Close(frame))) => {
+                        let code = frame.as_ref().map(|f| f.code).unwrap_or(CloseCode::Status);
+                        lock(&self.shared).closes.push(u16::from(code));
+                        return match u16::from(code) {
+                            4001 | 4003 => End::Stop(format!("refused by the server ({})", u16::from(code))),
+                            _ => End::Dropped,
+                        };
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => return End::Dropped,
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Bad input on the WebSocket: each gets its documented error frame or close
+//! code, the server keeps serving everyone else, nothing half-written stays.
+
+use futures_util::{SinkExt, StreamExt};
+use parley_core::protocol::{close, Conversation, Event, NewMessage, Request};
+use parley_core::UserId;
+use parley_tests::serde_json::{json, Value};
+use parley_tests::*;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+type Sock =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn raw(server: &TestServer, token: Option<&str>, query: bool) -> Sock {
+    let url = match (token, query) {
+        (Some(t), true) => format!("{}?token={t}", server.ws_url()),
+        _ => server.ws_url(),
+    };
+    let mut req = url.into_client_request().expect("request");
+    if let (Some(t), false) = (token, query) {
+        req.headers_mut().insert(
+            "authorization",
+            format!("Bearer {t}").parse().expect("header"),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect")
+        .0
+}
+
+/// The next text frame as JSON, or the close code.
+async fn next(ws: &mut Sock) -> Result<Value, Option<u16>> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Err(_) => panic!("no frame within 10 s"),
+            Ok(Some(Ok(Ws::Text(t)))) => return Ok(serde_json::from_str(&t).expect("JSON frame")),
+            Ok(Some(Ok(Ws::Close(f)))) => return Err(f.map(|f| u16::from(f.code))),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_))) | Ok(None) => return Err(None),
+        }
+    }
+}
+
+/// The next frame that is not an event.
+async fn answer(ws: &mut Sock) -> Value {
+    loop {
+        let v = next(ws).await.expect("a frame, not a close");
+        if v["type"] != "event" {
+            return v;
+        }
+    }
+}
+
+async fn setup() -> (
+    TestEnv,
+    TestServer,
+    Ib,
+    String,
+    String,
+    UserId,
+    Conversation,
+    parley_client::Client,
+) {
+    let env = TestEnv::new(|c| {
+        c.ws.max_frame_bytes = 8192;
+        c.limits.max_text_bytes = 1000;
+    })
+    .await;
+    let app = env.app().await;
+    let ib = register(&app, &email("wsbad"), "WS").await;
+    let u1 = user(&app, &ib, "u1").await;
+    let u2 = user(&app, &ib, "u2").await;
+    let t1 = token(&app, &ib, &u1).await;
+    let t2 = token(&app, &ib, &u2).await;
+    let server = env.server().await;
+    let c2 = client(&server, &t2).await;
+    let conv: Conversation = c2
+        .call(Request::CreateGroup {
+            title: "g".into(),
+            members: vec![u1.parse().expect("id")],
+        })
+        .await
+        .expect("group");
+    let u2: UserId = u2.parse().expect("id");
+    (env, server, ib, t1, u1, u2, conv, c2)
+}
+
+#[actix_web::test]
+async fn malformed_frames_get_error_frames_and_the_session_lives_on() {
+    let (env, server, _ib, t1, _u1, _u2, conv, c2) = setup().await;
+    let mut ws = raw(&server, Some(&t1), false).await;
+    let ready = next(&mut ws).await.expect("ready");
+    assert_eq!(ready["type"], "ready");
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&env.db)
+        .await
+        .expect("count");
+
+    let cases: Vec<(String, Option<&str>, &str)> = vec![
+        ("{not json".into(), None, "invalid_json"),
+        ("[1,2,3]".into(), None, "invalid_json"),
+        (json!({"type": "ping"}).to_string(), None, "invalid_json"),
+        (json!({"id": 5, "type": "ping"}).to_string(), None, "invalid_json"),
+        (json!({"id": "a", "type": "fly"}).to_string(), Some("a"), "unknown_frame"),
+        (json!({"id": "b"}).to_string(), Some("b"), "unknown_frame"),
+        (json!({"id": "c", "type": "message.send"}).to_string(), Some("c"), "invalid_json"),
+        (json!({"id": "d", "type": "message.send", "conversation_id": "nope", "text": "x"}).to_string(), Some("d"), "invalid_json"),
+        (json!({"id": "e", "type": "message.send", "conversation_id": conv.id, "text": "y".repeat(1001)}).to_string(), Some("e"), "too_large"),
+        (json!({"id": "f", "type": "message.send", "conversation_id": conv.id, "text": "   "}).to_string(), Some("f"), "invalid"),
+        (json!({"id": "g", "type": "message.send", "conversation_id": conv.id, "text": "z", "recipients": [uuid::Uuid::new_v4()]}).to_string(), Some("g"), "invalid"),
+        (json!({"id": "h", "type": "history", "conversation_id": conv.id, "limit": 0}).to_string(), Some("h"), "invalid"),
+        (json!({"id": "i", "type": "conversation.get", "conversation_id": uuid::Uuid::new_v4()}).to_string(), Some("i"), "not_found"),
+        (json!({"id": "j", "type": "auth", "token": "again"}).to_string(), Some("j"), "invalid"),
+        (json!({"id": "k", "type": "conversation.create", "title": "", "members": []}).to_string(), Some("k"), "invalid"),
+    ];
+    for (frame, id, code) in cases {
+        ws.send(Ws::text(frame.clone())).await.expect("send");
+        let v = answer(&mut ws).await;
+        assert_eq!(v["type"], "error", "{frame}: {v}");
+        assert_eq!(v["code"], code, "{frame}: {v}");
+        assert_eq!(v["id"].as_str(), id, "{frame}: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // Binary frames are refused with an error frame too.
+    ws.send(Ws::binary(vec![1u8, 2, 3])).await.expect("send");
+    let v = answer(&mut ws).await;
+    assert_eq!(
+        (v["type"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("invalid"))
+    );
+    // The session still works: application-level ping.
+    ws.send(Ws::text(json!({"id": "p", "type": "ping"}).to_string()))
+        .await
+        .expect("send");
+    assert_eq!(answer(&mut ws).await, json!({"type": "pong", "id": "p"}));
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&env.db)
+        .await
+        .expect("count");
+    assert_eq!(before, after, "no refused message was stored");
+
+    // An oversize frame closes this session with 1009 ...
+    ws.send(Ws::text(
+        json!({"id": "big", "type": "ping", "pad": "x".repeat(10_000)}).to_string(),
+    ))
+    .await
+    .expect("send");
+    let mut code = None;
+    loop {
+        match next(&mut ws).await {
+            Ok(_) => continue,
+            Err(c) => {
+                code = code.or(c);
+                break;
+            }
+        }
+    }
+    assert_eq!(code, Some(close::TOO_BIG));
+    // ... and everyone else is still served.
+    let m: parley_core::protocol::Message = c2
+        .call(Request::Send {
+            conversation_id: conv.id,
+            message: NewMessage {
+                text: "still up".into(),
+                ..Default::default()
+            },
+        })
+        .await
+        .expect("send");
+    assert!(m.seq > 0);
+}
+
+#[actix_web::test]
+async fn bad_expired_and_locked_credentials_are_closed_with_4003() {
+    let (env, server, ib, t1, u1, _u2, conv, c2) = setup().await;
+    let app = env.app().await;
+
+    // Unknown token, in the header and in the query string.
+    for query in [false, true] {
+        let mut ws = raw(&server, Some("pst_bogus"), query).await;
+        let v = next(&mut ws).await.expect("error frame");
+        assert_eq!(
+            (v["type"].as_str(), v["code"].as_str()),
+            (Some("error"), Some("access_denied"))
+        );
+        assert_eq!(
+            next(&mut ws).await.expect_err("closed"),
+            Some(close::ACCESS_DENIED)
+        );
+    }
+    // Token in a first auth frame: the good one works (and answers with its id).
+    let mut ws = raw(&server, None, false).await;
+    ws.send(Ws::text(
+        json!({"id": "1", "type": "auth", "token": t1}).to_string(),
+    ))
+    .await
+    .expect("send");
+    let v = next(&mut ws).await.expect("result");
+    assert_eq!(
+        (v["type"].as_str(), v["id"].as_str()),
+        (Some("result"), Some("1"))
+    );
+    assert_eq!(next(&mut ws).await.expect("ready")["type"], "ready");
+    drop(ws);
+    // A first frame that is not auth.
+    let mut ws = raw(&server, None, false).await;
+    ws.send(Ws::text(json!({"id": "1", "type": "ping"}).to_string()))
+        .await
+        .expect("send");
+    let v = next(&mut ws).await.expect("error");
+    assert_eq!(v["code"], "unauthenticated");
+    assert_eq!(
+        next(&mut ws).await.expect_err("closed"),
+        Some(close::UNAUTHENTICATED)
+    );
+
+    // Expired token.
+    sqlx::query("UPDATE session_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = sha256($1::bytea)")
+        .bind(t1.as_bytes())
+        .execute(&env.db)
+        .await
+        .expect("expire");
+    let mut ws = raw(&server, Some(&t1), false).await;
+    assert_eq!(next(&mut ws).await.expect("error")["code"], "access_denied");
+    assert_eq!(
+        next(&mut ws).await.expect_err("closed"),
+        Some(close::ACCESS_DENIED)
+    );
+
+    // Locked user: a fresh token stops working once the user is locked.
+    let t1b = token(&app, &ib, &u1).await;
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/users", ib.id),
+        &ib.auth(),
+        json_body(json!({"external_id": "u1", "name": "u1", "locked": true})),
+    )
+    .await;
+    assert_eq!(r.body["user"]["locked"], true);
+    let mut ws = raw(&server, Some(&t1b), true).await;
+    assert_eq!(next(&mut ws).await.expect("error")["code"], "access_denied");
+    assert_eq!(
+        next(&mut ws).await.expect_err("closed"),
+        Some(close::ACCESS_DENIED)
+    );
+
+    // The others are unaffected.
+    let m: parley_core::protocol::Message = c2
+        .call(Request::Send {
+            conversation_id: conv.id,
+            message: NewMessage {
+                text: "fine".into(),
+                ..Default::default()
+            },
+        })
+        .await
+        .expect("send");
+    assert!(m.seq > 0);
+    let _: Option<Event> = None;
+}
+
+#[actix_web::test]
+async fn connection_limits_per_user_are_refused_with_4009() {
+    let env = TestEnv::new(|c| c.ws.max_connections_per_user = 2).await;
+    let app = env.app().await;
+    let ib = register(&app, &email("limit"), "L").await;
+    let u = user(&app, &ib, "u").await;
+    let t = token(&app, &ib, &u).await;
+    let server = env.server().await;
+    let _c1 = client(&server, &t).await;
+    let _c2 = client(&server, &t).await;
+    let mut ws = raw(&server, Some(&t), false).await;
+    let v = next(&mut ws).await.expect("error frame");
+    assert_eq!(v["code"], "rate_limited");
+    assert!(v["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("max_connections_per_user")));
+    assert_eq!(
+        next(&mut ws).await.expect_err("closed"),
+        Some(close::TOO_MANY_CONNECTIONS)
+    );
+}
