@@ -255,9 +255,9 @@ pub enum Request {
     Edit {
         conversation_id: ConversationId,
         message_id: MessageId,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<Value>,
     },
     #[serde(rename = "message.delete")]
@@ -269,11 +269,11 @@ pub enum Request {
     #[serde(rename = "history")]
     History {
         conversation_id: ConversationId,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<i64>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<i64>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
     /// Moves the caller's read marker forward to `seq`.
@@ -430,4 +430,77 @@ pub enum ServerFrame {
     Pong { id: String },
     #[serde(rename = "event")]
     Event(Event),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example in docs/protocol.md parses into the protocol types and
+    /// serializes back to the same JSON.
+    #[test]
+    fn protocol_doc_examples_round_trip() {
+        let doc = include_str!("../../../docs/protocol.md");
+        let mut counted = (0, 0);
+        let mut lines = doc.lines();
+        while let Some(line) = lines.next() {
+            let side = match line.trim() {
+                "```json client" => "client",
+                "```json server" => "server",
+                _ => continue,
+            };
+            let body: String = lines
+                .by_ref()
+                .take_while(|l| l.trim() != "```")
+                .collect::<Vec<_>>()
+                .join("\n");
+            let original: Value =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+            let back = if side == "client" {
+                counted.0 += 1;
+                let f: ClientFrame = serde_json::from_str(&body)
+                    .unwrap_or_else(|e| panic!("client frame {e}: {body}"));
+                serde_json::to_value(&f).expect("serialize")
+            } else {
+                counted.1 += 1;
+                let f: ServerFrame = serde_json::from_str(&body)
+                    .unwrap_or_else(|e| panic!("server frame {e}: {body}"));
+                serde_json::to_value(&f).expect("serialize")
+            };
+            assert_eq!(back, original, "round trip changed {body}");
+        }
+        assert!(
+            counted.0 >= 15 && counted.1 >= 12,
+            "examples found: {counted:?}"
+        );
+    }
+
+    /// Every close code the server uses is documented.
+    #[test]
+    fn close_codes_are_documented() {
+        let doc = include_str!("../../../docs/protocol.md");
+        for code in [
+            close::NORMAL,
+            close::GOING_AWAY,
+            close::PROTOCOL,
+            close::TOO_BIG,
+            close::INTERNAL,
+            close::IDLE,
+            close::UNAUTHENTICATED,
+            close::ACCESS_DENIED,
+            close::QUEUE_OVERFLOW,
+            close::TOO_MANY_CONNECTIONS,
+        ] {
+            assert!(
+                doc.contains(&format!("| {code} |")),
+                "close code {code} is not in docs/protocol.md"
+            );
+        }
+        for code in ErrorCode::ALL {
+            assert!(
+                doc.contains(&format!("| `{}` |", code.as_str())),
+                "{code} is not in docs/protocol.md"
+            );
+        }
+    }
 }
