@@ -284,3 +284,92 @@ async fn connection_limits_per_user_are_refused_with_4009() {
         Some(close::TOO_MANY_CONNECTIONS)
     );
 }
+
+#[actix_web::test]
+async fn a_silent_client_is_closed_by_the_heartbeat() {
+    let env = TestEnv::new(|c| {
+        c.ws.heartbeat_secs = 1;
+        c.ws.heartbeat_timeout_secs = 2;
+    })
+    .await;
+    let app = env.app().await;
+    let ib = register(&app, &email("hb"), "HB").await;
+    let u = user(&app, &ib, "u").await;
+    let t = token(&app, &ib, &u).await;
+    let server = env.server().await;
+    let mut ws = raw(&server, Some(&t), false).await;
+    // Not reading means not answering pings either.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut code = None;
+    loop {
+        match next(&mut ws).await {
+            Ok(_) => continue,
+            Err(c) => {
+                code = code.or(c);
+                break;
+            }
+        }
+    }
+    assert_eq!(code, Some(close::IDLE));
+}
+
+#[actix_web::test]
+async fn the_client_reconnects_and_resumes_by_itself() {
+    let (env, server, _ib, t1, _u1, u2, conv, c2) = setup().await;
+    let c1 = client(&server, &t1).await;
+    let first: parley_core::protocol::Message = c2
+        .call(Request::Send {
+            conversation_id: conv.id,
+            message: NewMessage {
+                text: "one".into(),
+                ..Default::default()
+            },
+        })
+        .await
+        .expect("send");
+    // c1 sees it, so it knows the seq to resume from.
+    loop {
+        match c1.next_event(Duration::from_secs(10)).await.expect("event") {
+            Event::MessageCreated { message, .. } if message.id == first.id => break,
+            _ => {}
+        }
+    }
+    let u1: UserId = c1.ready().expect("ready").user_id;
+    // The server cuts c1 off as if its queue had overflowed ...
+    for h in env.state.bus.hub().all() {
+        if h.user == u1 {
+            h.overflow.trip();
+        }
+    }
+    // ... while messages keep coming.
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let m: parley_core::protocol::Message = c2
+            .call(Request::Send {
+                conversation_id: conv.id,
+                message: NewMessage {
+                    text: format!("m{i}"),
+                    ..Default::default()
+                },
+            })
+            .await
+            .expect("send");
+        sent.push(m.id);
+    }
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        match c1.next_event(Duration::from_secs(10)).await {
+            Some(Event::MessageCreated { message, .. }) => got.push(message.id),
+            Some(_) => {}
+            None => panic!("got {} of {}", got.len(), sent.len()),
+        }
+    }
+    assert_eq!(got, sent, "every message once, in order");
+    assert!(
+        c1.close_codes().contains(&close::QUEUE_OVERFLOW),
+        "{:?}",
+        c1.close_codes()
+    );
+    assert_eq!(c1.state(), parley_client::State::Live);
+    let _ = u2;
+}
