@@ -445,7 +445,7 @@ async fn database_down_answers_unavailable_and_readyz_says_so() {
     cfg.database.url = "postgres://parley@127.0.0.1:1/none".into();
     cfg.database.acquire_timeout_secs = 1;
     let store = parley_server::store(&cfg).expect("store");
-    let state = parley_server::app_state(&cfg, store).expect("state");
+    let state = parley_server::app_state(&cfg, store).await.expect("state");
     let app = actix_web::test::init_service(parley_gateway::app(state)).await;
     let r = call(&app, "GET", "/readyz", &Auth::None, None).await;
     assert_eq!(r.status, 503);

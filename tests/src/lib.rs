@@ -69,7 +69,7 @@ impl TestEnv {
 
         let store = parley_server::store(&cfg).expect("store");
         store.migrate().await.expect("migrate");
-        let state = parley_server::app_state(&cfg, store).expect("state");
+        let state = parley_server::app_state(&cfg, store).await.expect("state");
         let db = PgPoolOptions::new()
             .max_connections(2)
             .connect(&db_url)

@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, Notify};
 
-/// Set when a session's queue overflowed; the session closes itself.
+/// Set when a session must end: its queue overflowed, or the node is going
+/// away. The session closes itself with the matching code.
 #[derive(Debug, Default)]
 pub struct Overflow {
     flag: AtomicBool,
+    going_away: AtomicBool,
     notify: Notify,
 }
 
@@ -19,6 +21,16 @@ impl Overflow {
         if !self.flag.swap(true, Ordering::AcqRel) {
             self.notify.notify_one();
         }
+    }
+
+    /// The node shuts down: close with "going away".
+    pub fn trip_going_away(&self) {
+        self.going_away.store(true, Ordering::Release);
+        self.trip();
+    }
+
+    pub fn going_away(&self) -> bool {
+        self.going_away.load(Ordering::Acquire)
     }
 
     pub fn tripped(&self) -> bool {
@@ -141,6 +153,35 @@ impl Hub {
         }
     }
 
+    /// Users with at least one session here.
+    pub fn users(&self) -> Vec<UserId> {
+        match self.sessions.read() {
+            Ok(g) => g.keys().copied().collect(),
+            Err(p) => p.into_inner().keys().copied().collect(),
+        }
+    }
+
+    /// Asks every session to compare what it delivered with PostgreSQL and
+    /// replay what it missed (after the bus lost events).
+    pub fn resync_all(&self) {
+        let env = Arc::new(Envelope {
+            targets: self.users(),
+            position: None,
+            recipients: None,
+            author: None,
+            frame: bytestring::ByteString::new(),
+            resync: true,
+        });
+        self.deliver(&env);
+    }
+
+    /// Closes every session with "going away".
+    pub fn going_away(&self) {
+        for h in self.all() {
+            h.overflow.trip_going_away();
+        }
+    }
+
     pub fn sessions_of(&self, user: UserId) -> usize {
         match self.sessions.read() {
             Ok(g) => g.get(&user).map_or(0, Vec::len),
@@ -194,6 +235,7 @@ mod tests {
             recipients: None,
             author: None,
             frame: ByteString::from_static("{}"),
+            resync: false,
         })
     }
 

@@ -5,9 +5,11 @@
 
 mod hub;
 mod local;
+mod redis_bus;
 
 pub use hub::{Hub, HubLimits, Overflow, Registered, SessionHandle};
 pub use local::LocalBus;
+pub use redis_bus::{list_nodes, NodeInfo, RedisBus, RedisOptions};
 
 use bytestring::ByteString;
 use futures_util::future::BoxFuture;
@@ -27,6 +29,8 @@ pub struct Envelope {
     pub author: Option<UserId>,
     /// The complete server frame (JSON text).
     pub frame: ByteString,
+    /// Not a frame: the sessions compare their `seq`s with PostgreSQL.
+    pub resync: bool,
 }
 
 impl Envelope {
@@ -57,4 +61,15 @@ pub trait Bus: Send + Sync + 'static {
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>>;
     /// Name shown in `/readyz`.
     fn name(&self) -> &'static str;
+    /// A user's first session on this node opened; true when the user was
+    /// offline in the whole cluster before (announce "online").
+    fn session_opened(&self, user: UserId) -> BoxFuture<'_, bool>;
+    /// A user's last session on this node closed; true when no node holds
+    /// one any more (announce "offline").
+    fn session_closed(&self, user: UserId) -> BoxFuture<'_, bool>;
+    /// Users whose node died without saying goodbye, to be announced
+    /// offline; taken once by the gateway.
+    fn take_departures(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<UserId>>;
+    /// Leaves the cluster (deregisters the node and its presence).
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
 }

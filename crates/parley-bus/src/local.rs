@@ -37,4 +37,20 @@ impl Bus for LocalBus {
     fn name(&self) -> &'static str {
         "in-process"
     }
+
+    fn session_opened(&self, _user: UserId) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
+
+    fn session_closed(&self, _user: UserId) -> BoxFuture<'_, bool> {
+        Box::pin(async { true })
+    }
+
+    fn take_departures(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<UserId>> {
+        None
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }

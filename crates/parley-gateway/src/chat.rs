@@ -45,7 +45,28 @@ pub fn push(st: &AppState, targets: Vec<UserId>, event: Event) {
         recipients: None,
         author: None,
         frame: frame_text(&ServerFrame::Event(event)),
+        resync: false,
     }));
+}
+
+/// Announces offline the users of nodes that died (reported by the bus).
+pub async fn watch_departures(st: Arc<AppState>) {
+    let Some(mut rx) = st.bus.take_departures() else {
+        return;
+    };
+    while let Some(user) = rx.recv().await {
+        match st.store.contacts(user).await {
+            Ok(contacts) => push(
+                &st,
+                contacts,
+                Event::Presence {
+                    user_id: user,
+                    online: false,
+                },
+            ),
+            Err(e) => tracing::warn!(error = %e, "departure not announced"),
+        }
+    }
 }
 
 /// Fans out a committed event to the conversation's members (and, for a
@@ -67,6 +88,7 @@ pub async fn publish(st: &AppState, ev: StoredEvent) -> ApiResult<()> {
         recipients: ev.recipients,
         author,
         frame: frame_text(&ServerFrame::Event(ev.event)),
+        resync: false,
     }));
     Ok(())
 }

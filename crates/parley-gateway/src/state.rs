@@ -17,6 +17,8 @@ pub struct AppState {
     pub ws: WsConfig,
     pub limits: LimitsConfig,
     pub limiter: RateLimiter,
+    /// Set on shutdown: `/readyz` answers 503 so balancers stop sending.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for AppState {

@@ -40,6 +40,15 @@ pub enum Admin {
     /// Registered infobases.
     #[command(subcommand)]
     Infobases(InfobasesCmd),
+    /// Nodes of the cluster (needs `bus.kind = "redis"`).
+    #[command(subcommand)]
+    Nodes(NodesCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCmd {
+    /// List the nodes with their session counts.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,7 +93,8 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         store.migrate().await?;
         tracing::info!("database schema up to date");
     }
-    let state = crate::app_state(&cfg, store.clone())?;
+    let state = crate::app_state(&cfg, store.clone()).await?;
+    tracing::info!(bus = state.bus.name(), "bus ready");
     let purge_store = store.clone();
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(PURGE_EVERY);
@@ -97,10 +107,14 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
             }
         }
     });
+    actix_web::rt::spawn(parley_gateway::chat::watch_departures(
+        state.clone().into_inner(),
+    ));
     let st = state.clone();
     let mut server = HttpServer::new(move || parley_gateway::app(web::Data::clone(&st)))
         .client_request_timeout(Duration::from_secs(cfg.http.request_timeout_secs))
-        .shutdown_timeout(30);
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .disable_signals();
     if cfg.http.workers > 0 {
         server = server.workers(cfg.http.workers);
     }
@@ -108,15 +122,88 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     for addr in server.addrs() {
         tracing::info!("listening on http://{addr}");
     }
-    server.run().await?;
+    let server = server.run();
+    let handle = server.handle();
+    let st = state.clone();
+    actix_web::rt::spawn(async move {
+        let signal = wait_for_signal().await;
+        tracing::info!(
+            signal,
+            "shutting down: closing sessions with 1001, draining requests"
+        );
+        st.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        st.bus.hub().going_away();
+        // Give sessions a moment to send their close frames.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while st.bus.hub().session_count() > 0 && std::time::Instant::now() < deadline {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        st.bus.shutdown().await;
+        handle.stop(true).await;
+    });
+    server.await?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
 
+/// Longest wait for in-flight requests at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
 async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
     let store = crate::store(&cfg)?;
     match cmd {
+        Admin::Nodes(NodesCmd::List) => {
+            if cfg.bus.kind != crate::config::BusKind::Redis {
+                println!("one node (bus.kind = \"local\"): nothing is registered");
+                return Ok(());
+            }
+            let nodes = parley_bus::list_nodes(&cfg.bus.redis_url, &cfg.bus.prefix).await?;
+            let now = chrono::Utc::now();
+            println!(
+                "{:<12}  {:<22}  {:>8}  {:>6}  {:<19}  state",
+                "node", "address", "sessions", "users", "started"
+            );
+            for n in nodes {
+                let state = if n.alive(now) {
+                    "alive".to_owned()
+                } else {
+                    format!("silent since {}", n.heartbeat_at.format("%H:%M:%S"))
+                };
+                println!(
+                    "{:<12}  {:<22}  {:>8}  {:>6}  {}  {}",
+                    n.id,
+                    n.addr,
+                    n.sessions,
+                    n.users,
+                    n.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    state
+                );
+            }
+        }
         Admin::Subscribers(SubscribersCmd::List) => {
             println!("{:<36}  {:<40}  {:>9}  created", "id", "email", "infobases");
             for s in store.list_subscribers().await? {

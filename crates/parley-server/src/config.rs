@@ -34,6 +34,42 @@ impl Default for DatabaseConfig {
     }
 }
 
+/// `[bus]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    /// `local` (one node, in-process) or `redis` (a cluster).
+    pub kind: BusKind,
+    pub redis_url: String,
+    pub prefix: String,
+    pub heartbeat_secs: u64,
+    pub node_ttl_secs: u64,
+    pub publish_queue: usize,
+    /// Address other tools see this node at; default `http.bind`.
+    pub advertise: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    Local,
+    Redis,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            kind: BusKind::Local,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            prefix: "parley".into(),
+            heartbeat_secs: 5,
+            node_ttl_secs: 15,
+            publish_queue: 10_000,
+            advertise: String::new(),
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +97,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub ws: WsConfig,
     pub limits: LimitsConfig,
+    pub bus: BusConfig,
     pub log: LogConfig,
 }
 
@@ -269,6 +306,23 @@ impl Config {
                 "must be between 1 and 300",
             ));
         }
+        if !(self.bus.redis_url.starts_with("redis://")
+            || self.bus.redis_url.starts_with("rediss://"))
+        {
+            return Err(bad("bus.redis_url", "must be a redis:// URL"));
+        }
+        if self.bus.prefix.is_empty() || self.bus.prefix.contains(char::is_whitespace) {
+            return Err(bad("bus.prefix", "must be non-empty without spaces"));
+        }
+        if self.bus.heartbeat_secs == 0 || self.bus.node_ttl_secs < 2 * self.bus.heartbeat_secs {
+            return Err(bad(
+                "bus.node_ttl_secs",
+                "must be at least twice bus.heartbeat_secs (and the heartbeat at least 1)",
+            ));
+        }
+        if self.bus.publish_queue < 16 {
+            return Err(bad("bus.publish_queue", "must be at least 16"));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
@@ -287,6 +341,7 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         let mut c = self.clone();
         c.database.url = redact_url(&c.database.url);
+        c.bus.redis_url = redact_url(&c.bus.redis_url);
         if !c.mail.smtp_password.is_empty() {
             c.mail.smtp_password = "***".into();
         }

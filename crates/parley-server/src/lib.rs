@@ -5,8 +5,9 @@ pub mod cli;
 pub mod config;
 
 use actix_web::web;
+use config::BusKind;
 use config::Config;
-use parley_bus::LocalBus;
+use parley_bus::{Bus, LocalBus, RedisBus, RedisOptions};
 use parley_gateway::ratelimit::RateLimiter;
 use parley_gateway::AppState;
 use parley_mail::Mailer;
@@ -20,6 +21,8 @@ pub enum StartError {
     Store(#[from] parley_store::StoreError),
     #[error("mail: {0}")]
     Mail(#[from] parley_mail::MailError),
+    #[error("bus: {0}")]
+    Bus(#[from] parley_bus::BusError),
     #[error("http: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -32,8 +35,33 @@ pub fn store(cfg: &Config) -> Result<Store, StartError> {
     })?)
 }
 
+/// The bus the configuration asks for.
+pub async fn bus(cfg: &Config) -> Result<Arc<dyn Bus>, StartError> {
+    Ok(match cfg.bus.kind {
+        BusKind::Local => Arc::new(LocalBus::new()),
+        BusKind::Redis => {
+            let advertise = if cfg.bus.advertise.is_empty() {
+                cfg.http.bind.clone()
+            } else {
+                cfg.bus.advertise.clone()
+            };
+            RedisBus::start(RedisOptions {
+                url: cfg.bus.redis_url.clone(),
+                prefix: cfg.bus.prefix.clone(),
+                node_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+                advertise,
+                heartbeat: Duration::from_secs(cfg.bus.heartbeat_secs),
+                node_ttl: Duration::from_secs(cfg.bus.node_ttl_secs),
+                publish_queue: cfg.bus.publish_queue,
+            })
+            .await?
+        }
+    })
+}
+
 /// The state every request handler shares.
-pub fn app_state(cfg: &Config, store: Store) -> Result<web::Data<AppState>, StartError> {
+pub async fn app_state(cfg: &Config, store: Store) -> Result<web::Data<AppState>, StartError> {
+    let bus = bus(cfg).await?;
     Ok(web::Data::new(AppState {
         store,
         mailer: Mailer::new(&cfg.mail)?,
@@ -42,7 +70,8 @@ pub fn app_state(cfg: &Config, store: Store) -> Result<web::Data<AppState>, Star
         auth: cfg.auth.clone(),
         ws: cfg.ws.clone(),
         limits: cfg.limits.clone(),
-        bus: Arc::new(LocalBus::new()),
+        bus,
         limiter: RateLimiter::new(),
+        draining: Default::default(),
     }))
 }

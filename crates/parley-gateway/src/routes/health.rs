@@ -57,6 +57,15 @@ pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
         },
     };
     components.insert("bus".to_owned(), bus);
+    if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        components.insert(
+            "node".to_owned(),
+            ComponentStatus {
+                status: "unavailable".into(),
+                message: Some("shutting down".into()),
+            },
+        );
+    }
     let ready = components.values().all(|c| c.status == "ready");
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" }.into(),

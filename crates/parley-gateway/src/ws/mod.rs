@@ -198,6 +198,21 @@ fn close_for(code: ErrorCode) -> u16 {
     }
 }
 
+/// Why the hub ended the session.
+fn kicked(o: &Overflow) -> Stop {
+    if o.going_away() {
+        Stop::new(
+            close::GOING_AWAY,
+            "the node is shutting down; reconnect and resume",
+        )
+    } else {
+        Stop::new(
+            close::QUEUE_OVERFLOW,
+            "outbound queue full; reconnect and resume",
+        )
+    }
+}
+
 fn protocol_stop(e: ProtocolError) -> Stop {
     match e {
         ProtocolError::Overflow => {
@@ -244,7 +259,7 @@ async fn run(
         max_sessions: st.ws.max_connections,
         max_sessions_per_user: st.ws.max_connections_per_user,
     };
-    let first = match st.bus.hub().register(handle, limits) {
+    let first_here = match st.bus.hub().register(handle, limits) {
         Registered::First => true,
         Registered::More => false,
         refused => {
@@ -259,6 +274,7 @@ async fn run(
         }
     };
     tracing::info!(user = %user.id, "session open");
+    let first = first_here && st.bus.session_opened(user.id).await;
     let mut s = Session {
         st: Arc::clone(&st),
         ws,
@@ -271,7 +287,7 @@ async fn run(
     };
     let stop = s.serve(stream, rx, auth_id, first).await;
     let last_here = st.bus.hub().unregister(user.id, id);
-    if last_here {
+    if last_here && st.bus.session_closed(user.id).await {
         s.announce_presence(false).await;
     }
     let Stop(code, reason) = stop;
@@ -334,7 +350,7 @@ impl Session {
         loop {
             let step = tokio::select! {
                 biased;
-                _ = overflow.wait() => Err(Stop::new(close::QUEUE_OVERFLOW, "outbound queue full; reconnect and resume")),
+                _ = overflow.wait() => Err(kicked(&overflow)),
                 msg = stream.next() => {
                     last_seen = Instant::now();
                     self.on_message(msg).await
@@ -471,7 +487,7 @@ impl Session {
         let limit = Duration::from_secs(self.st.ws.heartbeat_timeout_secs);
         tokio::select! {
             r = op(&mut self.ws) => r.map_err(|_| Stop::new(close::NORMAL, "connection closed")),
-            _ = overflow.wait() => Err(Stop::new(close::QUEUE_OVERFLOW, "outbound queue full; reconnect and resume")),
+            _ = overflow.wait() => Err(kicked(&overflow)),
             _ = tokio::time::sleep(limit) => Err(Stop::new(close::IDLE, "the client does not read")),
         }
     }
@@ -479,6 +495,9 @@ impl Session {
     /// Delivers a live envelope in `seq` order, dropping duplicates and
     /// filling gaps from PostgreSQL.
     async fn deliver(&mut self, env: Arc<Envelope>) -> Result<(), Stop> {
+        if env.resync {
+            return self.resync().await;
+        }
         if let Some((conv, seq)) = env.position {
             match self.last.get(&conv).copied() {
                 Some(last) if seq <= last => return Ok(()),
@@ -522,6 +541,30 @@ impl Session {
             n += 1;
         }
         Ok((n, more, top))
+    }
+
+    /// The bus may have lost events: replay whatever PostgreSQL has beyond
+    /// what this session delivered.
+    async fn resync(&mut self) -> Result<(), Stop> {
+        let seqs = self
+            .st
+            .store
+            .member_seqs(self.user.id)
+            .await
+            .map_err(|e| Stop::new(close::INTERNAL, format!("database: {e}")))?;
+        for (conv, db_seq) in seqs {
+            match self.last.get(&conv).copied() {
+                Some(last) if db_seq > last => {
+                    let (_, _, top) = self.replay(conv, last, Some(db_seq + 1)).await?;
+                    self.last.insert(conv, top.max(db_seq));
+                }
+                Some(_) => {}
+                None => {
+                    self.last.insert(conv, db_seq);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn announce_presence(&self, online: bool) {

@@ -1,0 +1,606 @@
+//! The Redis bus of a cluster. Every node holds ONE pub/sub connection to one
+//! channel and publishes each envelope once, whatever the number of
+//! recipients (the envelope names its target users; each node delivers to
+//! the sessions it holds). Commands go through a connection manager that
+//! reconnects by itself; the subscription is re-established by hand (with
+//! backoff) and followed by a resync of every session, so what Redis dropped
+//! is recovered from PostgreSQL.
+//!
+//! Presence: `PREFIX:presence:USER` is a hash node → last heartbeat (ms). A
+//! node refreshes its users every heartbeat; a field older than the node TTL
+//! means nothing, so a dead node's users go offline by themselves, and the
+//! first live node to notice announces them offline.
+
+use crate::{Bus, BusError, Envelope, Hub};
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use futures_util::StreamExt;
+use parley_core::{ConversationId, UserId};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How a node joins the cluster.
+#[derive(Clone, Debug)]
+pub struct RedisOptions {
+    pub url: String,
+    /// Prefix of every key and channel (several clusters may share a Redis).
+    pub prefix: String,
+    pub node_id: String,
+    /// The address the node serves on (shown by `parley admin nodes`).
+    pub advertise: String,
+    pub heartbeat: Duration,
+    /// A node (and its users' presence) counts as gone after this long
+    /// without a heartbeat.
+    pub node_ttl: Duration,
+    /// Envelopes waiting to be published; beyond it they are dropped (and
+    /// recovered from PostgreSQL by the other nodes).
+    pub publish_queue: usize,
+}
+
+/// A row of `parley admin nodes`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub addr: String,
+    pub sessions: usize,
+    pub users: usize,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    pub ttl_ms: u64,
+}
+
+impl NodeInfo {
+    pub fn alive(&self, now: DateTime<Utc>) -> bool {
+        (now - self.heartbeat_at).num_milliseconds() <= self.ttl_ms as i64
+    }
+}
+
+/// The header of an envelope on the wire; the frame follows after a newline.
+#[derive(Serialize, Deserialize)]
+struct Header {
+    /// Publishing node (it delivered locally already).
+    n: String,
+    t: Vec<UserId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    p: Option<(ConversationId, i64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<Vec<UserId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    a: Option<UserId>,
+    /// Resync: every node's sessions check PostgreSQL.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    s: bool,
+}
+
+struct Keys {
+    channel: String,
+    nodes: String,
+    prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            channel: format!("{prefix}:events"),
+            nodes: format!("{prefix}:nodes"),
+            prefix: prefix.to_owned(),
+        }
+    }
+    fn presence(&self, user: UserId) -> String {
+        format!("{}:presence:{user}", self.prefix)
+    }
+    fn node_users(&self, node: &str) -> String {
+        format!("{}:node-users:{node}", self.prefix)
+    }
+    fn reap(&self, node: &str) -> String {
+        format!("{}:reap:{node}", self.prefix)
+    }
+}
+
+pub struct RedisBus {
+    opts: RedisOptions,
+    keys: Arc<Keys>,
+    hub: Arc<Hub>,
+    conn: ConnectionManager,
+    publish: mpsc::Sender<Vec<u8>>,
+    departures: Mutex<Option<mpsc::UnboundedReceiver<UserId>>>,
+}
+
+fn err(e: redis::RedisError) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+async fn manager(url: &str) -> Result<(redis::Client, ConnectionManager), BusError> {
+    let client = redis::Client::open(url).map_err(err)?;
+    let cfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2))
+        .set_number_of_retries(2)
+        .set_max_delay(1000);
+    let conn = ConnectionManager::new_with_config(client.clone(), cfg)
+        .await
+        .map_err(err)?;
+    Ok((client, conn))
+}
+
+impl RedisBus {
+    /// Connects (Redis must answer now), then runs the subscriber, publisher
+    /// and heartbeat tasks for as long as the process lives.
+    pub async fn start(opts: RedisOptions) -> Result<Arc<RedisBus>, BusError> {
+        let (client, conn) = manager(&opts.url).await?;
+        let keys = Arc::new(Keys::new(&opts.prefix));
+        let hub = Arc::new(Hub::new());
+        let (ptx, prx) = mpsc::channel(opts.publish_queue.max(16));
+        let (dtx, drx) = mpsc::unbounded_channel();
+        let bus = Arc::new(RedisBus {
+            opts: opts.clone(),
+            keys: Arc::clone(&keys),
+            hub: Arc::clone(&hub),
+            conn: conn.clone(),
+            publish: ptx,
+            departures: Mutex::new(Some(drx)),
+        });
+        tokio::spawn(subscriber(
+            client,
+            Arc::clone(&keys),
+            opts.node_id.clone(),
+            Arc::clone(&hub),
+        ));
+        tokio::spawn(publisher(
+            conn.clone(),
+            Arc::clone(&keys),
+            opts.node_id.clone(),
+            prx,
+        ));
+        tokio::spawn(heartbeat(conn, keys, opts, hub, Utc::now(), dtx));
+        Ok(bus)
+    }
+
+    async fn fresh_nodes(&self, user: UserId) -> Result<Vec<String>, BusError> {
+        let mut conn = self.conn.clone();
+        let fields: HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(self.keys.presence(user))
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
+        let horizon = now_ms() - self.opts.node_ttl.as_millis() as i64;
+        Ok(fields
+            .into_iter()
+            .filter(|(_, ts)| *ts >= horizon)
+            .map(|(n, _)| n)
+            .collect())
+    }
+}
+
+fn encode(node: &str, env: &Envelope) -> Vec<u8> {
+    let header = Header {
+        n: node.to_owned(),
+        t: env.targets.clone(),
+        p: env.position,
+        r: env.recipients.clone(),
+        a: env.author,
+        s: env.resync,
+    };
+    let mut out = serde_json::to_vec(&header).unwrap_or_default();
+    out.push(b'\n');
+    out.extend_from_slice(env.frame.as_bytes());
+    out
+}
+
+fn decode(payload: &[u8]) -> Option<(String, Envelope)> {
+    let split = payload.iter().position(|b| *b == b'\n')?;
+    let header: Header = serde_json::from_slice(&payload[..split]).ok()?;
+    let frame = std::str::from_utf8(&payload[split + 1..]).ok()?;
+    Some((
+        header.n,
+        Envelope {
+            targets: header.t,
+            position: header.p,
+            recipients: header.r,
+            author: header.a,
+            frame: ByteString::from(frame),
+            resync: header.s,
+        },
+    ))
+}
+
+/// One subscription, re-established after any failure.
+async fn subscriber(client: redis::Client, keys: Arc<Keys>, me: String, hub: Arc<Hub>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        match client.get_async_pubsub().await {
+            Ok(mut ps) => match ps.subscribe(&keys.channel).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    if !first {
+                        tracing::info!("bus subscription restored; resyncing sessions");
+                        hub.resync_all();
+                    }
+                    let mut stream = ps.into_on_message();
+                    while let Some(msg) = stream.next().await {
+                        match decode(msg.get_payload_bytes()) {
+                            Some((node, env)) if env.resync => {
+                                if node != me {
+                                    hub.resync_all();
+                                }
+                            }
+                            Some((node, env)) if node != me => hub.deliver(&Arc::new(env)),
+                            Some(_) => {}
+                            None => tracing::warn!("undecodable bus message"),
+                        }
+                    }
+                    tracing::warn!("bus subscription lost");
+                }
+                Err(e) => tracing::warn!(error = %e, "bus subscribe failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "bus connection failed"),
+        }
+        first = false;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Publishes queued envelopes, several per round trip. After a failure it
+/// tells the other nodes to resync once Redis answers again.
+async fn publisher(
+    mut conn: ConnectionManager,
+    keys: Arc<Keys>,
+    me: String,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut dirty = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let mut batch = Vec::new();
+        tokio::select! {
+            m = rx.recv() => match m {
+                Some(m) => batch.push(m),
+                None => return,
+            },
+            _ = tick.tick() => {}
+        }
+        while batch.len() < 128 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        if dirty {
+            let resync = Envelope {
+                targets: Vec::new(),
+                position: None,
+                recipients: None,
+                author: None,
+                frame: ByteString::new(),
+                resync: true,
+            };
+            batch.push(encode(&me, &resync));
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let mut pipe = redis::pipe();
+        for m in &batch {
+            pipe.cmd("PUBLISH").arg(&keys.channel).arg(m).ignore();
+        }
+        match pipe.query_async::<()>(&mut conn).await {
+            Ok(()) => {
+                if dirty {
+                    tracing::info!("bus publishing restored");
+                }
+                dirty = false;
+            }
+            Err(e) => {
+                if !dirty {
+                    tracing::warn!(error = %e, dropped = batch.len(), "bus publish failed; other nodes will resync");
+                }
+                dirty = true;
+            }
+        }
+    }
+}
+
+/// Announces the node and its users every heartbeat, and reaps dead nodes.
+async fn heartbeat(
+    mut conn: ConnectionManager,
+    keys: Arc<Keys>,
+    opts: RedisOptions,
+    hub: Arc<Hub>,
+    started_at: DateTime<Utc>,
+    departures: mpsc::UnboundedSender<UserId>,
+) {
+    let mut tick = tokio::time::interval(opts.heartbeat);
+    let keep = (opts.node_ttl * 4).as_millis() as i64;
+    loop {
+        tick.tick().await;
+        let users = hub.users();
+        let info = NodeInfo {
+            id: opts.node_id.clone(),
+            addr: opts.advertise.clone(),
+            sessions: hub.session_count(),
+            users: users.len(),
+            started_at,
+            heartbeat_at: Utc::now(),
+            ttl_ms: opts.node_ttl.as_millis() as u64,
+        };
+        let now = now_ms();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(&keys.nodes)
+            .arg(&opts.node_id)
+            .arg(serde_json::to_string(&info).unwrap_or_default())
+            .ignore();
+        let node_users = keys.node_users(&opts.node_id);
+        for u in &users {
+            let k = keys.presence(*u);
+            pipe.cmd("HSET")
+                .arg(&k)
+                .arg(&opts.node_id)
+                .arg(now)
+                .ignore();
+            pipe.cmd("PEXPIRE").arg(&k).arg(keep).ignore();
+            pipe.cmd("SADD")
+                .arg(&node_users)
+                .arg(u.to_string())
+                .ignore();
+        }
+        pipe.cmd("PEXPIRE").arg(&node_users).arg(keep).ignore();
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!(error = %e, "bus heartbeat failed");
+            continue;
+        }
+        if let Err(e) = reap(&mut conn, &keys, &opts, &departures).await {
+            tracing::warn!(error = %e, "reaping dead nodes failed");
+        }
+    }
+}
+
+/// Finds nodes whose heartbeat stopped; one live node (by a lock) takes
+/// each, drops its presence and reports its users that are now offline.
+async fn reap(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    opts: &RedisOptions,
+    departures: &mpsc::UnboundedSender<UserId>,
+) -> redis::RedisResult<()> {
+    let nodes: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&keys.nodes)
+        .query_async(conn)
+        .await?;
+    let now = Utc::now();
+    for (id, json) in nodes {
+        if id == opts.node_id {
+            continue;
+        }
+        let dead = match serde_json::from_str::<NodeInfo>(&json) {
+            Ok(info) => !info.alive(now),
+            Err(_) => true,
+        };
+        if !dead {
+            continue;
+        }
+        let got: Option<String> = redis::cmd("SET")
+            .arg(keys.reap(&id))
+            .arg(&opts.node_id)
+            .arg("NX")
+            .arg("PX")
+            .arg(60_000)
+            .query_async(conn)
+            .await?;
+        if got.is_none() {
+            continue;
+        }
+        let users: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys.node_users(&id))
+            .query_async(conn)
+            .await?;
+        let horizon = now_ms() - opts.node_ttl.as_millis() as i64;
+        for u in users {
+            let Ok(user) = u.parse::<UserId>() else {
+                continue;
+            };
+            let k = keys.presence(user);
+            let _: () = redis::cmd("HDEL")
+                .arg(&k)
+                .arg(&id)
+                .query_async(conn)
+                .await?;
+            let rest: HashMap<String, i64> =
+                redis::cmd("HGETALL").arg(&k).query_async(conn).await?;
+            if !rest.values().any(|ts| *ts >= horizon) {
+                let _ = departures.send(user);
+            }
+        }
+        let _: () = redis::cmd("DEL")
+            .arg(keys.node_users(&id))
+            .query_async(conn)
+            .await?;
+        let _: () = redis::cmd("HDEL")
+            .arg(&keys.nodes)
+            .arg(&id)
+            .query_async(conn)
+            .await?;
+        tracing::info!(node = %id, "dead node reaped");
+    }
+    Ok(())
+}
+
+impl Bus for RedisBus {
+    fn publish(&self, envelope: Arc<Envelope>) {
+        self.hub.deliver(&envelope);
+        if envelope.targets.is_empty() {
+            return;
+        }
+        let payload = encode(&self.opts.node_id, &envelope);
+        if self.publish.try_send(payload).is_err() {
+            tracing::warn!("bus publish queue full; other nodes will recover from PostgreSQL");
+        }
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    fn online(&self, users: Vec<UserId>) -> BoxFuture<'_, Result<Vec<bool>, BusError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let mut pipe = redis::pipe();
+            for u in &users {
+                pipe.cmd("HGETALL").arg(self.keys.presence(*u));
+            }
+            let all: Vec<HashMap<String, i64>> = pipe.query_async(&mut conn).await.map_err(err)?;
+            let horizon = now_ms() - self.opts.node_ttl.as_millis() as i64;
+            Ok(all
+                .iter()
+                .map(|f| f.values().any(|ts| *ts >= horizon))
+                .collect())
+        })
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map_err(err)?;
+            Ok(())
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn session_opened(&self, user: UserId) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let others = match self.fresh_nodes(user).await {
+                Ok(n) => n.into_iter().filter(|n| *n != self.opts.node_id).count(),
+                Err(_) => 0,
+            };
+            let mut conn = self.conn.clone();
+            let mut pipe = redis::pipe();
+            let k = self.keys.presence(user);
+            pipe.cmd("HSET")
+                .arg(&k)
+                .arg(&self.opts.node_id)
+                .arg(now_ms())
+                .ignore();
+            pipe.cmd("PEXPIRE")
+                .arg(&k)
+                .arg((self.opts.node_ttl * 4).as_millis() as i64)
+                .ignore();
+            pipe.cmd("SADD")
+                .arg(self.keys.node_users(&self.opts.node_id))
+                .arg(user.to_string())
+                .ignore();
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::warn!(error = %e, "presence not recorded");
+            }
+            others == 0
+        })
+    }
+
+    fn session_closed(&self, user: UserId) -> BoxFuture<'_, bool> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let mut pipe = redis::pipe();
+            pipe.cmd("HDEL")
+                .arg(self.keys.presence(user))
+                .arg(&self.opts.node_id)
+                .ignore();
+            pipe.cmd("SREM")
+                .arg(self.keys.node_users(&self.opts.node_id))
+                .arg(user.to_string())
+                .ignore();
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::warn!(error = %e, "presence not cleared");
+            }
+            match self.fresh_nodes(user).await {
+                Ok(n) => n.iter().all(|n| *n == self.opts.node_id),
+                Err(_) => true,
+            }
+        })
+    }
+
+    fn take_departures(&self) -> Option<mpsc::UnboundedReceiver<UserId>> {
+        match self.departures.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let mut pipe = redis::pipe();
+            for u in self.hub.users() {
+                pipe.cmd("HDEL")
+                    .arg(self.keys.presence(u))
+                    .arg(&self.opts.node_id)
+                    .ignore();
+            }
+            pipe.cmd("DEL")
+                .arg(self.keys.node_users(&self.opts.node_id))
+                .ignore();
+            pipe.cmd("HDEL")
+                .arg(&self.keys.nodes)
+                .arg(&self.opts.node_id)
+                .ignore();
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::warn!(error = %e, "node not deregistered");
+            }
+        })
+    }
+}
+
+/// The nodes registered under `prefix` (for `parley admin nodes`).
+pub async fn list_nodes(url: &str, prefix: &str) -> Result<Vec<NodeInfo>, BusError> {
+    let (_, mut conn) = manager(url).await?;
+    let raw: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(Keys::new(prefix).nodes)
+        .query_async(&mut conn)
+        .await
+        .map_err(err)?;
+    let mut nodes: Vec<NodeInfo> = raw
+        .values()
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .collect();
+    nodes.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    Ok(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_survive_the_wire() {
+        let env = Envelope {
+            targets: vec![UserId::new_random(), UserId::new_random()],
+            position: Some((ConversationId::new_random(), 7)),
+            recipients: None,
+            author: Some(UserId::new_random()),
+            frame: ByteString::from("{\"type\":\"event\",\"text\":\"a\\nb\"}"),
+            resync: false,
+        };
+        let (node, back) = decode(&encode("n1", &env)).expect("decode");
+        assert_eq!(node, "n1");
+        assert_eq!(back.targets, env.targets);
+        assert_eq!(back.position, env.position);
+        assert_eq!(back.author, env.author);
+        assert_eq!(back.frame, env.frame);
+        assert!(decode(b"garbage").is_none());
+    }
+}
