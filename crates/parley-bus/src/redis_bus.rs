@@ -577,7 +577,7 @@ pub async fn list_nodes(url: &str, prefix: &str) -> Result<Vec<NodeInfo>, BusErr
         .values()
         .filter_map(|j| serde_json::from_str(j).ok())
         .collect();
-    nodes.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    nodes.sort_by_key(|n| n.started_at);
     Ok(nodes)
 }
 
