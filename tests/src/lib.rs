@@ -3,6 +3,8 @@
 //! `parley serve` builds it, and the real SMTP server's mailbox to read codes
 //! from.
 
+pub mod cluster;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;

@@ -20,6 +20,7 @@ use parley_core::{ConversationId, UserId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -109,6 +110,8 @@ pub struct RedisBus {
     conn: ConnectionManager,
     publish: mpsc::Sender<Vec<u8>>,
     departures: Mutex<Option<mpsc::UnboundedReceiver<UserId>>>,
+    /// Set by shutdown so no heartbeat re-registers the node afterwards.
+    stopped: Arc<AtomicBool>,
 }
 
 fn err(e: redis::RedisError) -> BusError {
@@ -141,6 +144,7 @@ impl RedisBus {
         let hub = Arc::new(Hub::new());
         let (ptx, prx) = mpsc::channel(opts.publish_queue.max(16));
         let (dtx, drx) = mpsc::unbounded_channel();
+        let stopped = Arc::new(AtomicBool::new(false));
         let bus = Arc::new(RedisBus {
             opts: opts.clone(),
             keys: Arc::clone(&keys),
@@ -148,6 +152,7 @@ impl RedisBus {
             conn: conn.clone(),
             publish: ptx,
             departures: Mutex::new(Some(drx)),
+            stopped: Arc::clone(&stopped),
         });
         tokio::spawn(subscriber(
             client,
@@ -161,7 +166,7 @@ impl RedisBus {
             opts.node_id.clone(),
             prx,
         ));
-        tokio::spawn(heartbeat(conn, keys, opts, hub, Utc::now(), dtx));
+        tokio::spawn(heartbeat(conn, keys, opts, hub, Utc::now(), dtx, stopped));
         Ok(bus)
     }
 
@@ -319,11 +324,15 @@ async fn heartbeat(
     hub: Arc<Hub>,
     started_at: DateTime<Utc>,
     departures: mpsc::UnboundedSender<UserId>,
+    stopped: Arc<AtomicBool>,
 ) {
     let mut tick = tokio::time::interval(opts.heartbeat);
     let keep = (opts.node_ttl * 4).as_millis() as i64;
     loop {
         tick.tick().await;
+        if stopped.load(Ordering::Acquire) {
+            return;
+        }
         let users = hub.users();
         let info = NodeInfo {
             id: opts.node_id.clone(),
@@ -543,6 +552,7 @@ impl Bus for RedisBus {
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            self.stopped.store(true, Ordering::Release);
             let mut conn = self.conn.clone();
             let mut pipe = redis::pipe();
             for u in self.hub.users() {

@@ -1,0 +1,422 @@
+//! Three real nodes over one PostgreSQL and one Redis (nginx in front for
+//! failover): cross-node chat, failover with nothing lost, Redis restart,
+//! presence of a dead node's users, SIGTERM drain, Redis work per message.
+
+use parley_client::{Client, ClientError, Options};
+use parley_core::protocol::{close, Conversation, Event, Message, NewMessage, Request};
+use parley_core::{ConversationId, UserId};
+use parley_tests::cluster::{http_status, Cluster};
+use parley_tests::*;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn connect(url: &str, token: &str) -> Client {
+    let mut o = Options::new(url, token);
+    o.request_timeout = Duration::from_secs(20);
+    o.max_backoff = Duration::from_millis(300);
+    Client::connect(o).await.expect("connect")
+}
+
+/// Users with tokens in one infobase.
+async fn users(env: &TestEnv, n: usize) -> (Ib, Vec<(UserId, String)>) {
+    let app = env.app().await;
+    let ib = register(&app, &email("cluster"), "Cluster").await;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = user(&app, &ib, &format!("u{i}")).await;
+        let t = token(&app, &ib, &id).await;
+        out.push((id.parse().expect("id"), t));
+    }
+    (ib, out)
+}
+
+/// Sends with retries on disconnect, with one idempotency key, as a real
+/// client must: the message is stored once whatever happens.
+async fn send_reliably(c: &Client, conv: ConversationId, text: String, key: String) -> Message {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = c
+            .call::<Message>(Request::Send {
+                conversation_id: conv,
+                message: NewMessage {
+                    text: text.clone(),
+                    idempotency_key: Some(key.clone()),
+                    ..Default::default()
+                },
+            })
+            .await;
+        match r {
+            Ok(m) => return m,
+            Err(ClientError::Disconnected)
+            | Err(ClientError::Closed(_))
+            | Err(ClientError::Timeout(_)) => {
+                assert!(Instant::now() < deadline, "could not send {text}");
+                let _ = c.wait_live(Duration::from_secs(10)).await;
+            }
+            Err(e) => panic!("send {text}: {e}"),
+        }
+    }
+}
+
+/// Collects message.created of `conv` until `n` arrived.
+async fn collect(c: &Client, conv: ConversationId, n: usize) -> Vec<Message> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT * 3;
+    while got.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match c.next_event(left).await {
+            Some(Event::MessageCreated {
+                conversation_id,
+                message,
+                ..
+            }) if conversation_id == conv => got.push(message),
+            Some(_) => {}
+            None => panic!("only {} of {n} messages arrived", got.len()),
+        }
+    }
+    got
+}
+
+async fn expect_event(c: &Client, what: &str, mut pick: impl FnMut(&Event) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match c.next_event(left).await {
+            Some(e) if pick(&e) => return,
+            Some(_) => {}
+            None => panic!("no {what} within {WAIT:?}"),
+        }
+    }
+}
+
+#[actix_web::test]
+async fn users_on_different_nodes_chat_type_and_see_presence() {
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 3).await;
+    let cl = Cluster::start(&env, 3, false, &[]).await;
+    let c0 = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
+    let c1 = connect(&cl.nodes[1].ws_url(), &u[1].1).await;
+    let group: Conversation = c0
+        .call(Request::CreateGroup {
+            title: "nodes".into(),
+            members: vec![u[1].0, u[2].0],
+        })
+        .await
+        .expect("group");
+    // The third user connects on node 2: the others see them come online.
+    let c2 = connect(&cl.nodes[2].ws_url(), &u[2].1).await;
+    expect_event(
+        &c0,
+        "presence online",
+        |e| matches!(e, Event::Presence { user_id, online: true } if *user_id == u[2].0),
+    )
+    .await;
+
+    let m = send_reliably(&c0, group.id, "from node 0".into(), "a".into()).await;
+    for c in [&c1, &c2] {
+        let got = collect(c, group.id, 1).await;
+        assert_eq!(got[0].id, m.id);
+    }
+    let r = send_reliably(&c2, group.id, "from node 2".into(), "b".into()).await;
+    assert_eq!(collect(&c1, group.id, 1).await[0].id, r.id);
+    c1.request(Request::Typing {
+        conversation_id: group.id,
+    })
+    .await
+    .expect("typing");
+    expect_event(
+        &c2,
+        "typing",
+        |e| matches!(e, Event::Typing { user_id, .. } if *user_id == u[1].0),
+    )
+    .await;
+    let p: parley_core::protocol::PresenceState = c0
+        .call(Request::Presence {
+            user_ids: vec![u[1].0, u[2].0],
+        })
+        .await
+        .expect("presence");
+    assert!(p.users.values().all(|v| *v), "{p:?}");
+    // The node registry lists the three, with their sessions as of the
+    // next heartbeat.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let nodes = parley_bus::list_nodes(&cl.redis_url(), &cl.prefix)
+            .await
+            .expect("nodes");
+        if nodes.len() == 3 && nodes.iter().map(|n| n.sessions).sum::<usize>() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{nodes:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // /readyz includes Redis.
+    assert_eq!(http_status(cl.nodes[0].port, "/readyz").await, Some(200));
+}
+
+#[actix_web::test]
+async fn a_killed_node_loses_nothing_behind_nginx() {
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 6).await;
+    let mut cl = Cluster::start(&env, 3, true, &[]).await;
+    let url = cl.ws_url();
+    let mut clients = Vec::new();
+    for (_, t) in &u {
+        clients.push(connect(&url, t).await);
+    }
+    let members: Vec<UserId> = u[1..].iter().map(|x| x.0).collect();
+    let group: Conversation = clients[0]
+        .call(Request::CreateGroup {
+            title: "failover".into(),
+            members,
+        })
+        .await
+        .expect("group");
+    // Everyone has seen the group's member events before the stream starts.
+    for c in &clients[1..] {
+        expect_event(c, "member.added", |e| {
+            matches!(e, Event::MemberAdded { .. })
+        })
+        .await;
+    }
+    let sender = clients[0].clone();
+    let conv = group.id;
+    let stream = actix_web::rt::spawn(async move {
+        let mut sent = Vec::new();
+        for i in 0..150 {
+            sent.push(send_reliably(&sender, conv, format!("m{i}"), format!("k{i}")).await);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cl.kill(0);
+    let sent = stream.await.expect("sender");
+    let ids: Vec<_> = sent.iter().map(|m| m.id).collect();
+    let mut seqs: Vec<i64> = sent.iter().map(|m| m.seq).collect();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 150, "every send stored once");
+    for (i, c) in clients.iter().enumerate().skip(1) {
+        let got: Vec<_> = collect(c, conv, 150).await.iter().map(|m| m.id).collect();
+        assert_eq!(
+            got, ids,
+            "client {i}: every committed message once, in order"
+        );
+    }
+    let reconnected = clients
+        .iter()
+        .filter(|c| !c.close_codes().is_empty() || c.ready().is_some())
+        .count();
+    assert_eq!(reconnected, clients.len());
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&env.db)
+        .await
+        .expect("count");
+    assert_eq!(stored, 150);
+}
+
+#[actix_web::test]
+async fn restarting_redis_mid_stream_loses_nothing() {
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 3).await;
+    let mut cl = Cluster::start(&env, 2, false, &[]).await;
+    let a = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
+    let b = connect(&cl.nodes[1].ws_url(), &u[1].1).await;
+    let group: Conversation = a
+        .call(Request::CreateGroup {
+            title: "redis".into(),
+            members: vec![u[1].0],
+        })
+        .await
+        .expect("group");
+    expect_event(&b, "member.added", |e| {
+        matches!(e, Event::MemberAdded { .. })
+    })
+    .await;
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        if i == 15 {
+            cl.kill_redis();
+        }
+        if i == 25 {
+            cl.start_redis().await;
+        }
+        sent.push(
+            send_reliably(&a, group.id, format!("r{i}"), format!("r{i}"))
+                .await
+                .id,
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got: Vec<_> = collect(&b, group.id, 40)
+        .await
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, sent);
+    // Live delivery works again after the restart.
+    let last = send_reliably(&a, group.id, "after".into(), "after".into()).await;
+    assert_eq!(collect(&b, group.id, 1).await[0].id, last.id);
+    // And the node re-announced itself.
+    let deadline = Instant::now() + WAIT;
+    while parley_bus::list_nodes(&cl.redis_url(), &cl.prefix)
+        .await
+        .map(|n| n.len())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(Instant::now() < deadline, "nodes did not re-register");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_dead_nodes_users_appear_offline_and_sigterm_drains() {
+    let env = TestEnv::default().await;
+    let (ib, u) = users(&env, 3).await;
+    let mut cl = Cluster::start(&env, 3, false, &[]).await;
+    let watcher = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
+    let doomed = connect(&cl.nodes[2].ws_url(), &u[1].1).await;
+    let group: Conversation = watcher
+        .call(Request::CreateGroup {
+            title: "p".into(),
+            members: vec![u[1].0, u[2].0],
+        })
+        .await
+        .expect("group");
+    let _ = group;
+    let p: parley_core::protocol::PresenceState = watcher
+        .call(Request::Presence {
+            user_ids: vec![u[1].0],
+        })
+        .await
+        .expect("presence");
+    assert_eq!(p.users.get(&u[1].0), Some(&true));
+    doomed.close();
+    let _ = doomed;
+
+    // A user whose only node dies: offline within node_ttl (3 s here) plus a
+    // heartbeat, announced by a surviving node.
+    let victim = connect(&cl.nodes[2].ws_url(), &u[1].1).await;
+    expect_event(
+        &watcher,
+        "online",
+        |e| matches!(e, Event::Presence { user_id, online: true } if *user_id == u[1].0),
+    )
+    .await;
+    let started = Instant::now();
+    cl.kill(2);
+    victim.close();
+    expect_event(
+        &watcher,
+        "offline after node death",
+        |e| matches!(e, Event::Presence { user_id, online: false } if *user_id == u[1].0),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "offline only after {took:?}"
+    );
+    let p: parley_core::protocol::PresenceState = watcher
+        .call(Request::Presence {
+            user_ids: vec![u[1].0],
+        })
+        .await
+        .expect("presence");
+    assert_eq!(p.users.get(&u[1].0), Some(&false));
+    let _ = ib;
+
+    // SIGTERM: sessions get 1001, the node deregisters and exits cleanly.
+    let drained = connect(&cl.nodes[1].ws_url(), &u[2].1).await;
+    let (code, took) = cl.terminate(1).await;
+    assert_eq!(code, Some(0), "exit code; log: {}", cl.node_log(1));
+    assert!(took < Duration::from_secs(15), "drain took {took:?}");
+    let deadline = Instant::now() + WAIT;
+    while !drained.close_codes().contains(&close::GOING_AWAY) {
+        assert!(
+            Instant::now() < deadline,
+            "no 1001: {:?}",
+            drained.close_codes()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let nodes = parley_bus::list_nodes(&cl.redis_url(), &cl.prefix)
+        .await
+        .expect("nodes");
+    let ports: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    assert!(
+        !ports.contains(&format!("127.0.0.1:{}", cl.nodes[1].port)),
+        "{ports:?}"
+    );
+}
+
+/// Redis commands per sent message for 2 and for 200 members spread over 3
+/// nodes: the count must not grow with the members.
+#[actix_web::test]
+async fn redis_work_per_message_does_not_grow_with_members() {
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 200).await;
+    // Long heartbeats keep background commands out of the count.
+    let cl = Cluster::start(
+        &env,
+        3,
+        false,
+        &[
+            ("PARLEY_BUS__HEARTBEAT_SECS", "60"),
+            ("PARLEY_BUS__NODE_TTL_SECS", "180"),
+        ],
+    )
+    .await;
+    let mut clients = Vec::new();
+    for (i, (_, t)) in u.iter().enumerate() {
+        clients.push(connect(&cl.nodes[i % 3].ws_url(), t).await);
+    }
+    let small: Conversation = clients[0]
+        .call(Request::CreateGroup {
+            title: "2".into(),
+            members: vec![u[1].0],
+        })
+        .await
+        .expect("small");
+    let big: Conversation = clients[0]
+        .call(Request::CreateGroup {
+            title: "200".into(),
+            members: u[1..].iter().map(|x| x.0).collect(),
+        })
+        .await
+        .expect("big");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut per_message = HashMap::new();
+    for (name, conv, watcher) in [("2", small.id, 1usize), ("200", big.id, 199usize)] {
+        clients[watcher].drain_events().await;
+        let before = cl.redis_commands().await;
+        let n = 50;
+        for i in 0..n {
+            send_reliably(
+                &clients[0],
+                conv,
+                format!("{name}-{i}"),
+                format!("{name}-{i}"),
+            )
+            .await;
+        }
+        collect(&clients[watcher], conv, n).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = cl.redis_commands().await;
+        // One INFO of ours is counted too.
+        let ratio = (after - before - 1) as f64 / n as f64;
+        per_message.insert(name, ratio);
+    }
+    println!(
+        "REDIS COMMANDS PER MESSAGE: 2 members = {:.2}, 200 members = {:.2}",
+        per_message["2"], per_message["200"]
+    );
+    assert!(
+        per_message["200"] <= per_message["2"] + 0.1,
+        "{per_message:?}"
+    );
+    assert!(per_message["200"] <= 1.5, "{per_message:?}");
+}

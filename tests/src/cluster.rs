@@ -1,0 +1,351 @@
+//! Several real `parley serve` processes over one PostgreSQL database and a
+//! Redis of their own (and nginx in front when asked), all on loopback. Nodes
+//! can be killed (SIGKILL), stopped (SIGTERM) and Redis restarted.
+
+use crate::TestEnv;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The `parley` binary: `PARLEY_BIN`, else the workspace's debug build.
+pub fn parley_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("PARLEY_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug/parley")
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// HTTP status of `GET path` on 127.0.0.1:port, None when unreachable.
+pub async fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let head = String::from_utf8_lossy(&buf);
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub struct Node {
+    pub port: u16,
+    pub child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Node {
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+}
+
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub db_url: String,
+    pub prefix: String,
+    pub redis_port: u16,
+    redis: Option<Child>,
+    pub nodes: Vec<Node>,
+    pub nginx_port: Option<u16>,
+    nginx: Option<Child>,
+    extra_env: Vec<(String, String)>,
+}
+
+fn which(name: &str, fallbacks: &[&str]) -> String {
+    for f in fallbacks {
+        if std::path::Path::new(f).exists() {
+            return (*f).to_owned();
+        }
+    }
+    name.to_owned()
+}
+
+impl Cluster {
+    /// Starts Redis and `n` nodes on `env`'s database (already migrated),
+    /// plus nginx in front when `nginx` is true. `extra` adds `PARLEY_…`
+    /// settings for every node.
+    pub async fn start(env: &TestEnv, n: usize, nginx: bool, extra: &[(&str, &str)]) -> Cluster {
+        let dir =
+            std::env::temp_dir().join(format!("parley-cluster-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("cluster dir");
+        let mut c = Cluster {
+            dir,
+            db_url: env.cfg.database.url.clone(),
+            prefix: format!("t{}", uuid::Uuid::new_v4().simple()),
+            redis_port: free_port(),
+            redis: None,
+            nodes: Vec::new(),
+            nginx_port: None,
+            nginx: None,
+            extra_env: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        c.start_redis().await;
+        for _ in 0..n {
+            let port = free_port();
+            let node = c.spawn_node(port);
+            c.nodes.push(node);
+        }
+        for i in 0..n {
+            c.wait_ready(i).await;
+        }
+        if nginx {
+            c.start_nginx().await;
+        }
+        c
+    }
+
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.redis_port)
+    }
+
+    pub async fn start_redis(&mut self) {
+        let child = Command::new(which("redis-server", &["/usr/bin/redis-server"]))
+            .args([
+                "--port",
+                &self.redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (install redis-server; scripts/test.sh does)");
+        self.redis = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.redis_port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "redis did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn kill_redis(&mut self) {
+        if let Some(mut r) = self.redis.take() {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
+    }
+
+    fn spawn_node(&self, port: u16) -> Node {
+        let log = self.dir.join(format!("node-{port}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut cmd = Command::new(parley_bin());
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PARLEY_DATABASE__URL", &self.db_url)
+            .env("PARLEY_DATABASE__MAX_CONNECTIONS", "8")
+            .env("PARLEY_DATABASE__MIGRATE_ON_START", "false")
+            .env("PARLEY_HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env("PARLEY_HTTP__WORKERS", "1")
+            .env("PARLEY_BUS__KIND", "redis")
+            .env("PARLEY_BUS__REDIS_URL", self.redis_url())
+            .env("PARLEY_BUS__PREFIX", &self.prefix)
+            .env("PARLEY_BUS__HEARTBEAT_SECS", "1")
+            .env("PARLEY_BUS__NODE_TTL_SECS", "3")
+            .env("PARLEY_LOG__LEVEL", "info")
+            .stdout(out)
+            .stderr(err);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", parley_bin().display()));
+        Node {
+            port,
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub async fn wait_ready(&mut self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if http_status(self.nodes[i].port, "/readyz").await == Some(200) {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.nodes[i].child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "node {i} exited with {status}: {}",
+                    std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i} not ready: {}",
+                std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: the node vanishes without a word.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit code and how long
+    /// it took.
+    pub async fn terminate(&mut self, i: usize) -> (Option<i32>, Duration) {
+        let Some(mut c) = self.nodes[i].child.take() else {
+            return (None, Duration::ZERO);
+        };
+        let started = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        loop {
+            if let Ok(Some(status)) = c.try_wait() {
+                return (status.code(), started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = c.kill();
+                return (None, started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        match self.nginx_port {
+            Some(p) => format!("ws://127.0.0.1:{p}/ws"),
+            None => self.nodes[0].ws_url(),
+        }
+    }
+
+    async fn start_nginx(&mut self) {
+        let port = free_port();
+        let d = self.dir.join("nginx");
+        std::fs::create_dir_all(d.join("tmp")).expect("nginx dir");
+        let upstream: String = self
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "        server 127.0.0.1:{} max_fails=1 fail_timeout=2s;\n",
+                    n.port
+                )
+            })
+            .collect();
+        let d_s = d.display();
+        let conf = format!(
+            "worker_processes 1;\ndaemon off;\npid {d_s}/nginx.pid;\nerror_log {d_s}/error.log warn;\n\
+             events {{ worker_connections 2048; }}\n\
+             http {{\n    access_log off;\n    client_body_temp_path {d_s}/tmp/body;\n    proxy_temp_path {d_s}/tmp/proxy;\n\
+                 fastcgi_temp_path {d_s}/tmp/fastcgi;\n    uwsgi_temp_path {d_s}/tmp/uwsgi;\n    scgi_temp_path {d_s}/tmp/scgi;\n\
+                 map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
+                 upstream parley {{\n{upstream}    }}\n\
+                 server {{\n        listen 127.0.0.1:{port};\n        location / {{\n            proxy_pass http://parley;\n\
+                         proxy_http_version 1.1;\n            proxy_set_header Upgrade $http_upgrade;\n\
+                         proxy_set_header Connection $connection_upgrade;\n            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
+                         proxy_connect_timeout 1s;\n            proxy_read_timeout 120s;\n            proxy_next_upstream error timeout;\n        }}\n    }}\n}}\n"
+        );
+        let path = d.join("nginx.conf");
+        std::fs::write(&path, conf).expect("nginx.conf");
+        let child = Command::new(which("nginx", &["/usr/sbin/nginx"]))
+            .args([
+                "-p",
+                &d.display().to_string(),
+                "-c",
+                &path.display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (install nginx; scripts/test.sh does)");
+        self.nginx = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http_status(port, "/healthz").await != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(d.join("error.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.nginx_port = Some(port);
+    }
+
+    /// Commands Redis has processed so far (`INFO stats`), read with a
+    /// plain RESP exchange so no test code shares the bus's client.
+    pub async fn redis_commands(&self) -> u64 {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.redis_port))
+            .await
+            .expect("redis");
+        s.write_all(b"INFO stats\r\n").await.expect("write");
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 16384];
+        loop {
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "redis closed");
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if let Some((len, rest)) = text.strip_prefix('$').and_then(|t| t.split_once("\r\n")) {
+                let len: usize = len.parse().expect("bulk length");
+                if rest.len() >= len {
+                    return rest
+                        .lines()
+                        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .expect("total_commands_processed");
+                }
+            }
+        }
+    }
+
+    pub fn node_log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if let Some(mut c) = self.nginx.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.kill_redis();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
