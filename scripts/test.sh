@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of Parley: formatting, lints, unit tests, integration tests
 # against a private PostgreSQL and a real SMTP server (both started here on
-# loopback and stopped at the end), and the README walk-through against a
-# server started by scripts/run.sh.
+# loopback and stopped at the end), cluster tests with real `parley` nodes,
+# Redis and nginx (started by the tests themselves on loopback), the deploy/
+# files, and the README walk-through against a server started by
+# scripts/run.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib/services.sh"
 cd "$PARLEY_ROOT"
@@ -11,6 +13,8 @@ ensure_postgres
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || ensure_debs python3-aiosmtpd
 command -v curl >/dev/null || ensure_debs curl ca-certificates
 command -v jq >/dev/null || ensure_debs jq
+command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || ensure_debs redis-server
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
 
 work=$(mktemp -d /tmp/parley-test.XXXXXX)
 chmod 755 "$work"
@@ -34,6 +38,8 @@ smtp_start "$work/mail" "$smtp_port" "$work/smtp.pid"
 export PARLEY_TEST_DATABASE_URL="postgres://parley@127.0.0.1:$pg_port/postgres"
 export PARLEY_TEST_SMTP_PORT="$smtp_port"
 export PARLEY_TEST_MAILDIR="$work/mail"
+# The cluster tests start this binary (cargo test builds it with the tests).
+export PARLEY_BIN="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/debug/parley"
 
 log "cargo fmt --check"
 cargo fmt --all --check
@@ -41,6 +47,9 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets -q -- -D warnings
 log "cargo test"
 cargo test --workspace --all-targets
+
+log "deploy files"
+bash scripts/check-deploy.sh
 
 # The README's one run command and its curl walk-through, as written.
 log "README walk-through against scripts/run.sh"

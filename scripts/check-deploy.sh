@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Checks the deploy/ files without a Docker engine: the compose file with
+# docker-compose's offline `config`, the nginx site with `nginx -t` on a
+# self-signed test certificate. Called by scripts/test.sh.
+set -euo pipefail
+source "$(dirname "$0")/lib/services.sh"
+cd "$PARLEY_ROOT"
+command -v docker-compose >/dev/null || ensure_debs docker-compose
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
+command -v envsubst >/dev/null || ensure_debs gettext-base
+command -v openssl >/dev/null || ensure_debs openssl
+
+d=$(mktemp -d /tmp/parley-deploy.XXXXXX)
+trap 'rm -rf "$d"' EXIT
+docker-compose -f deploy/docker-compose.yml config -q
+log "deploy/docker-compose.yml: valid"
+
+mkdir -p "$d/conf.d"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+    -keyout "$d/key.pem" -out "$d/cert.pem" 2>/dev/null
+# nginx -t resolves upstream names: point the compose names at loopback.
+PARLEY_SERVER_NAME=localhost PARLEY_TLS_CERT="$d/cert.pem" PARLEY_TLS_KEY="$d/key.pem" \
+    envsubst '${PARLEY_SERVER_NAME} ${PARLEY_TLS_CERT} ${PARLEY_TLS_KEY}' \
+    <deploy/nginx/templates/parley.conf.template \
+    | sed -E 's/server parley[0-9]+:8080/server 127.0.0.1:8080/' >"$d/conf.d/parley.conf"
+cat >"$d/nginx.conf" <<CONF
+pid $d/nginx.pid;
+error_log $d/error.log;
+events {}
+http { include $d/conf.d/*.conf; }
+CONF
+"$(command -v nginx || echo /usr/sbin/nginx)" -t -q -p "$d" -c "$d/nginx.conf"
+log "deploy/nginx/templates/parley.conf.template: nginx -t passed"
