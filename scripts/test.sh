@@ -38,7 +38,7 @@ smtp_start "$work/mail" "$smtp_port" "$work/smtp.pid"
 export PARLEY_TEST_DATABASE_URL="postgres://parley@127.0.0.1:$pg_port/postgres"
 export PARLEY_TEST_SMTP_PORT="$smtp_port"
 export PARLEY_TEST_MAILDIR="$work/mail"
-# The cluster tests start this binary (cargo test builds it with the tests).
+# The cluster tests start this binary.
 export PARLEY_BIN="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/debug/parley"
 
 log "cargo fmt --check"
@@ -46,6 +46,9 @@ cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -q -- -D warnings
 log "cargo test"
+# The cluster tests run the real binary: build it first (cargo test builds
+# only test harnesses of binaries).
+cargo build -p parley-server --bin parley
 cargo test --workspace --all-targets
 
 log "deploy files"

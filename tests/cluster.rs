@@ -205,11 +205,11 @@ async fn a_killed_node_loses_nothing_behind_nginx() {
             "client {i}: every committed message once, in order"
         );
     }
-    let reconnected = clients
-        .iter()
-        .filter(|c| !c.close_codes().is_empty() || c.ready().is_some())
-        .count();
-    assert_eq!(reconnected, clients.len());
+    let reconnects: u64 = clients.iter().map(|c| c.connects() - 1).sum();
+    assert!(
+        reconnects >= 1,
+        "the killed node held no client; nothing was tested"
+    );
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
         .fetch_one(&env.db)
         .await

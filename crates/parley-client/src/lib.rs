@@ -78,6 +78,8 @@ struct Shared {
     /// Close codes received from the server, oldest first.
     closes: Vec<u16>,
     ready: Option<Ready>,
+    /// Sessions established so far (1 + reconnects).
+    connects: u64,
 }
 
 /// A handle on one user's connection; clone it freely.
@@ -179,6 +181,11 @@ impl Client {
     /// Close codes the server sent, oldest first.
     pub fn close_codes(&self) -> Vec<u16> {
         lock(&self.shared).closes.clone()
+    }
+
+    /// Sessions established so far: 1 plus the reconnects.
+    pub fn connects(&self) -> u64 {
+        lock(&self.shared).connects
     }
 
     /// Highest `seq` seen in a conversation.
@@ -410,14 +417,17 @@ impl Task {
             ws.send(WsMessage::text(text))
                 .await
                 .map_err(|e| ClientError::Connect(e.to_string()))?;
-            // Replayed events come before the result.
+            // Replayed events come before the result, but live events may
+            // come before the replayed ones: hold everything until the
+            // result, then apply in `seq` order so de-duplication keeps all.
+            let mut held: Vec<Event> = Vec::new();
             loop {
                 let msg = tokio::time::timeout(self.opts.request_timeout, ws.next())
                     .await
                     .map_err(|_| ClientError::Timeout(self.opts.request_timeout))?;
                 match msg {
                     Some(Ok(WsMessage::Text(t))) => match serde_json::from_str::<ServerFrame>(&t) {
-                        Ok(ServerFrame::Event(ev)) => self.event(ev),
+                        Ok(ServerFrame::Event(ev)) => held.push(ev),
                         Ok(ServerFrame::Result { id, .. })
                         | Ok(ServerFrame::Error { id: Some(id), .. })
                             if id == RESUME_ID =>
@@ -436,7 +446,13 @@ impl Task {
                     None => return Err(ClientError::Connect("closed during resume".into())),
                 }
             }
+            // Per conversation in `seq` order; typing and presence first.
+            held.sort_by_key(|e| e.position().map(|(_, seq)| seq).unwrap_or(i64::MIN));
+            for ev in held {
+                self.event(ev);
+            }
         }
+        lock(&self.shared).connects += 1;
         let _ = self.state.send(State::Live);
         Ok(ws)
     }

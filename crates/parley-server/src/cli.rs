@@ -40,15 +40,9 @@ pub enum Admin {
     /// Registered infobases.
     #[command(subcommand)]
     Infobases(InfobasesCmd),
-    /// Nodes of the cluster (needs `bus.kind = "redis"`).
-    #[command(subcommand)]
-    Nodes(NodesCmd),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum NodesCmd {
-    /// List the nodes with their session counts.
-    List,
+    /// List the nodes of the cluster with their session counts (needs
+    /// `bus.kind = "redis"`).
+    Nodes,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,7 +170,7 @@ async fn wait_for_signal() -> &'static str {
 async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
     let store = crate::store(&cfg)?;
     match cmd {
-        Admin::Nodes(NodesCmd::List) => {
+        Admin::Nodes => {
             if cfg.bus.kind != crate::config::BusKind::Redis {
                 println!("one node (bus.kind = \"local\"): nothing is registered");
                 return Ok(());
