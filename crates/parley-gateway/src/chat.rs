@@ -227,8 +227,18 @@ pub async fn send(
     }
     let out = st.store.post_message(conversation, &row).await?;
     let fresh = out.event.is_some();
-    if let Some(ev) = out.event {
-        publish(st, ev).await?;
-    }
+    // A retry may follow a node that died between commit and fan-out:
+    // publish again; sessions drop what they already have by `seq`.
+    let ev = out.event.unwrap_or_else(|| StoredEvent {
+        conversation_id: conversation,
+        seq: out.message.seq,
+        recipients: out.message.recipients.clone(),
+        event: Event::MessageCreated {
+            conversation_id: conversation,
+            seq: out.message.seq,
+            message: out.message.clone(),
+        },
+    });
+    publish(st, ev).await?;
     Ok((out.message, fresh))
 }
