@@ -53,6 +53,7 @@ trap 'exit 130' INT TERM
 
 export PARLEY_DATABASE__URL="postgres://parley@127.0.0.1:$pg_port/parley"
 export PARLEY_HTTP__BIND="127.0.0.1:$port"
+export PARLEY_FILES__LOCAL_DIR="$data/files"
 # The server's output goes to the terminal and to parley.log (the log mail
 # transport prints registration codes there).
 "$bin" serve > >(tee "$data/parley.log") 2>&1 &

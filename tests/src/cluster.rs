@@ -175,6 +175,7 @@ impl Cluster {
             .env("PARLEY_BUS__HEARTBEAT_SECS", "1")
             .env("PARLEY_BUS__NODE_TTL_SECS", "3")
             .env("PARLEY_LOG__LEVEL", "info")
+            .env("PARLEY_FILES__LOCAL_DIR", self.dir.join("files"))
             .stdout(out)
             .stderr(err);
         for (k, v) in &self.extra_env {

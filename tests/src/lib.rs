@@ -66,6 +66,10 @@ impl TestEnv {
         cfg.mail.smtp_host = "127.0.0.1".into();
         cfg.mail.smtp_port = var("PARLEY_TEST_SMTP_PORT").parse().expect("SMTP port");
         cfg.mail.smtp_tls = SmtpTls::None;
+        cfg.files.local_dir = std::env::temp_dir()
+            .join(format!("parley-files-{name}"))
+            .display()
+            .to_string();
         tweak(&mut cfg);
         cfg.validate().expect("test configuration is valid");
 

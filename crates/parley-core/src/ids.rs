@@ -72,3 +72,7 @@ typed_id!(
     /// One WebSocket session of a user.
     SessionId
 );
+typed_id!(
+    /// A file (attachment).
+    FileId
+);

@@ -8,4 +8,6 @@ pub mod protocol;
 pub mod validate;
 
 pub use error::{ErrorBody, ErrorCode};
-pub use ids::{ConversationId, InfobaseId, MessageId, SessionId, SubscriberId, TokenId, UserId};
+pub use ids::{
+    ConversationId, FileId, InfobaseId, MessageId, SessionId, SubscriberId, TokenId, UserId,
+};

@@ -2,7 +2,7 @@
 //! round-trips every example there through these types) and the conversation
 //! and message shapes the REST API shares with it.
 
-use crate::{ConversationId, ErrorCode, InfobaseId, MessageId, SessionId, UserId};
+use crate::{ConversationId, ErrorCode, FileId, InfobaseId, MessageId, SessionId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -120,10 +120,48 @@ pub struct Message {
     /// Only these members (and the author) see the message; absent = all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipients: Option<Vec<UserId>>,
+    /// Files attached (uploaded before the message was sent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted: bool,
+}
+
+/// A file as attached to a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Attachment {
+    pub id: FileId,
+    pub name: String,
+    pub size: i64,
+    pub content_type: String,
+}
+
+/// State of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// Announced; the bytes are not (verified) there yet.
+    Pending,
+    /// Bytes verified; not yet on a message (only the owner sees it).
+    Uploaded,
+    /// On a committed message: readable by the conversation's readers.
+    Attached,
+}
+
+/// A file's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FileInfo {
+    pub id: FileId,
+    pub conversation_id: ConversationId,
+    pub owner_id: UserId,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub state: FileState,
+    pub created_at: DateTime<Utc>,
 }
 
 /// Body of a new message (WebSocket `message.send`; REST adds the author).
@@ -138,6 +176,9 @@ pub struct NewMessage {
     pub actions: Vec<Action>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recipients: Option<Vec<UserId>>,
+    /// Files uploaded by the author to this conversation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<FileId>,
     /// Client-chosen; a retried send with the same key returns the first
     /// message instead of storing a second one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,9 @@ use parley_core::{ConversationId, ErrorCode, SubscriberId, UserId};
 use parley_store::{NewMessageRow, StoredEvent};
 use std::sync::Arc;
 
+/// Most files on one message.
+pub const MAX_ATTACHMENTS: usize = 20;
+
 /// Longest idempotency key.
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
@@ -199,12 +202,19 @@ pub fn validate_message(st: &AppState, m: NewMessage, author: UserId) -> ApiResu
         None => None,
         Some(k) => Some(validate::text("idempotency_key", &k, MAX_IDEMPOTENCY_KEY)?),
     };
+    if m.attachments.len() > MAX_ATTACHMENTS {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("attachments: more than {MAX_ATTACHMENTS}"),
+        ));
+    }
     Ok(NewMessageRow {
         author,
         text: m.text,
         data: m.data,
         actions,
         recipients: m.recipients,
+        attachments: m.attachments,
         idempotency_key: key,
     })
 }

@@ -21,7 +21,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App};
 use error::ApiError;
 use parley_core::ErrorCode;
-use routes::{conversations, health, infobases, me, registration};
+use routes::{conversations, files, health, infobases, me, registration};
 use tracing::Instrument;
 
 /// Path of the OpenAPI document.
@@ -131,6 +131,18 @@ pub fn app(
             resource("/v1/infobases/{infobase_id}/users/{user_id}/notifications")
                 .route(web::post().to(conversations::notify)),
         )
+        .service(resource("/v1/files").route(web::post().to(files::create)))
+        .service(
+            resource("/v1/files/{file_id}")
+                .route(web::get().to(files::info))
+                .route(web::delete().to(files::delete)),
+        )
+        .service(
+            resource("/v1/files/{file_id}/content")
+                .route(web::put().to(files::upload))
+                .route(web::get().to(files::download)),
+        )
+        .service(resource("/v1/files/{file_id}/complete").route(web::post().to(files::complete)))
         .service(resource("/v1/me").route(web::get().to(me::me)))
         .service(resource(&ws_path).route(web::get().to(ws::route)))
         .default_service(web::to(error::no_route))

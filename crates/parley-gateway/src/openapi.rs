@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{conversations, health, infobases, me, registration};
+use crate::routes::{conversations, files, health, infobases, me, registration};
 use parley_core::{api, protocol};
 use parley_core::{ErrorBody, ErrorCode};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -44,6 +44,7 @@ impl Modify for Security {
         conversations::create, conversations::open_context, conversations::list, conversations::get,
         conversations::add_members, conversations::remove_member, conversations::post_message,
         conversations::history, conversations::delete_message, conversations::presence, conversations::notify,
+        files::create, files::upload, files::complete, files::info, files::download, files::delete,
     ),
     components(schemas(
         ErrorBody, ErrorCode,
@@ -54,6 +55,8 @@ impl Modify for Security {
         protocol::MessagePage, protocol::NewMessage, protocol::Action, protocol::ConversationFilter,
         conversations::CreateConversation, conversations::OpenContext, conversations::MembersBody,
         conversations::PostMessage, conversations::NotificationBody, conversations::Presence,
+        protocol::FileInfo, protocol::FileState, protocol::Attachment,
+        files::NewFileBody, files::Upload, files::FileCreated,
     )),
     modifiers(&Security),
 )]

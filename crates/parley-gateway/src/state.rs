@@ -3,6 +3,7 @@
 use crate::config::{AuthConfig, HttpConfig, LimitsConfig, RegistrationConfig, WsConfig};
 use crate::ratelimit::RateLimiter;
 use parley_bus::Bus;
+use parley_files::{FilesConfig, Storage};
 use parley_mail::Mailer;
 use parley_store::Store;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ pub struct AppState {
     pub auth: AuthConfig,
     pub ws: WsConfig,
     pub limits: LimitsConfig,
+    pub files: Arc<dyn Storage>,
+    pub files_cfg: FilesConfig,
     pub limiter: RateLimiter,
     /// Set on shutdown: `/readyz` answers 503 so balancers stop sending.
     pub draining: std::sync::atomic::AtomicBool,

@@ -40,9 +40,19 @@ pub enum Admin {
     /// Registered infobases.
     #[command(subcommand)]
     Infobases(InfobasesCmd),
+    /// File storage.
+    #[command(subcommand)]
+    Storage(StorageCmd),
     /// List the nodes of the cluster with their session counts (needs
     /// `bus.kind = "redis"`).
     Nodes,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCmd {
+    /// Verify credentials and bucket access (or the local directory), and
+    /// explain what is wrong.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +114,18 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     actix_web::rt::spawn(parley_gateway::chat::watch_departures(
         state.clone().into_inner(),
     ));
+    let files_state = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(FILES_SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            match parley_gateway::routes::files::housekeeping(&files_state).await {
+                Ok(n) if n > 0 => tracing::info!(files = n, "abandoned and expired files removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "file housekeeping failed"),
+            }
+        }
+    });
     let st = state.clone();
     let mut server = HttpServer::new(move || parley_gateway::app(web::Data::clone(&st)))
         .client_request_timeout(Duration::from_secs(cfg.http.request_timeout_secs))
@@ -142,6 +164,9 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// How often abandoned uploads and files past retention are removed.
+const FILES_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// Longest wait for in-flight requests at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -170,6 +195,25 @@ async fn wait_for_signal() -> &'static str {
 async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
     let store = crate::store(&cfg)?;
     match cmd {
+        Admin::Storage(StorageCmd::Check) => {
+            let storage = parley_files::open(&cfg.files).await?;
+            let what = match cfg.files.backend {
+                parley_files::StorageKind::Local => {
+                    format!("local directory {}", cfg.files.local_dir)
+                }
+                parley_files::StorageKind::S3 => format!(
+                    "bucket {} at {}",
+                    cfg.files.s3_bucket,
+                    if cfg.files.s3_endpoint.is_empty() {
+                        "AWS"
+                    } else {
+                        &cfg.files.s3_endpoint
+                    }
+                ),
+            };
+            storage.check().await?;
+            println!("storage ok: {what} is reachable, readable and writable");
+        }
         Admin::Nodes => {
             if cfg.bus.kind != crate::config::BusKind::Redis {
                 println!("one node (bus.kind = \"local\"): nothing is registered");

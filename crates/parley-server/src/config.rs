@@ -3,6 +3,7 @@
 //! An unknown key or a value of the wrong type stops startup with a message
 //! that names it. Every key is documented in `docs/configuration.md`.
 
+use parley_files::FilesConfig;
 use parley_gateway::config::{AuthConfig, HttpConfig, LimitsConfig, RegistrationConfig, WsConfig};
 use parley_mail::MailConfig;
 use serde::{Deserialize, Serialize};
@@ -98,6 +99,7 @@ pub struct Config {
     pub ws: WsConfig,
     pub limits: LimitsConfig,
     pub bus: BusConfig,
+    pub files: FilesConfig,
     pub log: LogConfig,
 }
 
@@ -323,6 +325,9 @@ impl Config {
         if self.bus.publish_queue < 16 {
             return Err(bad("bus.publish_queue", "must be at least 16"));
         }
+        if let Err((key, message)) = self.files.validate() {
+            return Err(bad(key, &message));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(bad(
                 "log.level",
@@ -342,6 +347,9 @@ impl Config {
         let mut c = self.clone();
         c.database.url = redact_url(&c.database.url);
         c.bus.redis_url = redact_url(&c.bus.redis_url);
+        if !c.files.s3_secret_key.is_empty() {
+            c.files.s3_secret_key = "***".into();
+        }
         if !c.mail.smtp_password.is_empty() {
             c.mail.smtp_password = "***".into();
         }

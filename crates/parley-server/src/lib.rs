@@ -23,6 +23,8 @@ pub enum StartError {
     Mail(#[from] parley_mail::MailError),
     #[error("bus: {0}")]
     Bus(#[from] parley_bus::BusError),
+    #[error("files: {0}")]
+    Files(#[from] parley_files::FilesError),
     #[error("http: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -62,6 +64,7 @@ pub async fn bus(cfg: &Config) -> Result<Arc<dyn Bus>, StartError> {
 /// The state every request handler shares.
 pub async fn app_state(cfg: &Config, store: Store) -> Result<web::Data<AppState>, StartError> {
     let bus = bus(cfg).await?;
+    let files = parley_files::open(&cfg.files).await?;
     Ok(web::Data::new(AppState {
         store,
         mailer: Mailer::new(&cfg.mail)?,
@@ -70,6 +73,8 @@ pub async fn app_state(cfg: &Config, store: Store) -> Result<web::Data<AppState>
         auth: cfg.auth.clone(),
         ws: cfg.ws.clone(),
         limits: cfg.limits.clone(),
+        files,
+        files_cfg: cfg.files.clone(),
         bus,
         limiter: RateLimiter::new(),
         draining: Default::default(),

@@ -2,6 +2,7 @@
 //! this crate, grouped by domain in the modules below.
 
 mod conversations;
+mod files;
 mod infobases;
 mod messages;
 mod registration;
@@ -9,6 +10,7 @@ mod tokens;
 mod users;
 
 pub use conversations::{CreateOutcome, NewConversation, Viewer};
+pub use files::{FileRefusal, FileRow, NewFile};
 pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
 pub use messages::{NewMessageRow, PostOutcome, StoredEvent};
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};

@@ -1,8 +1,8 @@
 //! Messages, the event log, history and read markers.
 
 use crate::{Result, Store, StoreError};
-use parley_core::protocol::{Action, Event, Message, MessagePage};
-use parley_core::{ConversationId, MessageId, UserId};
+use parley_core::protocol::{Action, Attachment, Event, Message, MessagePage};
+use parley_core::{ConversationId, FileId, MessageId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
@@ -55,6 +55,53 @@ pub(crate) async fn append_event(
     })
 }
 
+/// Marks the author's uploaded files of this conversation as attached;
+/// refuses (and so rolls back the message) when one is not.
+async fn attach_files(
+    tx: &mut Transaction<'_, Postgres>,
+    conversation: ConversationId,
+    author: UserId,
+    _message: MessageId,
+    files: &[FileId],
+) -> Result<Vec<Attachment>> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = files.iter().map(|f| f.0).collect();
+    let rows = sqlx::query(
+        "UPDATE files SET state = 'attached'
+         WHERE id = ANY($1) AND conversation_id = $2 AND owner_id = $3 AND state = 'uploaded'
+         RETURNING id, name, size, content_type",
+    )
+    .bind(&ids)
+    .bind(conversation.0)
+    .bind(author.0)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    if rows.len() != unique.len() {
+        return Err(StoreError::Invalid(
+            "attachments: each must be a file you uploaded to this conversation and not attached yet".into(),
+        ));
+    }
+    let mut by_id: std::collections::HashMap<Uuid, Attachment> = std::collections::HashMap::new();
+    for r in rows {
+        let id: Uuid = r.try_get("id")?;
+        by_id.insert(
+            id,
+            Attachment {
+                id: FileId(id),
+                name: r.try_get("name")?,
+                size: r.try_get("size")?,
+                content_type: r.try_get("content_type")?,
+            },
+        );
+    }
+    Ok(unique.iter().filter_map(|id| by_id.remove(id)).collect())
+}
+
 /// A validated message to store.
 #[derive(Clone, Debug)]
 pub struct NewMessageRow {
@@ -63,6 +110,7 @@ pub struct NewMessageRow {
     pub data: Option<serde_json::Value>,
     pub actions: Vec<Action>,
     pub recipients: Option<Vec<UserId>>,
+    pub attachments: Vec<FileId>,
     pub idempotency_key: Option<String>,
 }
 
@@ -74,13 +122,14 @@ pub struct PostOutcome {
     pub event: Option<StoredEvent>,
 }
 
-const MSG_COLUMNS: &str =
-    "id, conversation_id, seq, author_id, text, data, actions, recipients, created_at, edited_at, deleted";
+const MSG_COLUMNS: &str = "id, conversation_id, seq, author_id, text, data, actions, recipients, \
+                           attachments, created_at, edited_at, deleted";
 
 fn msg_from_row(r: &PgRow) -> Result<Message> {
     let data: Option<Json<serde_json::Value>> = r.try_get("data")?;
     let actions: Json<Vec<Action>> = r.try_get("actions")?;
     let recipients: Option<Vec<Uuid>> = r.try_get("recipients")?;
+    let attachments: Json<Vec<Attachment>> = r.try_get("attachments")?;
     let deleted: bool = r.try_get("deleted")?;
     Ok(Message {
         id: MessageId(r.try_get("id")?),
@@ -96,6 +145,7 @@ fn msg_from_row(r: &PgRow) -> Result<Message> {
         data: if deleted { None } else { data.map(|d| d.0) },
         actions: if deleted { Vec::new() } else { actions.0 },
         recipients: recipients.map(|v| v.into_iter().map(UserId).collect()),
+        attachments: if deleted { Vec::new() } else { attachments.0 },
         created_at: r.try_get("created_at")?,
         edited_at: r.try_get("edited_at")?,
         deleted,
@@ -145,6 +195,7 @@ impl Store {
             }
         }
         let id = MessageId::new_random();
+        let attachments = attach_files(&mut tx, conversation, m.author, id, &m.attachments).await?;
         let mut message = None;
         let ev = append_event(&mut tx, conversation, m.recipients.clone(), |seq| {
             let msg = Message {
@@ -156,6 +207,7 @@ impl Store {
                 data: m.data.clone(),
                 actions: m.actions.clone(),
                 recipients: m.recipients.clone(),
+                attachments: attachments.clone(),
                 created_at: chrono::Utc::now(),
                 edited_at: None,
                 deleted: false,
@@ -171,8 +223,8 @@ impl Store {
         let message = message.ok_or(StoreError::Invalid("message not built".into()))?;
         sqlx::query(
             "INSERT INTO messages (id, conversation_id, seq, author_id, text, data, actions, recipients,
-                                   idempotency_key, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                   idempotency_key, created_at, attachments)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(id.0)
         .bind(conversation.0)
@@ -184,8 +236,17 @@ impl Store {
         .bind(m.recipients.as_ref().map(|r| r.iter().map(|u| u.0).collect::<Vec<_>>()))
         .bind(&m.idempotency_key)
         .bind(message.created_at)
+        .bind(Json(&attachments))
         .execute(&mut *tx)
         .await?;
+        // The files point at the message only now that it exists.
+        if !attachments.is_empty() {
+            sqlx::query("UPDATE files SET message_id = $1 WHERE id = ANY($2)")
+                .bind(id.0)
+                .bind(attachments.iter().map(|a| a.id.0).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(PostOutcome {
             message,

@@ -57,6 +57,21 @@ pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
         },
     };
     components.insert("bus".to_owned(), bus);
+    let storage = match tokio_timeout(CHECK_TIMEOUT, st.files.head(".parley-probe")).await {
+        Some(Ok(_)) => ComponentStatus {
+            status: "ready".into(),
+            message: Some(st.files.name().into()),
+        },
+        Some(Err(e)) => ComponentStatus {
+            status: "unavailable".into(),
+            message: Some(e.to_string()),
+        },
+        None => ComponentStatus {
+            status: "unavailable".into(),
+            message: Some("no answer within 2 s".into()),
+        },
+    };
+    components.insert("storage".to_owned(), storage);
     if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
         components.insert(
             "node".to_owned(),

@@ -1,4 +1,5 @@
 pub mod conversations;
+pub mod files;
 pub mod health;
 pub mod infobases;
 pub mod me;

@@ -568,6 +568,11 @@ impl Session {
     }
 
     async fn announce_presence(&self, online: bool) {
+        // A session of the same user may have opened (or closed) meanwhile.
+        let here = self.st.bus.hub().sessions_of(self.user.id);
+        if (online && here == 0) || (!online && here > 0) {
+            return;
+        }
         match self.st.store.contacts(self.user.id).await {
             Ok(contacts) => chat::push(
                 &self.st,
