@@ -15,6 +15,8 @@ command -v curl >/dev/null || ensure_debs curl ca-certificates
 command -v jq >/dev/null || ensure_debs jq
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || ensure_debs redis-server
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
+/usr/bin/python3 -c 'import boto3' 2>/dev/null || ensure_debs python3-boto3
+ensure_garage
 
 work=$(mktemp -d /tmp/parley-test.XXXXXX)
 chmod 755 "$work"
@@ -24,6 +26,7 @@ run_pid=""
 cleanup() {
     if [ -n "$run_pid" ]; then kill -TERM "$run_pid" 2>/dev/null || true; wait "$run_pid" 2>/dev/null || true; fi
     stop_pidfile "$work/smtp.pid"
+    stop_pidfile "$work/garage.pid"
     pg_stop "$work/pg"
     pg_stop "$work/run/pg"
     rm -rf "$work"
@@ -34,6 +37,7 @@ trap 'exit 130' INT TERM
 # Durability is not under test here; speed is welcome.
 pg_start "$work/pg" "$pg_port" fsync=off synchronous_commit=off full_page_writes=off max_connections=300
 smtp_start "$work/mail" "$smtp_port" "$work/smtp.pid"
+garage_start "$work/garage" "$(free_port)" "$(free_port)" "$work/garage.pid"
 
 export PARLEY_TEST_DATABASE_URL="postgres://parley@127.0.0.1:$pg_port/postgres"
 export PARLEY_TEST_SMTP_PORT="$smtp_port"

@@ -125,3 +125,56 @@ stop_pidfile() {
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$1"
 }
+
+# Garage, a production S3 server: built once with cargo (about 14 minutes on
+# 2 cores), then cached in ~/.cargo/bin.
+GARAGE_VERSION=2.5.0
+garage_bin() { echo "${CARGO_HOME:-$HOME/.cargo}/bin/garage"; }
+
+ensure_garage() {
+    local bin; bin=$(garage_bin)
+    if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then return 0; fi
+    log "building Garage $GARAGE_VERSION (cargo install; once per machine)"
+    cargo install garage --locked --version "$GARAGE_VERSION" --quiet
+}
+
+# garage_start DIR S3_PORT RPC_PORT PIDFILE: a single-node Garage on
+# loopback with a key that may create buckets; exports PARLEY_TEST_S3_*.
+garage_start() {
+    local dir=$1 s3=$2 rpc=$3 pidfile=$4
+    local bin; bin=$(garage_bin)
+    mkdir -p "$dir"
+    cat >"$dir/garage.toml" <<CONF
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$s3"
+root_domain = ".s3.garage.localhost"
+CONF
+    "$bin" -c "$dir/garage.toml" server >"$dir/server.log" 2>&1 &
+    echo $! >"$pidfile"
+    wait_port "$s3" 30 || die "Garage did not start (see $dir/server.log)"
+    local g="$bin -c $dir/garage.toml" id=""
+    for _ in $(seq 1 50); do
+        id=$($g node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$id" ] && break
+        sleep 0.2
+    done
+    [ -n "$id" ] || die "Garage has no node id"
+    $g layout assign -z dc1 -c 1G "$id" >/dev/null
+    $g layout apply --version 1 >/dev/null
+    $g key create parley-test >/dev/null
+    $g key allow --create-bucket parley-test >/dev/null
+    export PARLEY_TEST_S3_ENDPOINT="http://127.0.0.1:$s3"
+    export PARLEY_TEST_S3_REGION=garage
+    PARLEY_TEST_S3_KEY=$($g key info --show-secret parley-test | awk '/Key ID:/{print $3}')
+    PARLEY_TEST_S3_SECRET=$($g key info --show-secret parley-test | awk '/Secret key:/{print $3}')
+    export PARLEY_TEST_S3_KEY PARLEY_TEST_S3_SECRET
+    log "Garage S3 on 127.0.0.1:$s3 (data in $dir)"
+}

@@ -104,6 +104,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Verifies that the storage is reachable and writable; the error says
     /// what is wrong (credentials, bucket, network).
     fn check(&self) -> BoxFuture<'_, Result<(), FilesError>>;
+
+    /// A cheap readiness probe for `/readyz`.
+    fn ready(&self) -> BoxFuture<'_, Result<(), FilesError>>;
 }
 
 /// Streams an object back to measure and hash it (after a direct upload).

@@ -184,6 +184,10 @@ impl Storage for LocalStorage {
         })
     }
 
+    fn ready(&self) -> BoxFuture<'_, Result<(), FilesError>> {
+        self.check()
+    }
+
     fn check(&self) -> BoxFuture<'_, Result<(), FilesError>> {
         Box::pin(async move {
             tokio::fs::create_dir_all(&self.root).await.map_err(|e| {

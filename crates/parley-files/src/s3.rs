@@ -443,6 +443,18 @@ impl Storage for S3Storage {
         })
     }
 
+    fn ready(&self) -> BoxFuture<'_, Result<(), FilesError>> {
+        Box::pin(async move {
+            self.client
+                .head_bucket()
+                .bucket(&self.bucket)
+                .send()
+                .await
+                .map_err(|e| sdk(&self.endpoint, e))?;
+            Ok(())
+        })
+    }
+
     fn check(&self) -> BoxFuture<'_, Result<(), FilesError>> {
         Box::pin(async move {
             self.client

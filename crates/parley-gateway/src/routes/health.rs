@@ -57,7 +57,7 @@ pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
         },
     };
     components.insert("bus".to_owned(), bus);
-    let storage = match tokio_timeout(CHECK_TIMEOUT, st.files.head(".parley-probe")).await {
+    let storage = match tokio_timeout(CHECK_TIMEOUT, st.files.ready()).await {
         Some(Ok(_)) => ComponentStatus {
             status: "ready".into(),
             message: Some(st.files.name().into()),

@@ -1,0 +1,625 @@
+//! Files on a real S3 server (Garage, started by scripts/test.sh) and on the
+//! local-directory backend: the same suite runs on both.
+
+use parley_files::StorageKind;
+use parley_tests::serde_json::{json, Value};
+use parley_tests::*;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn sha_hex(b: &[u8]) -> String {
+    parley_files::hex(&Sha256::digest(b))
+}
+
+/// The independent S3 client (boto3) of tests/s3tool.py.
+fn s3tool(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3tool.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "s3tool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+struct Ctx {
+    env: TestEnv,
+    kind: StorageKind,
+    bucket: String,
+    ib: Ib,
+    conv: String,
+    alice: String,
+    alice_id: String,
+    bob: String,
+    eve: String,
+}
+
+fn use_backend(c: &mut parley_server::config::Config, kind: StorageKind, bucket: &str) {
+    c.files.backend = kind;
+    if kind == StorageKind::S3 {
+        let var = |k: &str| {
+            std::env::var(k).unwrap_or_else(|_| panic!("{k} not set: run scripts/test.sh"))
+        };
+        c.files.s3_endpoint = var("PARLEY_TEST_S3_ENDPOINT");
+        c.files.s3_region = var("PARLEY_TEST_S3_REGION");
+        c.files.s3_access_key = var("PARLEY_TEST_S3_KEY");
+        c.files.s3_secret_key = var("PARLEY_TEST_S3_SECRET");
+        c.files.s3_bucket = bucket.to_owned();
+        c.files.s3_force_path_style = true;
+    }
+}
+
+async fn ctx(kind: StorageKind, tweak: impl FnOnce(&mut parley_server::config::Config)) -> Ctx {
+    let bucket = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
+    if kind == StorageKind::S3 {
+        s3tool(&["create-bucket", &bucket]);
+    }
+    let env = TestEnv::new(|c| {
+        use_backend(c, kind, &bucket);
+        tweak(c);
+    })
+    .await;
+    let app = env.app().await;
+    let ib = register(&app, &email("files"), "Files").await;
+    let alice_id = user(&app, &ib, "alice").await;
+    let bob_id = user(&app, &ib, "bob").await;
+    let eve_id = user(&app, &ib, "eve").await;
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations", ib.id),
+        &ib.auth(),
+        json_body(json!({"title": "docs", "members": [alice_id, bob_id]})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let conv = r.body["id"].as_str().expect("id").to_owned();
+    Ctx {
+        alice: token(&app, &ib, &alice_id).await,
+        bob: token(&app, &ib, &bob_id).await,
+        eve: token(&app, &ib, &eve_id).await,
+        alice_id,
+        env,
+        kind,
+        bucket,
+        ib,
+        conv,
+    }
+}
+
+impl Ctx {
+    /// Every object the storage holds (bucket keys, or files under the
+    /// local directory), the probe aside.
+    fn objects(&self) -> Vec<String> {
+        match self.kind {
+            StorageKind::S3 => s3tool(&["keys", &self.bucket])
+                .lines()
+                .filter(|k| !k.is_empty() && !k.starts_with(".parley-probe"))
+                .map(str::to_owned)
+                .collect(),
+            StorageKind::Local => {
+                fn walk(p: &Path, out: &mut Vec<String>) {
+                    if let Ok(rd) = std::fs::read_dir(p) {
+                        for e in rd.flatten() {
+                            let path = e.path();
+                            if path.is_dir() {
+                                walk(&path, out);
+                            } else if !path.ends_with(".parley-probe") {
+                                out.push(path.display().to_string());
+                            }
+                        }
+                    }
+                }
+                let mut out = Vec::new();
+                walk(&PathBuf::from(&self.env.cfg.files.local_dir), &mut out);
+                out
+            }
+        }
+    }
+
+    async fn file_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM files")
+            .fetch_one(&self.env.db)
+            .await
+            .expect("count")
+    }
+
+    /// Announces and uploads `bytes` as alice; returns the file id.
+    async fn upload<S, B>(
+        &self,
+        app: &S,
+        name: &str,
+        ctype: &str,
+        bytes: &[u8],
+    ) -> Result<String, Resp>
+    where
+        S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+        B: actix_web::body::MessageBody,
+    {
+        let r = call(app, "POST", "/v1/files", &Auth::Token(self.alice.clone()),
+            json_body(json!({"conversation_id": self.conv, "name": name, "size": bytes.len(), "content_type": ctype, "sha256": sha_hex(bytes)}))).await;
+        if r.status != 201 {
+            return Err(r);
+        }
+        let id = r.body["file"]["id"].as_str().expect("id").to_owned();
+        let upload = &r.body["upload"];
+        if upload["direct"] == true {
+            // Straight to the bucket with the presigned URL, as a browser would.
+            let tmp = std::env::temp_dir().join(format!("upload-{id}"));
+            std::fs::write(&tmp, bytes).expect("tmp");
+            let mut args = vec![
+                "put-url".to_owned(),
+                upload["url"].as_str().expect("url").to_owned(),
+                tmp.display().to_string(),
+            ];
+            for h in upload["headers"].as_array().expect("headers") {
+                let (k, v) = (h[0].as_str().unwrap_or(""), h[1].as_str().unwrap_or(""));
+                if !k.eq_ignore_ascii_case("content-length") {
+                    args.push(format!("{k}={v}"));
+                }
+            }
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            s3tool(&refs);
+            let _ = std::fs::remove_file(tmp);
+            let r = call(
+                app,
+                "POST",
+                &format!("/v1/files/{id}/complete"),
+                &Auth::Token(self.alice.clone()),
+                None,
+            )
+            .await;
+            if r.status != 200 {
+                return Err(r);
+            }
+        } else {
+            let r = call(
+                app,
+                "PUT",
+                &format!("/v1/files/{id}/content"),
+                &Auth::Token(self.alice.clone()),
+                Some(Body::Raw(bytes.to_vec())),
+            )
+            .await;
+            if r.status != 200 {
+                return Err(r);
+            }
+            assert_eq!(r.body["state"], "uploaded");
+        }
+        Ok(id)
+    }
+
+    /// Posts a message by alice carrying the files.
+    async fn attach<S, B>(&self, app: &S, files: &[&str]) -> Resp
+    where
+        S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+        B: actix_web::body::MessageBody,
+    {
+        call(
+            app,
+            "POST",
+            &format!(
+                "/v1/infobases/{}/conversations/{}/messages",
+                self.ib.id, self.conv
+            ),
+            &self.ib.auth(),
+            json_body(
+                json!({"author_id": self.alice_id, "text": "see attached", "attachments": files}),
+            ),
+        )
+        .await
+    }
+}
+
+/// Downloads as `token`: follows a redirect to the bucket with the
+/// independent client, or reads the streamed body.
+async fn download<S, B>(app: &S, id: &str, token: &str, range: Option<&str>) -> (u16, Vec<u8>)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    let mut req = actix_web::test::TestRequest::get()
+        .uri(&format!("/v1/files/{id}/content"))
+        .insert_header(("authorization", format!("Bearer {token}")));
+    if let Some(r) = range {
+        req = req.insert_header(("range", r));
+    }
+    let res = actix_web::test::call_service(app, req.to_request()).await;
+    let status = res.status().as_u16();
+    if status == 302 {
+        let url = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .expect("location")
+            .to_owned();
+        let out = std::env::temp_dir().join(format!("download-{}", uuid::Uuid::new_v4()));
+        s3tool(&["get-url", &url, &out.display().to_string()]);
+        let bytes = std::fs::read(&out).expect("downloaded");
+        let _ = std::fs::remove_file(out);
+        return (302, bytes);
+    }
+    (status, actix_web::test::read_body(res).await.to_vec())
+}
+
+fn sample(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+async fn round_trip(kind: StorageKind) {
+    let c = ctx(kind, |_| {}).await;
+    let app = c.env.app().await;
+    let bytes = sample(300_000);
+    let id = c
+        .upload(&app, "Счёт №5.pdf", "application/pdf", &bytes)
+        .await
+        .expect("upload");
+    // Before the message is committed only the owner can read it.
+    assert_eq!(download(&app, &id, &c.bob, None).await.0, 403);
+    let r = c.attach(&app, &[&id]).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["attachments"][0]["name"], "Счёт №5.pdf");
+    // Bob, a member, downloads the same bytes.
+    let (status, got) = download(&app, &id, &c.bob, None).await;
+    assert!(status == 200 || status == 302, "{status}");
+    assert_eq!(sha_hex(&got), sha_hex(&bytes));
+    // Streamed through Parley with a range too.
+    let mut req = actix_web::test::TestRequest::get()
+        .uri(&format!("/v1/files/{id}/content?redirect=false"))
+        .insert_header(("authorization", format!("Bearer {}", c.bob)))
+        .insert_header(("range", "bytes=1000-1999"))
+        .to_request();
+    let res = actix_web::test::call_service(
+        &app,
+        std::mem::replace(
+            &mut req,
+            actix_web::test::TestRequest::default().to_request(),
+        ),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 206);
+    assert_eq!(
+        res.headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok()),
+        Some("bytes 1000-1999/300000")
+    );
+    assert_eq!(
+        actix_web::test::read_body(res).await.to_vec(),
+        bytes[1000..2000].to_vec()
+    );
+    // The stored object is checked by a client that is not ours.
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT storage_key FROM files")
+        .fetch_all(&c.env.db)
+        .await
+        .expect("rows");
+    match kind {
+        StorageKind::S3 => assert_eq!(s3tool(&["sha256", &c.bucket, &rows[0].0]), sha_hex(&bytes)),
+        StorageKind::Local => {
+            let on_disk = std::fs::read(Path::new(&c.env.cfg.files.local_dir).join(&rows[0].0))
+                .expect("file on disk");
+            assert_eq!(sha_hex(&on_disk), sha_hex(&bytes));
+        }
+    }
+    // Metadata.
+    let r = call(
+        &app,
+        "GET",
+        &format!("/v1/files/{id}"),
+        &Auth::Token(c.bob.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.body["state"].as_str(), r.body["size"].as_i64()),
+        (Some("attached"), Some(300_000))
+    );
+}
+
+async fn refusals_leave_nothing(kind: StorageKind) {
+    let c = ctx(kind, |cfg| {
+        cfg.files.max_file_bytes = 1_000_000;
+        cfg.files.quota_bytes_per_subscriber = 1_500_000;
+    })
+    .await;
+    let app = c.env.app().await;
+    let alice = Auth::Token(c.alice.clone());
+    let announce = |size: u64, ctype: &str, sha: String| json!({"conversation_id": c.conv, "name": "f.bin", "size": size, "content_type": ctype, "sha256": sha});
+    // Declared too large.
+    let r = call(
+        &app,
+        "POST",
+        "/v1/files",
+        &alice,
+        json_body(announce(
+            2_000_000,
+            "application/octet-stream",
+            sha_hex(b"x"),
+        )),
+    )
+    .await;
+    r.expect_error(413, "too_large");
+    // Forbidden type.
+    let r = call(
+        &app,
+        "POST",
+        "/v1/files",
+        &alice,
+        json_body(announce(10, "application/x-msdownload", sha_hex(b"x"))),
+    )
+    .await;
+    r.expect_error(415, "unsupported_type");
+    // Not a member (eve).
+    let r = call(
+        &app,
+        "POST",
+        "/v1/files",
+        &Auth::Token(c.eve.clone()),
+        json_body(announce(10, "text/plain", sha_hex(b"x"))),
+    )
+    .await;
+    r.expect_error(403, "access_denied");
+    // Wrong checksum: the bytes differ from the declaration.
+    let good = sample(50_000);
+    let mut bad = good.clone();
+    bad[10] ^= 1;
+    let r = call(
+        &app,
+        "POST",
+        "/v1/files",
+        &alice,
+        json_body(announce(
+            good.len() as u64,
+            "application/octet-stream",
+            sha_hex(&good),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["file"]["id"].as_str().expect("id").to_owned();
+    if r.body["upload"]["direct"] == true {
+        let tmp = std::env::temp_dir().join(format!("bad-{id}"));
+        std::fs::write(&tmp, &bad).expect("tmp");
+        let url = r.body["upload"]["url"].as_str().expect("url").to_owned();
+        s3tool(&[
+            "put-url",
+            &url,
+            &tmp.display().to_string(),
+            "content-type=application/octet-stream",
+        ]);
+        let r = call(
+            &app,
+            "POST",
+            &format!("/v1/files/{id}/complete"),
+            &alice,
+            None,
+        )
+        .await;
+        r.expect_error(400, "checksum_mismatch");
+    } else {
+        let r = call(
+            &app,
+            "PUT",
+            &format!("/v1/files/{id}/content"),
+            &alice,
+            Some(Body::Raw(bad.clone())),
+        )
+        .await;
+        r.expect_error(400, "checksum_mismatch");
+    }
+    // More bytes than declared, through Parley.
+    let r = call(
+        &app,
+        "POST",
+        "/v1/files",
+        &alice,
+        json_body(announce(
+            100,
+            "application/octet-stream",
+            sha_hex(&good[..100]),
+        )),
+    )
+    .await;
+    let id2 = r.body["file"]["id"].as_str().expect("id").to_owned();
+    let r = call(
+        &app,
+        "PUT",
+        &format!("/v1/files/{id2}/content"),
+        &alice,
+        Some(Body::Raw(good.clone())),
+    )
+    .await;
+    r.expect_error(413, "too_large");
+    assert_eq!(c.file_rows().await, 0, "no row left");
+    assert!(c.objects().is_empty(), "no object left: {:?}", c.objects());
+    // Over quota: 900 kB twice exceeds 1.5 MB.
+    let big = sample(900_000);
+    c.upload(&app, "a.bin", "application/octet-stream", &big)
+        .await
+        .expect("first fits");
+    let r = c
+        .upload(&app, "b.bin", "application/octet-stream", &big)
+        .await
+        .expect_err("over quota");
+    r.expect_error(403, "quota_exceeded");
+    assert_eq!(c.file_rows().await, 1);
+    assert_eq!(c.objects().len(), 1);
+    // An attachment must be an uploaded file of the author in this conversation.
+    let r = c.attach(&app, &[&uuid::Uuid::new_v4().to_string()]).await;
+    r.expect_error(400, "invalid");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&c.env.db)
+        .await
+        .expect("count");
+    assert_eq!(n, 0, "the refused message was not stored");
+}
+
+async fn only_readers_download(kind: StorageKind) {
+    let c = ctx(kind, |_| {}).await;
+    let app = c.env.app().await;
+    let id = c
+        .upload(&app, "secret.txt", "text/plain", b"top secret")
+        .await
+        .expect("upload");
+    assert_eq!(c.attach(&app, &[&id]).await.status, 201);
+    let (status, body) = download(&app, &id, &c.eve, None).await;
+    assert_eq!(status, 403);
+    let v: Value = parley_tests::serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["code"], "access_denied");
+    let r = call(
+        &app,
+        "GET",
+        &format!("/v1/files/{id}"),
+        &Auth::Token(c.eve.clone()),
+        None,
+    )
+    .await;
+    r.expect_error(403, "access_denied");
+    let r = call(&app, "GET", &format!("/v1/files/{id}"), &Auth::None, None).await;
+    r.expect_error(401, "unauthenticated");
+}
+
+async fn cleanup_removes_object_and_row(kind: StorageKind) {
+    let c = ctx(kind, |cfg| cfg.files.retention_days = 30).await;
+    let app = c.env.app().await;
+    // An upload never completed.
+    let r = call(&app, "POST", "/v1/files", &Auth::Token(c.alice.clone()),
+        json_body(json!({"conversation_id": c.conv, "name": "half.bin", "size": 10, "content_type": "application/octet-stream", "sha256": sha_hex(b"0123456789")}))).await;
+    assert_eq!(r.status, 201);
+    // An old attached file.
+    let id = c
+        .upload(&app, "old.txt", "text/plain", b"old news")
+        .await
+        .expect("upload");
+    assert_eq!(c.attach(&app, &[&id]).await.status, 201);
+    // A fresh one that must stay.
+    let keep = c
+        .upload(&app, "new.txt", "text/plain", b"fresh")
+        .await
+        .expect("upload");
+    assert_eq!(c.objects().len(), 2);
+    sqlx::query(
+        "UPDATE files SET expires_at = now() - interval '1 minute' WHERE state = 'pending'",
+    )
+    .execute(&c.env.db)
+    .await
+    .expect("age");
+    sqlx::query("UPDATE files SET created_at = now() - interval '31 days' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&c.env.db)
+        .await
+        .expect("age");
+    let gone = parley_gateway::routes::files::housekeeping(&c.env.state)
+        .await
+        .expect("housekeeping");
+    assert_eq!(gone, 2);
+    let left: Vec<(String,)> = sqlx::query_as("SELECT id::text FROM files")
+        .fetch_all(&c.env.db)
+        .await
+        .expect("rows");
+    assert_eq!(left, vec![(keep,)]);
+    assert_eq!(c.objects().len(), 1);
+}
+
+async fn unreachable_storage_is_unavailable_and_chat_goes_on(kind: StorageKind) {
+    let c = ctx(kind, |cfg| match cfg.files.backend {
+        StorageKind::S3 => {
+            cfg.files.s3_endpoint = "http://127.0.0.1:1".into();
+            cfg.files.s3_timeout_secs = 2;
+        }
+        StorageKind::Local => cfg.files.local_dir = "/proc/parley-cannot-write-here".into(),
+    })
+    .await;
+    let app = c.env.app().await;
+    let r = call(&app, "POST", "/v1/files", &Auth::Token(c.alice.clone()),
+        json_body(json!({"conversation_id": c.conv, "name": "x.txt", "size": 1, "content_type": "text/plain", "sha256": sha_hex(b"x")}))).await;
+    if kind == StorageKind::S3 {
+        // Presigning needs no network; the upload itself is where S3 is needed.
+        assert!(r.status == 201 || r.code() == "unavailable", "{r:?}");
+        if r.status == 201 {
+            let id = r.body["file"]["id"].as_str().expect("id");
+            let r = call(
+                &app,
+                "PUT",
+                &format!("/v1/files/{id}/content"),
+                &Auth::Token(c.alice.clone()),
+                Some(Body::Raw(b"x".to_vec())),
+            )
+            .await;
+            r.expect_error(503, "unavailable");
+            assert!(
+                r.body["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("127.0.0.1:1")),
+                "{r:?}"
+            );
+        }
+    } else {
+        let r = call(
+            &app,
+            "PUT",
+            &format!(
+                "/v1/files/{}/content",
+                r.body["file"]["id"].as_str().unwrap_or("x")
+            ),
+            &Auth::Token(c.alice.clone()),
+            Some(Body::Raw(b"x".to_vec())),
+        )
+        .await;
+        r.expect_error(503, "unavailable");
+    }
+    let r = call(&app, "GET", "/readyz", &Auth::None, None).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.body["components"]["storage"]["status"], "unavailable");
+    assert_eq!(r.body["components"]["database"]["status"], "ready");
+    // Chat goes on.
+    let r = call(
+        &app,
+        "POST",
+        &format!(
+            "/v1/infobases/{}/conversations/{}/messages",
+            c.ib.id, c.conv
+        ),
+        &c.ib.auth(),
+        json_body(json!({"author_id": c.alice_id, "text": "files are down, chat is not"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+}
+
+macro_rules! on_both {
+    ($($name:ident),*) => {
+        mod s3 {
+            $( #[actix_web::test] async fn $name() { super::$name(parley_files::StorageKind::S3).await } )*
+        }
+        mod local {
+            $( #[actix_web::test] async fn $name() { super::$name(parley_files::StorageKind::Local).await } )*
+        }
+    };
+}
+
+on_both!(
+    round_trip,
+    refusals_leave_nothing,
+    only_readers_download,
+    cleanup_removes_object_and_row,
+    unreachable_storage_is_unavailable_and_chat_goes_on
+);
