@@ -623,3 +623,135 @@ on_both!(
     cleanup_removes_object_and_row,
     unreachable_storage_is_unavailable_and_chat_goes_on
 );
+
+/// A file far above the multipart threshold, streamed through a real node
+/// into Garage: the node's memory must stay flat (about one part).
+#[actix_web::test]
+async fn streamed_upload_keeps_the_servers_memory_flat() {
+    use parley_tests::cluster::Cluster;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SIZE: usize = 256 * 1024 * 1024;
+    const CHUNK: usize = 1024 * 1024;
+    let c = ctx(StorageKind::S3, |cfg| cfg.files.max_file_bytes = 1 << 30).await;
+    let app = c.env.app().await;
+    let chunk_of =
+        |i: usize| -> Vec<u8> { (0..CHUNK).map(|j| ((i * 7 + j * 13) % 251) as u8).collect() };
+    let mut h = Sha256::new();
+    for i in 0..SIZE / CHUNK {
+        h.update(chunk_of(i));
+    }
+    let sha = parley_files::hex(&h.finalize());
+    let r = call(&app, "POST", "/v1/files", &Auth::Token(c.alice.clone()),
+        json_body(json!({"conversation_id": c.conv, "name": "big.bin", "size": SIZE, "content_type": "application/octet-stream", "sha256": sha}))).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["file"]["id"].as_str().expect("id").to_owned();
+
+    let f = &c.env.cfg.files;
+    let env_pairs = [
+        ("PARLEY_FILES__BACKEND", "s3".to_owned()),
+        ("PARLEY_FILES__S3_ENDPOINT", f.s3_endpoint.clone()),
+        ("PARLEY_FILES__S3_REGION", f.s3_region.clone()),
+        ("PARLEY_FILES__S3_BUCKET", f.s3_bucket.clone()),
+        ("PARLEY_FILES__S3_ACCESS_KEY", f.s3_access_key.clone()),
+        ("PARLEY_FILES__S3_SECRET_KEY", f.s3_secret_key.clone()),
+        ("PARLEY_FILES__MAX_FILE_BYTES", (1u64 << 30).to_string()),
+    ];
+    let extra: Vec<(&str, &str)> = env_pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cl = Cluster::start(&c.env, 1, false, &extra).await;
+    let port = cl.nodes[0].port;
+    let baseline = cl.rss_kib(0).expect("rss");
+
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let head = format!(
+        "PUT /v1/files/{id}/content HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {SIZE}\r\nConnection: close\r\n\r\n",
+        c.alice
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    let mut peak = baseline;
+    for i in 0..SIZE / CHUNK {
+        s.write_all(&chunk_of(i)).await.expect("body");
+        if i % 8 == 0 {
+            peak = peak.max(cl.rss_kib(0).unwrap_or(0));
+        }
+    }
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.expect("response");
+    peak = peak.max(cl.rss_kib(0).unwrap_or(0));
+    let text = String::from_utf8_lossy(&resp);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{}",
+        &text[..text.len().min(400)]
+    );
+    let key: String = sqlx::query_scalar("SELECT storage_key FROM files WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&c.env.db)
+        .await
+        .expect("key");
+    assert_eq!(
+        s3tool(&["sha256", &c.bucket, &key]),
+        sha,
+        "Garage holds the same bytes"
+    );
+    let growth_mib = (peak.saturating_sub(baseline)) as f64 / 1024.0;
+    println!(
+        "STREAMED UPLOAD: {} MiB through one node to S3 (multipart, parts of {} MiB): RSS baseline {:.1} MiB, peak {:.1} MiB, growth {:.1} MiB",
+        SIZE >> 20,
+        c.env.cfg.files.part_size_bytes >> 20,
+        baseline as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        growth_mib
+    );
+    // Flat: bounded by a few parts, not by the file.
+    assert!(
+        growth_mib < 64.0,
+        "memory grew by {growth_mib:.1} MiB for a {} MiB upload",
+        SIZE >> 20
+    );
+}
+
+/// `parley admin storage check` says what is wrong.
+#[actix_web::test]
+async fn admin_storage_check_explains() {
+    let c = ctx(StorageKind::S3, |_| {}).await;
+    let f = &c.env.cfg.files;
+    let run = |bucket: &str, secret: &str| {
+        Command::new(parley_tests::cluster::parley_bin())
+            .args(["admin", "storage", "check"])
+            .env("PARLEY_DATABASE__URL", &c.env.cfg.database.url)
+            .env("PARLEY_FILES__BACKEND", "s3")
+            .env("PARLEY_FILES__S3_ENDPOINT", &f.s3_endpoint)
+            .env("PARLEY_FILES__S3_REGION", &f.s3_region)
+            .env("PARLEY_FILES__S3_BUCKET", bucket)
+            .env("PARLEY_FILES__S3_ACCESS_KEY", &f.s3_access_key)
+            .env("PARLEY_FILES__S3_SECRET_KEY", secret)
+            .output()
+            .expect("parley")
+    };
+    let ok = run(&c.bucket, &f.s3_secret_key);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("storage ok"));
+    let missing = run("no-such-bucket-here", &f.s3_secret_key);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("does not exist"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    let wrong = run(
+        &c.bucket,
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    );
+    assert!(!wrong.status.success());
+    let msg = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        msg.contains("s3_secret_key") || msg.contains("denied"),
+        "{msg}"
+    );
+}

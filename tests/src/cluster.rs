@@ -242,6 +242,20 @@ impl Cluster {
         }
     }
 
+    /// Process id of node `i`.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(|c| c.id())
+    }
+
+    /// Resident memory of node `i` in KiB (from /proc).
+    pub fn rss_kib(&self, i: usize) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(i)?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     pub fn ws_url(&self) -> String {
         match self.nginx_port {
             Some(p) => format!("ws://127.0.0.1:{p}/ws"),
