@@ -1,0 +1,74 @@
+//! Lean WebSocket connections (the full client would be the bottleneck):
+//! connect from a chosen 127.0.0.x source, wait for `ready`, then a reader
+//! task and a writer channel.
+
+use futures_util::{SinkExt, StreamExt};
+use std::net::{IpAddr, SocketAddr};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens an authenticated session.
+pub async fn open(url: &str, token: &str, source: Option<IpAddr>) -> Result<Ws, String> {
+    let rest = url.strip_prefix("ws://").ok_or("ws:// URL expected")?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let addr: SocketAddr = host.parse().map_err(|e| format!("{host}: {e}"))?;
+    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if let Some(ip) = source {
+        sock.bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    let stream = sock
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "bad token".to_string())?,
+    );
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("\"type\":\"ready\"") => return Ok(ws),
+            Some(Ok(Message::Text(t))) => return Err(format!("refused: {t}")),
+            Some(Ok(Message::Close(f))) => return Err(format!("closed: {f:?}")),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("closed before ready".into()),
+        }
+    }
+}
+
+/// Splits a session into a writer (frames to send) and a stream of text
+/// frames received, each handled by `on_text` in the reader task.
+pub fn run(
+    ws: Ws,
+    mut on_text: impl FnMut(&str) + Send + 'static,
+) -> mpsc::UnboundedSender<String> {
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Some(t) = rx.recv().await {
+            if sink.send(Message::text(t)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            if let Message::Text(t) = msg {
+                on_text(&t);
+            }
+        }
+    });
+    tx
+}

@@ -1,0 +1,132 @@
+//! Real `parley serve` processes on loopback ports, and their memory.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Nodes {
+    children: Vec<Child>,
+    pub ports: Vec<u16>,
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+}
+
+pub struct NodeOptions<'a> {
+    pub bin: &'a str,
+    pub database_url: &'a str,
+    /// Redis for more than one node.
+    pub redis_url: Option<&'a str>,
+    pub count: usize,
+    pub max_sessions: usize,
+}
+
+impl Nodes {
+    pub fn start(o: &NodeOptions<'_>) -> Result<Nodes, String> {
+        let prefix = format!("bench{}", uuid::Uuid::new_v4().simple());
+        let mut nodes = Nodes {
+            children: Vec::new(),
+            ports: Vec::new(),
+        };
+        for i in 0..o.count {
+            let port = free_port()?;
+            let mut cmd = Command::new(o.bin);
+            cmd.arg("serve")
+                .env("PARLEY_DATABASE__URL", o.database_url)
+                .env(
+                    "PARLEY_DATABASE__MIGRATE_ON_START",
+                    if i == 0 { "true" } else { "false" },
+                )
+                .env("PARLEY_DATABASE__MAX_CONNECTIONS", "32")
+                .env("PARLEY_HTTP__BIND", format!("127.0.0.1:{port}"))
+                .env("PARLEY_WS__MAX_CONNECTIONS", o.max_sessions.to_string())
+                .env("PARLEY_WS__MAX_CONNECTIONS_PER_USER", "64")
+                .env("PARLEY_WS__QUEUE_CAPACITY", "1024")
+                .env("PARLEY_LOG__LEVEL", "warn")
+                .env(
+                    "PARLEY_FILES__LOCAL_DIR",
+                    std::env::temp_dir().join("parley-bench-files"),
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            if let Some(r) = o.redis_url {
+                cmd.env("PARLEY_BUS__KIND", "redis")
+                    .env("PARLEY_BUS__REDIS_URL", r)
+                    .env("PARLEY_BUS__PREFIX", &prefix);
+            }
+            let child = cmd.spawn().map_err(|e| format!("start {}: {e}", o.bin))?;
+            nodes.children.push(child);
+            nodes.ports.push(port);
+            // The first node migrates; the others start after it.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !ready(port) {
+                if Instant::now() > deadline {
+                    return Err(format!("node on port {port} not ready"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(nodes)
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("ws://127.0.0.1:{p}/ws"))
+            .collect()
+    }
+
+    /// Resident memory of each node, KiB.
+    pub fn rss_kib(&self) -> Vec<u64> {
+        self.children
+            .iter()
+            .map(|c| {
+                std::fs::read_to_string(format!("/proc/{}/status", c.id()))
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmRSS:"))
+                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                    })
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        for c in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

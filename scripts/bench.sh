@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the standard benchmark set on loopback: starts a private PostgreSQL
+# and a Redis, builds release binaries, runs `parley-bench standard` (every
+# scenario on 1 node and on 2 nodes behind Redis, a few minutes on 2 cores),
+# prints the table and appends JSON lines to bench/results/results.jsonl.
+# Extra arguments replace `standard`, e.g.: scripts/bench.sh idle --sessions 100000 --nodes 6
+set -euo pipefail
+source "$(dirname "$0")/lib/services.sh"
+cd "$PARLEY_ROOT"
+
+ensure_postgres
+command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || ensure_debs redis-server
+
+work=$(mktemp -d /tmp/parley-bench.XXXXXX)
+chmod 755 "$work"
+pg_port=$(free_port)
+redis_port=$(free_port)
+cleanup() {
+    stop_pidfile "$work/redis.pid"
+    pg_stop "$work/pg"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+pg_start "$work/pg" "$pg_port" max_connections=400 shared_buffers=256MB synchronous_commit=off
+pg_createdb "$pg_port" bench
+/usr/bin/redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --daemonize yes --pidfile "$work/redis.pid" >/dev/null
+wait_port "$redis_port" 10 || die "redis did not start"
+
+cargo build --release -q -p parley-server -p parley-bench
+target="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/release"
+export PARLEY_BIN="$target/parley"
+export PARLEY_BENCH_DATABASE_URL="postgres://parley@127.0.0.1:$pg_port/bench"
+export PARLEY_BENCH_REDIS_URL="redis://127.0.0.1:$redis_port"
+if [ $# -eq 0 ]; then set -- standard; fi
+"$target/parley-bench" "$@"
