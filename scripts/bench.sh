@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the standard benchmark set on loopback: starts a private PostgreSQL
-# and a Redis, builds release binaries, runs `parley-bench standard` (every
-# scenario on 1 node and on 2 nodes behind Redis, a few minutes on 2 cores),
+# and a Redis, builds release binaries, installs the peer (socket.io) from
+# the npm registry, runs `parley-bench standard` (every scenario on 1 node
+# and on 2 nodes behind Redis, Parley and the peer, about 5 minutes on 2
+# cores),
 # prints the table and appends JSON lines to bench/results/results.jsonl.
 # Extra arguments replace `standard`, e.g.: scripts/bench.sh idle --sessions 100000 --nodes 6
 set -euo pipefail
@@ -28,6 +30,12 @@ pg_createdb "$pg_port" bench
 /usr/bin/redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
     --daemonize yes --pidfile "$work/redis.pid" >/dev/null
 wait_port "$redis_port" 10 || die "redis did not start"
+
+# The peer: Node.js socket.io with the Redis adapter, from the npm registry.
+command -v node >/dev/null || ensure_debs nodejs npm
+if [ ! -d bench/peers/socketio/node_modules ]; then
+    (cd bench/peers/socketio && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 cargo build --release -q -p parley-server -p parley-bench
 target="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/release"

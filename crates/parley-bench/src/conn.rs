@@ -47,6 +47,53 @@ pub async fn open(url: &str, token: &str, source: Option<IpAddr>) -> Result<Ws, 
     }
 }
 
+/// Opens a socket.io (engine.io v4, WebSocket transport) session on the
+/// peer, joining `rooms`.
+pub async fn open_peer(
+    base: &str,
+    user: &str,
+    rooms: &[String],
+    source: Option<IpAddr>,
+) -> Result<Ws, String> {
+    let rest = base.strip_prefix("ws://").ok_or("ws:// URL expected")?;
+    let host = rest.split('/').next().unwrap_or(rest);
+    let addr: SocketAddr = host.parse().map_err(|e| format!("{host}: {e}"))?;
+    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if let Some(ip) = source {
+        sock.bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    let stream = sock
+        .connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let url = format!("ws://{host}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let auth = serde_json::json!({ "user": user, "rooms": rooms });
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str() == "2" => {
+                ws.send(Message::text("3"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Some(Ok(Message::Text(t))) if t.starts_with("40") => return Ok(ws),
+            Some(Ok(Message::Text(t))) if t.starts_with('0') => {
+                ws.send(Message::text(format!("40{auth}")))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Some(Ok(Message::Text(t))) => return Err(format!("peer refused: {t}")),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("peer closed before connect".into()),
+        }
+    }
+}
+
 /// Splits a session into a writer (frames to send) and a stream of text
 /// frames received, each handled by `on_text` in the reader task.
 pub fn run(
@@ -55,6 +102,8 @@ pub fn run(
 ) -> mpsc::UnboundedSender<String> {
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    // Engine.io pings ("2") are answered ("3").
+    let pong = tx.clone();
     tokio::spawn(async move {
         while let Some(t) = rx.recv().await {
             if sink.send(Message::text(t)).await.is_err() {
@@ -66,7 +115,11 @@ pub fn run(
     tokio::spawn(async move {
         while let Some(Ok(msg)) = stream.next().await {
             if let Message::Text(t) = msg {
-                on_text(&t);
+                if t.as_str() == "2" {
+                    let _ = pong.send("3".into());
+                } else {
+                    on_text(&t);
+                }
             }
         }
     });

@@ -45,6 +45,9 @@ struct Cli {
     /// Where results.jsonl is appended.
     #[arg(long, default_value = "bench/results")]
     out: String,
+    /// The peer's directory (Node.js socket.io server).
+    #[arg(long, default_value = "bench/peers/socketio")]
+    peer_dir: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -59,6 +62,9 @@ enum Cmd {
         /// Seconds to hold the sessions after all are connected.
         #[arg(long, default_value_t = 5)]
         hold: u64,
+        /// Measure the socket.io peer instead of Parley.
+        #[arg(long)]
+        peer: bool,
     },
     Chat {
         #[arg(long, default_value_t = 1000)]
@@ -74,6 +80,8 @@ enum Cmd {
         duration: u64,
         #[arg(long, default_value_t = 1)]
         nodes: usize,
+        #[arg(long)]
+        peer: bool,
     },
     Fanout {
         #[arg(long, default_value_t = 1000)]
@@ -84,6 +92,8 @@ enum Cmd {
         duration: u64,
         #[arg(long, default_value_t = 1)]
         nodes: usize,
+        #[arg(long)]
+        peer: bool,
     },
     Storm {
         #[arg(long, default_value_t = 2000)]
@@ -102,6 +112,8 @@ enum Cmd {
         file: String,
         #[arg(long)]
         source: Ipv4Addr,
+        #[arg(long)]
+        peer: bool,
     },
 }
 
@@ -133,11 +145,13 @@ impl Report {
         &mut self,
         out: &str,
         name: &str,
+        target: &str,
         nodes: usize,
         params: Value,
         figures: Value,
     ) -> Res<()> {
         let line = json!({
+            "target": target,
             "scenario": name, "nodes": nodes, "params": params, "figures": figures,
             "commit": commit(), "at": chrono::Utc::now().to_rfc3339(),
         });
@@ -154,7 +168,10 @@ impl Report {
     }
 
     fn table(&self) {
-        println!("\n{:<8} {:>5}  figures", "scenario", "nodes");
+        println!(
+            "\n{:<8} {:<7} {:>5}  figures",
+            "scenario", "target", "nodes"
+        );
         for r in &self.rows {
             let figs = r["figures"]
                 .as_object()
@@ -165,10 +182,47 @@ impl Report {
                         .join("  ")
                 })
                 .unwrap_or_default();
-            println!(
-                "{:<8} {:>5}  {figs}",
+            let (sc, tg) = (
                 r["scenario"].as_str().unwrap_or(""),
-                r["nodes"]
+                r["target"].as_str().unwrap_or(""),
+            );
+            println!("{sc:<8} {tg:<7} {:>5}  {figs}", r["nodes"]);
+        }
+        // Parley / peer, where both ran.
+        let mut header = false;
+        for p in self.rows.iter().filter(|r| r["target"] == "parley") {
+            let same = |q: &&Value| {
+                q["target"] == "peer" && q["scenario"] == p["scenario"] && q["nodes"] == p["nodes"]
+            };
+            let Some(q) = self.rows.iter().find(same) else {
+                continue;
+            };
+            if !header {
+                println!("\nParley / peer (rates: higher is better; latency and memory: lower is better)");
+                header = true;
+            }
+            let keys = [
+                "connect_per_s",
+                "kib_per_session",
+                "committed_per_s",
+                "deliveries_per_s",
+                "p50_ms",
+                "p99_ms",
+            ];
+            let parts: Vec<String> = keys
+                .iter()
+                .filter_map(
+                    |k| match (p["figures"][k].as_f64(), q["figures"][k].as_f64()) {
+                        (Some(a), Some(b)) if b > 0.0 => Some(format!("{k} {:.2}", a / b)),
+                        _ => None,
+                    },
+                )
+                .collect();
+            println!(
+                "{:<8} {:>5}  {}",
+                p["scenario"].as_str().unwrap_or(""),
+                p["nodes"],
+                parts.join("  ")
             );
         }
     }
@@ -196,6 +250,18 @@ impl Env {
         setup::fixture(store).await
     }
 
+    fn start(&self, count: usize, max_sessions: usize, peer: bool) -> Res<Nodes> {
+        if peer {
+            let redis = if count > 1 {
+                Some(self.cli.redis_url.as_str())
+            } else {
+                None
+            };
+            return Nodes::start_peer(&self.cli.peer_dir, &self.cli.database_url, redis, count);
+        }
+        self.nodes(count, max_sessions)
+    }
+
     fn nodes(&self, count: usize, max_sessions: usize) -> Res<Nodes> {
         Nodes::start(&NodeOptions {
             bin: &self.cli.bin,
@@ -210,13 +276,23 @@ impl Env {
         })
     }
 
-    async fn idle(&mut self, sessions: usize, count: usize, hold: u64) -> Res<()> {
+    async fn idle(&mut self, sessions: usize, count: usize, hold: u64, peer: bool) -> Res<()> {
         const PER_WORKER: usize = 15_000;
-        let fx = self.fixture().await?;
         let per_user = 10;
-        let users = fx.users(sessions.div_ceil(per_user), "idle").await?;
+        let users: Vec<String> = if peer {
+            (0..sessions.div_ceil(per_user))
+                .map(|i| format!("u{i}"))
+                .collect()
+        } else {
+            let fx = self.fixture().await?;
+            fx.users(sessions.div_ceil(per_user), "idle")
+                .await?
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect()
+        };
         let per_node = sessions.div_ceil(count) + 100;
-        let nodes = self.nodes(count, per_node)?;
+        let nodes = self.start(count, per_node, peer)?;
         let urls = nodes.urls();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before: u64 = nodes.rss_kib().iter().sum();
@@ -230,13 +306,14 @@ impl Env {
             let file =
                 std::env::temp_dir().join(format!("parley-bench-{}-{w}", std::process::id()));
             let lines: String = (start..end)
-                .map(|i| format!("{}\t{}\n", urls[i % urls.len()], users[i / per_user].1))
+                .map(|i| format!("{}\t{}\n", urls[i % urls.len()], users[i / per_user]))
                 .collect();
             std::fs::write(&file, lines).map_err(|e| e.to_string())?;
             let child = std::process::Command::new(&exe)
                 .args(["--database-url", &self.cli.database_url, "worker", "--file"])
                 .arg(&file)
                 .args(["--source", &source(w).to_string()])
+                .args(if peer { &["--peer"][..] } else { &[][..] })
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
                 .spawn()
@@ -274,6 +351,7 @@ impl Env {
         self.report.add(
             &self.cli.out,
             "idle",
+            if peer { "peer" } else { "parley" },
             count,
             json!({"sessions": sessions}),
             json!({
@@ -296,16 +374,34 @@ impl Env {
         rate: u64,
         secs: u64,
         count: usize,
+        peer: bool,
     ) -> Res<()> {
-        let fx = self.fixture().await?;
-        let people = fx.users(users, name).await?;
-        let mut groups: Vec<(ConversationId, Vec<usize>)> = Vec::new();
-        for c in 0..convs {
-            let idx: Vec<usize> = (0..k.min(users)).map(|j| (c * k + j) % users).collect();
-            let ids: Vec<UserId> = idx.iter().map(|i| people[*i].0).collect();
-            groups.push((fx.group(&ids, k.max(2)).await?, idx));
+        // Parley: users with tokens and stored conversations. The peer:
+        // user names and rooms "c0", "c1", … with the same membership.
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        let people: Vec<String> = if peer {
+            for c in 0..convs {
+                let idx: Vec<usize> = (0..k.min(users)).map(|j| (c * k + j) % users).collect();
+                groups.push((format!("c{c}"), idx));
+            }
+            (0..users).map(|i| format!("u{i}")).collect()
+        } else {
+            let fx = self.fixture().await?;
+            let people = fx.users(users, name).await?;
+            for c in 0..convs {
+                let idx: Vec<usize> = (0..k.min(users)).map(|j| (c * k + j) % users).collect();
+                let ids: Vec<UserId> = idx.iter().map(|i| people[*i].0).collect();
+                groups.push((fx.group(&ids, k.max(2)).await?.to_string(), idx));
+            }
+            people.into_iter().map(|(_, t)| t).collect()
+        };
+        let mut rooms_of: Vec<Vec<String>> = vec![Vec::new(); users];
+        for (room, idx) in &groups {
+            for i in idx {
+                rooms_of[*i].push(room.clone());
+            }
         }
-        let nodes = self.nodes(count, users + 100)?;
+        let nodes = self.start(count, users + 100, peer)?;
         let urls = nodes.urls();
         let hist = Arc::new(Mutex::new(
             Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?,
@@ -315,10 +411,17 @@ impl Env {
         let errors = Arc::new(AtomicU64::new(0));
         let mut writers = Vec::new();
         let opened: Vec<_> = futures_util::stream::iter(people.iter().enumerate())
-            .map(|(i, (_, token))| {
+            .map(|(i, who)| {
                 let url = urls[i % urls.len()].clone();
-                let token = token.clone();
-                async move { conn::open(&url, &token, Some(source(i / 20_000))).await }
+                let who = who.clone();
+                let rooms = rooms_of[i].clone();
+                async move {
+                    if peer {
+                        conn::open_peer(&url, &who, &rooms, Some(source(i / 20_000))).await
+                    } else {
+                        conn::open(&url, &who, Some(source(i / 20_000))).await
+                    }
+                }
             })
             .buffered(64)
             .collect()
@@ -332,7 +435,7 @@ impl Env {
                 errors.clone(),
             );
             writers.push(conn::run(ws, move |t| {
-                if t.contains("\"message.created\"") {
+                if t.contains("\"message.created\"") || t.starts_with("42[\"message\"") {
                     if let Some(ts) = t
                         .split("\"text\":\"t:")
                         .nth(1)
@@ -345,9 +448,11 @@ impl Env {
                         }
                         delivered.fetch_add(1, Ordering::Relaxed);
                     }
-                } else if t.starts_with("{\"type\":\"result\"") {
+                } else if t.starts_with("{\"type\":\"result\"")
+                    || (t.starts_with("43") && !t.contains("\"error\""))
+                {
                     committed.fetch_add(1, Ordering::Relaxed);
-                } else if t.starts_with("{\"type\":\"error\"") {
+                } else if t.starts_with("{\"type\":\"error\"") || t.starts_with("43") {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
             }));
@@ -362,10 +467,17 @@ impl Env {
             tick.tick().await;
             let (conv, members) = &groups[(sent as usize) % groups.len()];
             let who = members[(sent as usize / groups.len()) % members.len()];
-            let frame = format!(
-                "{{\"id\":\"{sent}\",\"type\":\"message.send\",\"conversation_id\":\"{conv}\",\"text\":\"t:{}:x\"}}",
-                now_ns()
-            );
+            let frame = if peer {
+                format!(
+                    "421[\"send\",{{\"room\":\"{conv}\",\"text\":\"t:{}:x\"}}]",
+                    now_ns()
+                )
+            } else {
+                format!(
+                    "{{\"id\":\"{sent}\",\"type\":\"message.send\",\"conversation_id\":\"{conv}\",\"text\":\"t:{}:x\"}}",
+                    now_ns()
+                )
+            };
             let _ = writers[who].send(frame);
             sent += 1;
         }
@@ -377,6 +489,7 @@ impl Env {
         self.report.add(
             &self.cli.out,
             name,
+            if peer { "peer" } else { "parley" },
             count,
             json!({"users": users, "conversations": convs, "members": k, "rate": rate, "duration_s": secs}),
             json!({
@@ -550,6 +663,7 @@ impl Env {
         self.report.add(
             &self.cli.out,
             "storm",
+            "parley",
             count,
             json!({"sessions": sessions, "conversations": convs_list.len()}),
             json!({
@@ -563,7 +677,7 @@ impl Env {
 
 /// Worker process for `idle`: opens its slice, reports, holds until stdin
 /// closes.
-async fn worker(file: &str, source: Ipv4Addr) -> Res<()> {
+async fn worker(file: &str, source: Ipv4Addr, peer: bool) -> Res<()> {
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
     let pairs: Vec<(String, String)> = text
         .lines()
@@ -573,7 +687,14 @@ async fn worker(file: &str, source: Ipv4Addr) -> Res<()> {
         })
         .collect();
     let results: Vec<_> = futures_util::stream::iter(pairs)
-        .map(|(url, token)| async move { conn::open(&url, &token, Some(IpAddr::V4(source))).await })
+        .map(|(url, who)| async move {
+            let src = Some(IpAddr::V4(source));
+            if peer {
+                conn::open_peer(&url, &who, &[], src).await
+            } else {
+                conn::open(&url, &who, src).await
+            }
+        })
         .buffer_unordered(256)
         .collect()
         .await;
@@ -618,8 +739,8 @@ async fn main() -> std::process::ExitCode {
     raise_fd_limit();
     let cli = Cli::parse();
     let cmd = cli.cmd.clone();
-    if let Cmd::Worker { file, source } = &cmd {
-        return match worker(file, *source).await {
+    if let Cmd::Worker { file, source, peer } = &cmd {
+        return match worker(file, *source, *peer).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("worker: {e}");
@@ -636,7 +757,8 @@ async fn main() -> std::process::ExitCode {
             sessions,
             nodes,
             hold,
-        } => env.idle(sessions, nodes, hold).await,
+            peer,
+        } => env.idle(sessions, nodes, hold, peer).await,
         Cmd::Chat {
             users,
             conversations,
@@ -644,17 +766,28 @@ async fn main() -> std::process::ExitCode {
             rate,
             duration,
             nodes,
+            peer,
         } => {
-            env.chat("chat", users, conversations, members, rate, duration, nodes)
-                .await
+            env.chat(
+                "chat",
+                users,
+                conversations,
+                members,
+                rate,
+                duration,
+                nodes,
+                peer,
+            )
+            .await
         }
         Cmd::Fanout {
             members,
             rate,
             duration,
             nodes,
+            peer,
         } => {
-            env.chat("fanout", members, 1, members, rate, duration, nodes)
+            env.chat("fanout", members, 1, members, rate, duration, nodes, peer)
                 .await
         }
         Cmd::Storm {
@@ -677,9 +810,13 @@ async fn main() -> std::process::ExitCode {
 
 async fn standard(env: &mut Env) -> Res<()> {
     for nodes in [1, 2] {
-        env.idle(10_000, nodes, 2).await?;
-        env.chat("chat", 1000, 100, 10, 1000, 10, nodes).await?;
-        env.chat("fanout", 1000, 1, 1000, 100, 10, nodes).await?;
+        for peer in [false, true] {
+            env.idle(10_000, nodes, 2, peer).await?;
+            env.chat("chat", 1000, 100, 10, 1000, 10, nodes, peer)
+                .await?;
+            env.chat("fanout", 1000, 1, 1000, 100, 10, nodes, peer)
+                .await?;
+        }
         env.storm(2000, 100, nodes).await?;
     }
     Ok(())

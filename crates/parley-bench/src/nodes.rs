@@ -85,6 +85,46 @@ impl Nodes {
         Ok(nodes)
     }
 
+    /// Peer nodes: `node server.js` of bench/peers/socketio.
+    pub fn start_peer(
+        dir: &str,
+        database_url: &str,
+        redis_url: Option<&str>,
+        count: usize,
+    ) -> Result<Nodes, String> {
+        let prefix = format!("peer{}", uuid::Uuid::new_v4().simple());
+        let mut nodes = Nodes {
+            children: Vec::new(),
+            ports: Vec::new(),
+        };
+        for _ in 0..count {
+            let port = free_port()?;
+            let mut cmd = Command::new("node");
+            cmd.arg("server.js")
+                .current_dir(dir)
+                .env("PORT", port.to_string())
+                .env("DATABASE_URL", database_url)
+                .env("REDIS_PREFIX", &prefix)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit());
+            if let Some(r) = redis_url {
+                cmd.env("REDIS_URL", r);
+            }
+            nodes
+                .children
+                .push(cmd.spawn().map_err(|e| format!("start node: {e}"))?);
+            nodes.ports.push(port);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                if Instant::now() > deadline {
+                    return Err(format!("peer on port {port} not listening"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(nodes)
+    }
+
     pub fn urls(&self) -> Vec<String> {
         self.ports
             .iter()
