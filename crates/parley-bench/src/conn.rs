@@ -10,10 +10,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-/// Opens an authenticated session.
-pub async fn open(url: &str, token: &str, source: Option<IpAddr>) -> Result<Ws, String> {
+fn host(url: &str) -> Result<&str, String> {
     let rest = url.strip_prefix("ws://").ok_or("ws:// URL expected")?;
-    let host = rest.split('/').next().unwrap_or(rest);
+    Ok(rest.split('/').next().unwrap_or(rest))
+}
+
+/// A TCP connection to the URL's host from `source`.
+async fn tcp(url: &str, source: Option<IpAddr>) -> Result<tokio::net::TcpStream, String> {
+    let host = host(url)?;
     let addr: SocketAddr = host.parse().map_err(|e| format!("{host}: {e}"))?;
     let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
     if let Some(ip) = source {
@@ -25,6 +29,12 @@ pub async fn open(url: &str, token: &str, source: Option<IpAddr>) -> Result<Ws, 
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Opens an authenticated session.
+pub async fn open(url: &str, token: &str, source: Option<IpAddr>) -> Result<Ws, String> {
+    let stream = tcp(url, source).await?;
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     req.headers_mut().insert(
         "authorization",
@@ -55,19 +65,8 @@ pub async fn open_peer(
     rooms: &[String],
     source: Option<IpAddr>,
 ) -> Result<Ws, String> {
-    let rest = base.strip_prefix("ws://").ok_or("ws:// URL expected")?;
-    let host = rest.split('/').next().unwrap_or(rest);
-    let addr: SocketAddr = host.parse().map_err(|e| format!("{host}: {e}"))?;
-    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    if let Some(ip) = source {
-        sock.bind(SocketAddr::new(ip, 0))
-            .map_err(|e| format!("bind {ip}: {e}"))?;
-    }
-    let stream = sock
-        .connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
+    let stream = tcp(base, source).await?;
+    let host = host(base)?;
     let url = format!("ws://{host}/socket.io/?EIO=4&transport=websocket");
     let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
         .await

@@ -390,11 +390,7 @@ impl Task {
                     }
                     _ => continue,
                 },
-                Some(Ok(WsMessage::Close(frame))) => {
-                    let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
-                    lock(&self.shared).closes.push(code);
-                    return Err(ClientError::Connect(format!("closed with {code}")));
-                }
+                Some(Ok(WsMessage::Close(frame))) => return Err(self.closed(frame)),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
                 None => return Err(ClientError::Connect("closed before ready".into())),
@@ -436,11 +432,7 @@ impl Task {
                         }
                         _ => {}
                     },
-                    Some(Ok(WsMessage::Close(frame))) => {
-                        let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
-                        lock(&self.shared).closes.push(code);
-                        return Err(ClientError::Connect(format!("closed with {code}")));
-                    }
+                    Some(Ok(WsMessage::Close(frame))) => return Err(self.closed(frame)),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
                     None => return Err(ClientError::Connect("closed during resume".into())),
@@ -455,6 +447,16 @@ impl Task {
         lock(&self.shared).connects += 1;
         let _ = self.state.send(State::Live);
         Ok(ws)
+    }
+
+    /// Records a close frame received while connecting.
+    fn closed(
+        &self,
+        frame: Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+    ) -> ClientError {
+        let code = frame.as_ref().map(|f| u16::from(f.code)).unwrap_or(1005);
+        lock(&self.shared).closes.push(code);
+        ClientError::Connect(format!("closed with {code}"))
     }
 
     /// Passes an event on unless it was seen already.

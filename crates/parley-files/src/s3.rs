@@ -457,6 +457,7 @@ impl Storage for S3Storage {
 
     fn check(&self) -> BoxFuture<'_, Result<(), FilesError>> {
         Box::pin(async move {
+            // Like `ready`, but each refusal gets its own explanation.
             self.client
                 .head_bucket()
                 .bucket(&self.bucket)

@@ -27,50 +27,11 @@ pub async fn healthz() -> web::Json<Health> {
 )]
 pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     let mut components = BTreeMap::new();
-    let db = match tokio_timeout(CHECK_TIMEOUT, st.store.ping()).await {
-        Some(Ok(())) => ComponentStatus {
-            status: "ready".into(),
-            message: None,
-        },
-        Some(Err(e)) => ComponentStatus {
-            status: "unavailable".into(),
-            message: Some(e.to_string()),
-        },
-        None => ComponentStatus {
-            status: "unavailable".into(),
-            message: Some("no answer within 2 s".into()),
-        },
-    };
+    let db = component(st.store.ping(), None).await;
     components.insert("database".to_owned(), db);
-    let bus = match tokio_timeout(CHECK_TIMEOUT, st.bus.check()).await {
-        Some(Ok(())) => ComponentStatus {
-            status: "ready".into(),
-            message: Some(st.bus.name().into()),
-        },
-        Some(Err(e)) => ComponentStatus {
-            status: "unavailable".into(),
-            message: Some(e.to_string()),
-        },
-        None => ComponentStatus {
-            status: "unavailable".into(),
-            message: Some("no answer within 2 s".into()),
-        },
-    };
+    let bus = component(st.bus.check(), Some(st.bus.name())).await;
     components.insert("bus".to_owned(), bus);
-    let storage = match tokio_timeout(CHECK_TIMEOUT, st.files.ready()).await {
-        Some(Ok(_)) => ComponentStatus {
-            status: "ready".into(),
-            message: Some(st.files.name().into()),
-        },
-        Some(Err(e)) => ComponentStatus {
-            status: "unavailable".into(),
-            message: Some(e.to_string()),
-        },
-        None => ComponentStatus {
-            status: "unavailable".into(),
-            message: Some("no answer within 2 s".into()),
-        },
-    };
+    let storage = component(st.files.ready(), Some(st.files.name())).await;
     components.insert("storage".to_owned(), storage);
     if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
         components.insert(
@@ -93,8 +54,20 @@ pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn tokio_timeout<F: std::future::Future>(d: Duration, f: F) -> Option<F::Output> {
-    actix_web::rt::time::timeout(d, f).await.ok()
+/// Runs one component's check within CHECK_TIMEOUT.
+async fn component<E: std::fmt::Display>(
+    check: impl std::future::Future<Output = Result<(), E>>,
+    name: Option<&str>,
+) -> ComponentStatus {
+    let (status, message) = match actix_web::rt::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(())) => ("ready", name.map(str::to_owned)),
+        Ok(Err(e)) => ("unavailable", Some(e.to_string())),
+        Err(_) => ("unavailable", Some("no answer within 2 s".to_owned())),
+    };
+    ComponentStatus {
+        status: status.into(),
+        message,
+    }
 }
 
 /// The OpenAPI 3.1 document of this API.
