@@ -54,6 +54,8 @@ trap 'exit 130' INT TERM
 export PARLEY_DATABASE__URL="postgres://parley@127.0.0.1:$pg_port/parley"
 export PARLEY_HTTP__BIND="127.0.0.1:$port"
 export PARLEY_FILES__LOCAL_DIR="$data/files"
+# The development sign-in of the web client, for this machine only.
+export PARLEY_WEB__DEV_SIGNIN="${PARLEY_WEB__DEV_SIGNIN:-true}"
 # The server's output goes to the terminal and to parley.log (the log mail
 # transport prints registration codes there).
 "$bin" serve > >(tee "$data/parley.log") 2>&1 &

@@ -16,6 +16,7 @@ command -v jq >/dev/null || ensure_debs jq
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || ensure_debs redis-server
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
 /usr/bin/python3 -c 'import boto3' 2>/dev/null || ensure_debs python3-boto3
+[ -x /usr/bin/chromium ] || ensure_debs chromium
 ensure_garage
 
 work=$(mktemp -d /tmp/parley-test.XXXXXX)
@@ -42,6 +43,8 @@ garage_start "$work/garage" "$(free_port)" "$(free_port)" "$work/garage.pid"
 export PARLEY_TEST_DATABASE_URL="postgres://parley@127.0.0.1:$pg_port/postgres"
 export PARLEY_TEST_SMTP_PORT="$smtp_port"
 export PARLEY_TEST_MAILDIR="$work/mail"
+# Screenshots of the web client's end-to-end tests.
+export PARLEY_ARTIFACTS="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/e2e-artifacts"
 # The cluster tests start this binary.
 export PARLEY_BIN="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/debug/parley"
 
@@ -55,6 +58,7 @@ log "cargo test"
 cargo build -p parley-server --bin parley
 cargo test --workspace --all-targets
 
+log "web client screenshots in $PARLEY_ARTIFACTS"
 log "deploy files"
 bash scripts/check-deploy.sh
 

@@ -377,7 +377,7 @@ async fn credentials_routes_and_parameters() {
             "invalid",
         ),
         ("GET", "/v1/nothing".into(), Auth::None, 404, "not_found"),
-        ("GET", "/".into(), Auth::None, 404, "not_found"),
+        ("GET", "/nope/".into(), Auth::None, 404, "not_found"),
         (
             "PUT",
             "/healthz".into(),

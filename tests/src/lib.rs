@@ -3,6 +3,7 @@
 //! `parley serve` builds it, and the real SMTP server's mailbox to read codes
 //! from.
 
+pub mod browser;
 pub mod cluster;
 
 use actix_web::body::MessageBody;

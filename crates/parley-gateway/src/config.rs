@@ -299,3 +299,12 @@ impl LimitsConfig {
         )
     }
 }
+
+/// `[web]`
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// `POST /v1/dev/signin` signs anyone in by name into a development
+    /// infobase. Only for the embedded default on a developer's machine.
+    pub dev_signin: bool,
+}

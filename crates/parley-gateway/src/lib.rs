@@ -21,7 +21,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App};
 use error::ApiError;
 use parley_core::ErrorCode;
-use routes::{conversations, files, health, infobases, me, registration};
+use routes::{conversations, files, health, infobases, me, registration, web as webui};
 use tracing::Instrument;
 
 /// Path of the OpenAPI document.
@@ -144,6 +144,11 @@ pub fn app(
         )
         .service(resource("/v1/files/{file_id}/complete").route(web::post().to(files::complete)))
         .service(resource("/v1/me").route(web::get().to(me::me)))
+        .service(resource("/v1/dev/signin").route(web::post().to(webui::dev_signin)))
+        .service(resource("/").route(web::get().to(webui::index)))
+        .service(resource("/embed/context").route(web::get().to(webui::index)))
+        .service(resource("/app.js").route(web::get().to(webui::app_js)))
+        .service(resource("/app.css").route(web::get().to(webui::app_css)))
         .service(resource(&ws_path).route(web::get().to(ws::route)))
         .default_service(web::to(error::no_route))
         .wrap_fn(|req, srv| {

@@ -1,6 +1,8 @@
 //! What every handler and session shares.
 
-use crate::config::{AuthConfig, HttpConfig, LimitsConfig, RegistrationConfig, WsConfig};
+use crate::config::{
+    AuthConfig, HttpConfig, LimitsConfig, RegistrationConfig, WebConfig, WsConfig,
+};
 use crate::ratelimit::RateLimiter;
 use parley_bus::Bus;
 use parley_files::{FilesConfig, Storage};
@@ -19,6 +21,7 @@ pub struct AppState {
     pub limits: LimitsConfig,
     pub files: Arc<dyn Storage>,
     pub files_cfg: FilesConfig,
+    pub web: WebConfig,
     pub limiter: RateLimiter,
     /// Set on shutdown: `/readyz` answers 503 so balancers stop sending.
     pub draining: std::sync::atomic::AtomicBool,

@@ -4,7 +4,9 @@
 //! that names it. Every key is documented in `docs/configuration.md`.
 
 use parley_files::FilesConfig;
-use parley_gateway::config::{AuthConfig, HttpConfig, LimitsConfig, RegistrationConfig, WsConfig};
+use parley_gateway::config::{
+    AuthConfig, HttpConfig, LimitsConfig, RegistrationConfig, WebConfig, WsConfig,
+};
 use parley_mail::MailConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -100,6 +102,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub bus: BusConfig,
     pub files: FilesConfig,
+    pub web: WebConfig,
     pub log: LogConfig,
 }
 

@@ -75,6 +75,7 @@ pub async fn app_state(cfg: &Config, store: Store) -> Result<web::Data<AppState>
         limits: cfg.limits.clone(),
         files,
         files_cfg: cfg.files.clone(),
+        web: cfg.web.clone(),
         bus,
         limiter: RateLimiter::new(),
         draining: Default::default(),

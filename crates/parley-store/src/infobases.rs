@@ -100,6 +100,55 @@ impl Store {
         Ok(done)
     }
 
+    /// The infobase named `name` of the subscriber `email`, created with
+    /// its subscriber when missing (the development sign-in; no key works
+    /// for it: `key_hash` is random).
+    pub async fn ensure_infobase(
+        &self,
+        email: &str,
+        name: &str,
+        key_hash: &[u8],
+    ) -> Result<InfobaseId> {
+        let mut tx = self.pool.begin().await?;
+        let sub: Uuid = sqlx::query_scalar(
+            "INSERT INTO subscribers (id, email) VALUES ($1, $2)
+             ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id",
+        )
+        .bind(Uuid::new_v4())
+        .bind(email)
+        .fetch_one(&mut *tx)
+        .await?;
+        // Serialize concurrent first sign-ins on the subscriber row.
+        sqlx::query("SELECT 1 FROM subscribers WHERE id = $1 FOR UPDATE")
+            .bind(sub)
+            .execute(&mut *tx)
+            .await?;
+        let found: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM infobases WHERE subscriber_id = $1 AND name = $2 AND unregistered_at IS NULL
+             ORDER BY created_at LIMIT 1",
+        )
+        .bind(sub)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let id = Uuid::new_v4();
+                sqlx::query("INSERT INTO infobases (id, subscriber_id, name, key_hash) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(sub)
+                    .bind(name)
+                    .bind(key_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                id
+            }
+        };
+        tx.commit().await?;
+        Ok(InfobaseId(id))
+    }
+
     pub async fn list_infobases(&self) -> Result<Vec<InfobaseSummary>> {
         let rows = sqlx::query(
             "SELECT i.id, i.name, s.email, i.created_at, i.unregistered_at,

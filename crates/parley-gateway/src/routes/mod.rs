@@ -4,3 +4,4 @@ pub mod health;
 pub mod infobases;
 pub mod me;
 pub mod registration;
+pub mod web;

@@ -1,0 +1,364 @@
+// Parley web client: speaks only the public protocol (docs/protocol.md).
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    token: null, me: null, ws: null, nextId: 1, pending: new Map(),
+    convs: new Map(), active: null, messages: new Map(), lastSeq: new Map(),
+    presence: new Map(), backoff: 250, embed: null, typingTimers: new Map(), lastTyping: 0,
+  };
+
+  // ---- sign-in: a token in the fragment (never sent to servers) or the dev form
+  function takeToken() {
+    const h = new URLSearchParams(location.hash.slice(1));
+    const t = h.get("token");
+    if (t) {
+      sessionStorage.setItem("parley.token", t);
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem("parley.token");
+  }
+
+  async function devSignin(name) {
+    const r = await fetch("/v1/dev/signin", {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name }),
+    });
+    const body = await r.json();
+    if (!r.ok) throw new Error(body.message || r.statusText);
+    sessionStorage.setItem("parley.token", body.token);
+    return body.token;
+  }
+
+  // ---- connection with resume
+  function setStatus(s) { const el = $("status"); el.textContent = s; el.className = s; }
+
+  function request(type, fields = {}) {
+    return new Promise((resolve, reject) => {
+      if (!state.ws || state.ws.readyState !== 1) { reject(new Error("not connected")); return; }
+      const id = String(state.nextId++);
+      state.pending.set(id, { resolve, reject });
+      state.ws.send(JSON.stringify({ id, type, ...fields }));
+    });
+  }
+
+  function connect() {
+    setStatus(state.ws ? "reconnecting" : "connecting");
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${proto}//${location.host}/ws?token=${encodeURIComponent(state.token)}`);
+    state.ws = ws;
+    ws.onmessage = (e) => onFrame(JSON.parse(e.data));
+    ws.onclose = (e) => {
+      for (const p of state.pending.values()) p.reject(new Error("disconnected"));
+      state.pending.clear();
+      if (e.code === 4003 || e.code === 4001) {
+        sessionStorage.removeItem("parley.token");
+        setStatus("signed out");
+        return;
+      }
+      setStatus("reconnecting");
+      setTimeout(connect, state.backoff);
+      state.backoff = Math.min(state.backoff * 2, 5000);
+    };
+  }
+
+  async function onReady(ready) {
+    state.me = ready.user_id;
+    $("me").textContent = ready.user_id;
+    state.backoff = 250;
+    const since = {};
+    for (const [c, s] of state.lastSeq) since[c] = s;
+    if (Object.keys(since).length) {
+      // Events that arrive before the result are applied in seq order by onEvent's dedup.
+      await request("resume", { conversations: since }).catch(() => {});
+    }
+    setStatus("live");
+    await loadConversations();
+  }
+
+  function onFrame(f) {
+    if (f.type === "ready") { onReady(f); return; }
+    if (f.type === "result" || f.type === "pong") {
+      const p = state.pending.get(f.id); state.pending.delete(f.id);
+      if (p) p.resolve(f.result); return;
+    }
+    if (f.type === "error") {
+      const p = f.id && state.pending.get(f.id); if (f.id) state.pending.delete(f.id);
+      if (p) p.reject(new Error(`${f.code}: ${f.message}`)); else console.warn(f.code, f.message);
+      return;
+    }
+    if (f.type === "event") onEvent(f);
+  }
+
+  // ---- events: each history event applied once, by seq
+  function onEvent(e) {
+    const c = e.conversation_id;
+    if (e.seq !== undefined) state.lastSeq.set(c, Math.max(e.seq, state.lastSeq.get(c) || 0));
+    switch (e.event) {
+      case "message.created": case "message.edited": {
+        const known = msgs(c).get(e.message.id);
+        // Shown once: a replayed creation, or an older edit, changes nothing.
+        if (known && (e.event === "message.created" || (known._ver || 0) >= e.seq)) return;
+        msgs(c).set(e.message.id, { ...e.message, _ver: e.seq });
+        if (e.event === "message.created" && e.message.author_id !== state.me && c !== state.active) {
+          const conv = state.convs.get(c); if (conv) conv.unread = (conv.unread || 0) + 1;
+        }
+        if (c === state.active) { renderMessages(); markRead(); }
+        if (!state.convs.has(c)) loadConversations(); else renderList();
+        break;
+      }
+      case "message.deleted": {
+        const m = msgs(c).get(e.message_id); if (m) { m.deleted = true; m.text = ""; m.attachments = []; }
+        if (c === state.active) renderMessages();
+        break;
+      }
+      case "member.added": case "member.removed": loadConversations(); break;
+      case "typing": showTyping(c, e.user_id); break;
+      case "presence": state.presence.set(e.user_id, e.online); renderList(); break;
+      case "read": break;
+      case "notification": console.info("notification", e.data); break;
+    }
+  }
+
+  const msgs = (c) => { if (!state.messages.has(c)) state.messages.set(c, new Map()); return state.messages.get(c); };
+
+  // ---- conversations
+  async function loadConversations() {
+    if (state.embed) return;
+    const page = await request("conversations.list", { displayed: true, limit: 200 }).catch(() => null);
+    if (!page) return;
+    for (const c of page.conversations) {
+      state.convs.set(c.id, c);
+      if (!state.lastSeq.has(c.id)) state.lastSeq.set(c.id, c.last_seq);
+    }
+    const others = [...state.convs.values()].filter((c) => c.kind === "dialog").map((c) => c.id);
+    if (others.length) {
+      const ids = [];
+      for (const id of others) {
+        const full = await request("conversation.get", { conversation_id: id }).catch(() => null);
+        if (full) { state.convs.set(id, { ...state.convs.get(id), members: full.members });
+          for (const m of full.members) if (m !== state.me) ids.push(m); }
+      }
+      const p = await request("presence.get", { user_ids: ids }).catch(() => null);
+      if (p) for (const [u, on] of Object.entries(p.users)) state.presence.set(u, on);
+    }
+    renderList();
+  }
+
+  function titleOf(c) {
+    if (c.kind === "dialog") {
+      const other = (c.members || []).find((m) => m !== state.me);
+      return "Dialog " + (other ? other.slice(0, 8) : "");
+    }
+    return c.title || (c.object_ref ? `About ${c.object_ref}` : "(untitled)");
+  }
+
+  function renderList() {
+    const ul = $("conversations"); ul.textContent = "";
+    for (const c of state.convs.values()) {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.dataset.id = c.id;
+      if (c.id === state.active) b.setAttribute("aria-current", "true");
+      if (c.kind === "dialog") {
+        const other = (c.members || []).find((m) => m !== state.me);
+        const dot = document.createElement("span");
+        dot.className = "dot" + (state.presence.get(other) ? " on" : "");
+        dot.title = state.presence.get(other) ? "online" : "offline";
+        b.append(dot);
+      }
+      const t = document.createElement("span"); t.className = "title"; t.textContent = titleOf(c); b.append(t);
+      if (c.unread) { const u = document.createElement("span"); u.className = "unread"; u.textContent = c.unread; b.append(u); }
+      b.onclick = () => open(c.id);
+      li.append(b); ul.append(li);
+    }
+  }
+
+  async function open(id) {
+    state.active = id;
+    document.querySelector("main").classList.add("in-conversation");
+    document.body.classList.add("in-conversation");
+    const c = state.convs.get(id);
+    $("conv-title").textContent = c ? titleOf(c) : "Conversation";
+    $("composer").hidden = false;
+    const page = await request("history", { conversation_id: id, limit: 50 }).catch(() => null);
+    if (page) for (const m of page.messages) msgs(id).set(m.id, m);
+    renderMessages(true);
+    markRead();
+    renderList();
+  }
+
+  async function olderHistory() {
+    const id = state.active; if (!id) return;
+    const list = [...msgs(id).values()].sort((a, b) => a.seq - b.seq);
+    if (!list.length) return;
+    const page = await request("history", { conversation_id: id, before: list[0].seq, limit: 50 }).catch(() => null);
+    if (!page || !page.messages.length) return;
+    const box = $("messages"); const before = box.scrollHeight;
+    for (const m of page.messages) msgs(id).set(m.id, m);
+    renderMessages(); box.scrollTop = box.scrollHeight - before;
+  }
+
+  function markRead() {
+    const c = state.convs.get(state.active); if (!c) return;
+    const seq = state.lastSeq.get(state.active) || 0;
+    c.unread = 0;
+    request("read", { conversation_id: state.active, seq }).catch(() => {});
+  }
+
+  function renderMessages(scroll) {
+    const box = $("messages"); const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+    box.textContent = "";
+    const list = [...msgs(state.active).values()].sort((a, b) => a.seq - b.seq);
+    for (const m of list) {
+      const li = document.createElement("li");
+      li.dataset.seq = m.seq; li.dataset.id = m.id;
+      if (m.author_id === state.me) li.classList.add("mine");
+      if (m.deleted) li.classList.add("deleted");
+      const meta = document.createElement("div"); meta.className = "meta";
+      const who = document.createElement("span"); who.textContent = m.author_id === state.me ? "You" : m.author_id.slice(0, 8);
+      const when = document.createElement("time"); when.dateTime = m.created_at;
+      when.textContent = new Date(m.created_at).toLocaleTimeString() + (m.edited_at ? " (edited)" : "");
+      meta.append(who, when);
+      if (m.author_id === state.me && !m.deleted) {
+        const edit = document.createElement("button"); edit.textContent = "Edit"; edit.onclick = () => editMessage(m);
+        const del = document.createElement("button"); del.textContent = "Delete"; del.onclick = () => deleteMessage(m);
+        meta.append(edit, del);
+      }
+      const text = document.createElement("div"); text.className = "text";
+      text.textContent = m.deleted ? "message deleted" : m.text;
+      li.append(meta, text);
+      for (const a of m.attachments || []) {
+        const link = document.createElement("a");
+        link.href = `/v1/files/${a.id}/content?token=${encodeURIComponent(state.token)}`;
+        link.textContent = `📎 ${a.name} (${a.size} bytes)`; link.className = "attachment"; link.download = a.name;
+        li.append(link);
+      }
+      if ((m.actions || []).length && !m.deleted) {
+        const row = document.createElement("div"); row.className = "actions";
+        for (const a of m.actions) {
+          const b = document.createElement("button"); b.textContent = a.caption;
+          b.onclick = () => request("message.send", { conversation_id: state.active, text: a.caption, data: { action: a.value, reply_to: m.id } });
+          row.append(b);
+        }
+        li.append(row);
+      }
+      box.append(li);
+    }
+    if (scroll || atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  async function editMessage(m) {
+    const text = prompt("Edit message", m.text);
+    if (text !== null && text.trim()) await request("message.edit", { conversation_id: m.conversation_id, message_id: m.id, text });
+  }
+  async function deleteMessage(m) {
+    if (confirm("Delete this message?")) await request("message.delete", { conversation_id: m.conversation_id, message_id: m.id });
+  }
+
+  function showTyping(c, user) {
+    if (c !== state.active || user === state.me) return;
+    $("typing").textContent = `${user.slice(0, 8)} is typing…`;
+    clearTimeout(state.typingTimers.get(c));
+    state.typingTimers.set(c, setTimeout(() => { $("typing").textContent = ""; }, 3000));
+  }
+
+  // ---- sending, with an idempotency key so a retry never doubles a message
+  async function send() {
+    const text = $("text").value;
+    const file = $("file").files[0];
+    if (!text.trim() && !file) return;
+    const key = crypto.randomUUID();
+    const fields = { conversation_id: state.active, text, idempotency_key: key };
+    if (file) fields.attachments = [await upload(file)];
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const m = await request("message.send", fields);
+        msgs(state.active).set(m.id, m);
+        state.lastSeq.set(state.active, Math.max(m.seq, state.lastSeq.get(state.active) || 0));
+        $("text").value = ""; $("file").value = "";
+        renderMessages(true);
+        return;
+      } catch (e) {
+        if (!String(e.message).startsWith("disconnected") && !String(e.message).startsWith("not connected")) { alert(e.message); return; }
+        await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+      }
+    }
+  }
+
+  async function sha256(file) {
+    const buf = await file.arrayBuffer();
+    const digest = await crypto.subtle.digest("SHA-256", buf);
+    return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  async function upload(file) {
+    const auth = { authorization: `Bearer ${state.token}`, "content-type": "application/json" };
+    const type = file.type || "application/octet-stream";
+    const r = await fetch("/v1/files", { method: "POST", headers: auth,
+      body: JSON.stringify({ conversation_id: state.active, name: file.name, size: file.size, content_type: type, sha256: await sha256(file) }) });
+    const created = await r.json();
+    if (!r.ok) throw new Error(created.message);
+    const up = created.upload; const bar = $("progress"); bar.hidden = false; bar.value = 0;
+    await new Promise((resolve, reject) => {
+      const x = new XMLHttpRequest();
+      x.open(up.method, up.url);
+      for (const [k, v] of up.headers) if (k.toLowerCase() !== "content-length" && k.toLowerCase() !== "host") x.setRequestHeader(k, v);
+      if (!up.direct) x.setRequestHeader("authorization", `Bearer ${state.token}`);
+      x.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = (100 * e.loaded) / e.total; };
+      x.onload = () => (x.status < 300 ? resolve() : reject(new Error(x.responseText)));
+      x.onerror = () => reject(new Error("upload failed"));
+      x.send(file);
+    });
+    if (up.direct) await fetch(`/v1/files/${created.file.id}/complete`, { method: "POST", headers: auth });
+    bar.hidden = true;
+    return created.file.id;
+  }
+
+  // ---- wiring
+  function wire() {
+    $("composer").onsubmit = (e) => { e.preventDefault(); send(); };
+    $("text").onkeydown = (e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); send(); } };
+    $("text").oninput = () => {
+      const now = Date.now();
+      if (state.active && now - state.lastTyping > 2000) { state.lastTyping = now; request("typing", { conversation_id: state.active }).catch(() => {}); }
+    };
+    $("messages").onscroll = () => { if ($("messages").scrollTop === 0) olderHistory(); };
+    $("back").onclick = () => { document.querySelector("main").classList.remove("in-conversation"); document.body.classList.remove("in-conversation"); };
+    $("new-group").onsubmit = async (e) => {
+      e.preventDefault();
+      const members = $("group-members").value.split(",").map((s) => s.trim()).filter(Boolean);
+      const c = await request("conversation.create", { title: $("group-title").value, members }).catch((er) => alert(er.message));
+      if (c) { state.convs.set(c.id, c); state.lastSeq.set(c.id, c.last_seq); renderList(); open(c.id); }
+    };
+    $("new-dialog").onsubmit = async (e) => {
+      e.preventDefault();
+      const c = await request("dialog.open", { user_id: $("dialog-user").value.trim() }).catch((er) => alert(er.message));
+      if (c) { state.convs.set(c.id, c); state.lastSeq.set(c.id, c.last_seq); renderList(); open(c.id); }
+    };
+    $("dev-form").onsubmit = async (e) => {
+      e.preventDefault();
+      try { state.token = await devSignin($("dev-name").value); start(); }
+      catch (er) { $("signin-error").textContent = er.message; }
+    };
+  }
+
+  async function startEmbed() {
+    const q = new URLSearchParams(location.search);
+    state.embed = { infobase: q.get("infobase"), object: q.get("object") };
+    $("side").hidden = true;
+    const waitLive = () => new Promise((r) => { const t = setInterval(() => { if ($("status").textContent === "live") { clearInterval(t); r(); } }, 50); });
+    await waitLive();
+    const c = await request("context.get", { infobase_id: state.embed.infobase, object_ref: state.embed.object }).catch((e) => { $("conv-title").textContent = e.message; return null; });
+    if (c) { state.convs.set(c.id, c); state.lastSeq.set(c.id, c.last_seq); open(c.id); }
+  }
+
+  function start() {
+    $("signin").hidden = true; $("app").hidden = false;
+    connect();
+    if (location.pathname.startsWith("/embed/context")) startEmbed();
+  }
+
+  wire();
+  state.token = takeToken();
+  if (state.token) start(); else { $("signin").hidden = false; setStatus("signed out"); }
+})();
