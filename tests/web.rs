@@ -167,3 +167,248 @@ async fn the_development_sign_in_works_only_when_enabled() {
     .await;
     assert_eq!(js.status().as_u16(), 200);
 }
+
+#[actix_web::test]
+async fn a_file_sent_from_one_browser_downloads_with_the_same_bytes_in_the_other() {
+    let env = TestEnv::default().await;
+    let app = env.app().await;
+    let ib = register(&app, &email("webfile"), "WebFile").await;
+    let alice = user(&app, &ib, "alice").await;
+    let bob = user(&app, &ib, "bob").await;
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations", ib.id),
+        &ib.auth(),
+        json_body(json!({"title": "Files", "members": [alice, bob]})),
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let (ta, tb) = (token(&app, &ib, &alice).await, token(&app, &ib, &bob).await);
+    let server = env.server().await;
+    let base = format!("http://{}", server.addr);
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let path = std::env::temp_dir().join(format!("report-{}.bin", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, &bytes).expect("file");
+    let sha = parley_files::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+
+    let browser = Browser::launch().await;
+    let a = browser.tab(&format!("{base}/#token={ta}")).await;
+    let b = browser.tab(&format!("{base}/#token={tb}")).await;
+    for t in [&a, &b] {
+        t.wait(
+            "live",
+            "document.getElementById('status').textContent === 'live'",
+        )
+        .await;
+        t.wait(
+            "listed",
+            "document.querySelectorAll('#conversations button').length === 1",
+        )
+        .await;
+        t.eval("document.querySelector('#conversations button').click()")
+            .await;
+        t.wait("open", "!document.getElementById('composer').hidden")
+            .await;
+    }
+    a.set_file("#file", &path).await;
+    a.eval("document.getElementById('text').value = 'the report'; document.getElementById('composer').requestSubmit()").await;
+    b.wait(
+        "the attachment",
+        "document.querySelector('#messages a.attachment') !== null",
+    )
+    .await;
+    let got = b
+        .eval(
+            "fetch(document.querySelector('#messages a.attachment').href)
+               .then(r => r.arrayBuffer()).then(buf => crypto.subtle.digest('SHA-256', buf))
+               .then(d => [...new Uint8Array(d)].map(x => x.toString(16).padStart(2, '0')).join(''))",
+        )
+        .await;
+    assert_eq!(got, json!(sha));
+    let _ = std::fs::remove_file(path);
+    assert!(
+        a.errors().is_empty() && b.errors().is_empty(),
+        "{:?} {:?}",
+        a.errors(),
+        b.errors()
+    );
+}
+
+#[actix_web::test]
+async fn the_embedded_view_shows_and_sends_in_the_objects_discussion() {
+    let env = TestEnv::default().await;
+    let app = env.app().await;
+    let ib = register(&app, &email("embed"), "Embed").await;
+    let alice = user(&app, &ib, "alice").await;
+    let bot = user(&app, &ib, "bot").await;
+    let r = call(
+        &app,
+        "PUT",
+        &format!("/v1/infobases/{}/contexts", ib.id),
+        &ib.auth(),
+        json_body(json!({"object_ref": "Document.Order/42", "title": "Order 42"})),
+    )
+    .await;
+    let conv = r.body["id"].as_str().expect("id").to_owned();
+    call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations/{conv}/members", ib.id),
+        &ib.auth(),
+        json_body(json!({"user_ids": [alice]})),
+    )
+    .await;
+    call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations/{conv}/messages", ib.id),
+        &ib.auth(),
+        json_body(json!({"author_id": bot, "text": "Order 42 was shipped"})),
+    )
+    .await;
+    let ta = token(&app, &ib, &alice).await;
+    let server = env.server().await;
+    let url = format!(
+        "http://{}/embed/context?infobase={}&object=Document.Order%2F42#token={ta}",
+        server.addr, ib.id
+    );
+
+    let browser = Browser::launch().await;
+    let t = browser.tab(&url).await;
+    t.wait(
+        "the object's discussion",
+        "document.getElementById('conv-title').textContent === 'Order 42'",
+    )
+    .await;
+    t.wait("its history", "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'Order 42 was shipped')").await;
+    assert_eq!(t.eval("getComputedStyle(document.getElementById('side')).display === 'none' || document.getElementById('side').hidden").await, json!(true));
+    t.eval("document.getElementById('text').value = 'Thanks!'; document.getElementById('composer').requestSubmit()").await;
+    t.wait(
+        "sent",
+        "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'Thanks!')",
+    )
+    .await;
+    let h = call(
+        &app,
+        "GET",
+        &format!("/v1/infobases/{}/conversations/{conv}/messages", ib.id),
+        &ib.auth(),
+        None,
+    )
+    .await;
+    assert!(
+        h.body["messages"]
+            .as_array()
+            .expect("messages")
+            .iter()
+            .any(|m| m["text"] == "Thanks!"),
+        "{h:?}"
+    );
+    t.screenshot("embedded-context", 800).await;
+    assert!(t.errors().is_empty(), "{:?}", t.errors());
+}
+
+/// A browser whose node dies reconnects through nginx and shows every
+/// message once.
+#[actix_web::test]
+async fn a_browser_survives_the_death_of_its_node() {
+    use parley_client::{Client, Options};
+    use parley_core::protocol::{Message, NewMessage, Request};
+    use parley_tests::cluster::Cluster;
+    let env = TestEnv::default().await;
+    let app = env.app().await;
+    let ib = register(&app, &email("webfail"), "WebFail").await;
+    let alice = user(&app, &ib, "alice").await;
+    let bob = user(&app, &ib, "bob").await;
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations", ib.id),
+        &ib.auth(),
+        json_body(json!({"title": "Failover", "members": [alice, bob]})),
+    )
+    .await;
+    let conv: parley_core::ConversationId =
+        r.body["id"].as_str().expect("id").parse().expect("uuid");
+    let (ta, tb) = (token(&app, &ib, &alice).await, token(&app, &ib, &bob).await);
+    let mut cl = Cluster::start(&env, 2, true, &[]).await;
+    let port = cl.nginx_port.expect("nginx");
+
+    let browser = Browser::launch().await;
+    let a = browser
+        .tab(&format!("http://127.0.0.1:{port}/#token={ta}"))
+        .await;
+    a.wait(
+        "live",
+        "document.getElementById('status').textContent === 'live'",
+    )
+    .await;
+    a.wait(
+        "listed",
+        "document.querySelectorAll('#conversations button').length === 1",
+    )
+    .await;
+    a.eval("document.querySelector('#conversations button').click()")
+        .await;
+    // Which node holds the browser's session?
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let victim = loop {
+        let nodes = parley_bus::list_nodes(&cl.redis_url(), &cl.prefix)
+            .await
+            .expect("nodes");
+        if let Some(n) = nodes.iter().find(|n| n.sessions == 1) {
+            break cl
+                .nodes
+                .iter()
+                .position(|x| n.addr == format!("127.0.0.1:{}", x.port))
+                .expect("node");
+        }
+        assert!(std::time::Instant::now() < deadline, "{nodes:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let mut o = Options::new(format!("ws://127.0.0.1:{port}/ws"), tb);
+    o.max_backoff = std::time::Duration::from_millis(300);
+    let bob_client = Client::connect(o).await.expect("bob");
+    let mut texts = Vec::new();
+    for i in 0..20 {
+        if i == 10 {
+            cl.kill(victim);
+        }
+        let text = format!("m{i}");
+        let key = format!("k{i}");
+        loop {
+            let r: Result<Message, _> = bob_client
+                .call(Request::Send {
+                    conversation_id: conv,
+                    message: NewMessage {
+                        text: text.clone(),
+                        idempotency_key: Some(key.clone()),
+                        ..Default::default()
+                    },
+                })
+                .await;
+            if r.is_ok() {
+                break;
+            }
+            let _ = bob_client
+                .wait_live(std::time::Duration::from_secs(10))
+                .await;
+        }
+        texts.push(text);
+    }
+    a.wait(
+        "every message",
+        "document.querySelectorAll('#messages li').length === 20",
+    )
+    .await;
+    let shown = a
+        .eval("[...document.querySelectorAll('#messages .text')].map(e => e.textContent)")
+        .await;
+    assert_eq!(shown, json!(texts), "every message once, in order");
+    assert_eq!(
+        a.eval("document.getElementById('status').textContent")
+            .await,
+        json!("live")
+    );
+}

@@ -225,6 +225,25 @@ impl Tab<'_> {
         }
     }
 
+    /// Puts a file into an `<input type=file>` found by `selector`.
+    pub async fn set_file(&self, selector: &str, path: &std::path::Path) {
+        let r = self
+            .cmd(
+                "Runtime.evaluate",
+                json!({"expression": format!("document.querySelector('{selector}')")}),
+            )
+            .await;
+        let object = r["result"]["objectId"]
+            .as_str()
+            .expect("file input")
+            .to_owned();
+        self.cmd(
+            "DOM.setFileInputFiles",
+            json!({"files": [path.display().to_string()], "objectId": object}),
+        )
+        .await;
+    }
+
     /// Saves a PNG of the tab at `width` CSS pixels wide.
     pub async fn screenshot(&self, name: &str, width: u32) -> PathBuf {
         self.cmd(
