@@ -99,6 +99,7 @@
         // Shown once: a replayed creation, or an older edit, changes nothing.
         if (known && (e.event === "message.created" || (known._ver || 0) >= e.seq)) return;
         msgs(c).set(e.message.id, { ...e.message, _ver: e.seq });
+        if (e.event === "message.created" && state.convs.has(c)) state.convs.get(c).last = e.message.text;
         if (e.event === "message.created" && e.message.author_id !== state.me && c !== state.active) {
           const conv = state.convs.get(c); if (conv) conv.unread = (conv.unread || 0) + 1;
         }
@@ -130,6 +131,12 @@
       state.convs.set(c.id, c);
       if (!state.lastSeq.has(c.id)) state.lastSeq.set(c.id, c.last_seq);
     }
+    // The last message of each, for the list.
+    await Promise.all(page.conversations.map(async (c) => {
+      const h = await request("history", { conversation_id: c.id, limit: 1 }).catch(() => null);
+      const m = h && h.messages[h.messages.length - 1];
+      if (m) state.convs.get(c.id).last = m.deleted ? "message deleted" : m.text;
+    }));
     const others = [...state.convs.values()].filter((c) => c.kind === "dialog").map((c) => c.id);
     if (others.length) {
       const ids = [];
@@ -166,7 +173,9 @@
         dot.title = state.presence.get(other) ? "online" : "offline";
         b.append(dot);
       }
-      const t = document.createElement("span"); t.className = "title"; t.textContent = titleOf(c); b.append(t);
+      const t = document.createElement("span"); t.className = "title"; t.textContent = titleOf(c);
+      if (c.last) { const l = document.createElement("small"); l.className = "last"; l.textContent = c.last; t.append(l); }
+      b.append(t);
       if (c.unread) { const u = document.createElement("span"); u.className = "unread"; u.textContent = c.unread; b.append(u); }
       b.onclick = () => open(c.id);
       li.append(b); ul.append(li);
