@@ -57,6 +57,11 @@ async fn two_browsers_chat_in_a_group_and_a_dialog() {
     b.eval("document.querySelector('#conversations button').click()")
         .await;
     b.wait("Alice's message", "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'Hello Bob')").await;
+    b.wait(
+        "her name",
+        "[...document.querySelectorAll('#messages .author')].some(e => e.textContent === 'alice')",
+    )
+    .await;
     b.eval("document.getElementById('text').value = 'Hi Alice'; document.getElementById('composer').requestSubmit()").await;
     a.wait(
         "Bob's reply",

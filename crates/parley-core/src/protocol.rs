@@ -327,6 +327,9 @@ pub enum Request {
     Typing { conversation_id: ConversationId },
     #[serde(rename = "presence.get")]
     Presence { user_ids: Vec<UserId> },
+    /// Names and pictures of users of the caller's subscriber.
+    #[serde(rename = "users.get")]
+    GetUsers { user_ids: Vec<UserId> },
 }
 
 /// Sent once the session is authenticated.
@@ -356,6 +359,23 @@ pub struct ReadState {
     pub conversation_id: ConversationId,
     pub read_seq: i64,
     pub unread: i64,
+}
+
+/// A user as other users see them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserProfile {
+    pub id: UserId,
+    pub name: String,
+    pub full_name: String,
+    pub picture: String,
+    pub bot: bool,
+}
+
+/// Answer to `users.get` (unknown ids and users of other subscribers are
+/// left out).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserProfiles {
+    pub users: Vec<UserProfile>,
 }
 
 /// Answer to `presence.get`: user id → online.

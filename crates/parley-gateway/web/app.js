@@ -5,7 +5,7 @@
   const state = {
     token: null, me: null, ws: null, nextId: 1, pending: new Map(),
     convs: new Map(), active: null, messages: new Map(), lastSeq: new Map(),
-    presence: new Map(), backoff: 250, embed: null, typingTimers: new Map(), lastTyping: 0,
+    presence: new Map(), names: new Map(), backoff: 250, embed: null, typingTimers: new Map(), lastTyping: 0,
   };
 
   // ---- sign-in: a token in the fragment (never sent to servers) or the dev form
@@ -99,6 +99,7 @@
         // Shown once: a replayed creation, or an older edit, changes nothing.
         if (known && (e.event === "message.created" || (known._ver || 0) >= e.seq)) return;
         msgs(c).set(e.message.id, { ...e.message, _ver: e.seq });
+        ensureNames([e.message.author_id]);
         if (e.event === "message.created" && state.convs.has(c)) state.convs.get(c).last = e.message.text;
         if (e.event === "message.created" && e.message.author_id !== state.me && c !== state.active) {
           const conv = state.convs.get(c); if (conv) conv.unread = (conv.unread || 0) + 1;
@@ -119,6 +120,18 @@
       case "notification": console.info("notification", e.data); break;
     }
   }
+
+  // Names of users, fetched once per user.
+  async function ensureNames(ids) {
+    const missing = [...new Set(ids)].filter((id) => id && !state.names.has(id));
+    if (!missing.length) return;
+    for (const id of missing) state.names.set(id, null);
+    const r = await request("users.get", { user_ids: missing }).catch(() => null);
+    if (!r) { for (const id of missing) state.names.delete(id); return; }
+    for (const u of r.users) state.names.set(u.id, u.full_name || u.name);
+    renderList(); if (state.active) renderMessages();
+  }
+  const nameOf = (id) => state.names.get(id) || (id ? id.slice(0, 8) : "");
 
   const msgs = (c) => { if (!state.messages.has(c)) state.messages.set(c, new Map()); return state.messages.get(c); };
 
@@ -145,6 +158,7 @@
         if (full) { state.convs.set(id, { ...state.convs.get(id), members: full.members });
           for (const m of full.members) if (m !== state.me) ids.push(m); }
       }
+      ensureNames(ids);
       const p = await request("presence.get", { user_ids: ids }).catch(() => null);
       if (p) for (const [u, on] of Object.entries(p.users)) state.presence.set(u, on);
     }
@@ -154,7 +168,7 @@
   function titleOf(c) {
     if (c.kind === "dialog") {
       const other = (c.members || []).find((m) => m !== state.me);
-      return "Dialog " + (other ? other.slice(0, 8) : "");
+      return "Dialog with " + nameOf(other);
     }
     return c.title || (c.object_ref ? `About ${c.object_ref}` : "(untitled)");
   }
@@ -191,6 +205,7 @@
     $("composer").hidden = false;
     const page = await request("history", { conversation_id: id, limit: 50 }).catch(() => null);
     if (page) for (const m of page.messages) msgs(id).set(m.id, m);
+    if (page) ensureNames(page.messages.map((m) => m.author_id));
     renderMessages(true);
     markRead();
     renderList();
@@ -224,7 +239,8 @@
       if (m.author_id === state.me) li.classList.add("mine");
       if (m.deleted) li.classList.add("deleted");
       const meta = document.createElement("div"); meta.className = "meta";
-      const who = document.createElement("span"); who.textContent = m.author_id === state.me ? "You" : m.author_id.slice(0, 8);
+      const who = document.createElement("span"); who.className = "author";
+      who.textContent = m.author_id === state.me ? "You" : nameOf(m.author_id);
       const when = document.createElement("time"); when.dateTime = m.created_at;
       when.textContent = new Date(m.created_at).toLocaleTimeString() + (m.edited_at ? " (edited)" : "");
       meta.append(who, when);
@@ -266,7 +282,7 @@
 
   function showTyping(c, user) {
     if (c !== state.active || user === state.me) return;
-    $("typing").textContent = `${user.slice(0, 8)} is typing…`;
+    $("typing").textContent = `${nameOf(user)} is typing…`;
     clearTimeout(state.typingTimers.get(c));
     state.typingTimers.set(c, setTimeout(() => { $("typing").textContent = ""; }, 3000));
   }

@@ -2,7 +2,8 @@
 
 use crate::{Result, Store};
 use parley_core::api::User;
-use parley_core::{InfobaseId, UserId};
+use parley_core::protocol::UserProfile;
+use parley_core::{InfobaseId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
@@ -115,6 +116,36 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Profiles of the given users that belong to registered infobases of
+    /// `subscriber` (others are left out).
+    pub async fn profiles(
+        &self,
+        subscriber: SubscriberId,
+        ids: &[UserId],
+    ) -> Result<Vec<UserProfile>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.name, u.full_name, u.picture, u.bot FROM users u
+             JOIN infobases i ON i.id = u.infobase_id
+             WHERE u.id = ANY($1) AND i.subscriber_id = $2 AND i.unregistered_at IS NULL
+             ORDER BY u.id",
+        )
+        .bind(ids.iter().map(|u| u.0).collect::<Vec<_>>())
+        .bind(subscriber.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserProfile {
+                    id: UserId(r.try_get("id")?),
+                    name: r.try_get("name")?,
+                    full_name: r.try_get("full_name")?,
+                    picture: r.try_get("picture")?,
+                    bot: r.try_get("bot")?,
+                })
+            })
+            .collect()
     }
 
     /// Users of the infobase ordered by id, `limit` after the `after` cursor.

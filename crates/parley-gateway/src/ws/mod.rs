@@ -44,6 +44,7 @@ const KNOWN_TYPES: &[&str] = &[
     "read",
     "typing",
     "presence.get",
+    "users.get",
 ];
 
 /// `GET /ws`: upgrades, then runs the session in its own task.

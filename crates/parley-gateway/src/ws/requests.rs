@@ -327,6 +327,13 @@ impl Session {
                 );
                 Ok(json!({ "sent": true }))
             }
+            Request::GetUsers { user_ids } => {
+                if user_ids.len() > MAX_PRESENCE_QUERY {
+                    return Err(invalid(format!("user_ids: at most {MAX_PRESENCE_QUERY}")));
+                }
+                let users = self.st.store.profiles(self.subscriber, &user_ids).await?;
+                to_value(&parley_core::protocol::UserProfiles { users })
+            }
             Request::Presence { user_ids } => {
                 if user_ids.len() > MAX_PRESENCE_QUERY {
                     return Err(invalid(format!("user_ids: at most {MAX_PRESENCE_QUERY}")));
