@@ -4,11 +4,20 @@ use parley_tests::browser::Browser;
 use parley_tests::serde_json::json;
 use parley_tests::*;
 
-#[actix_web::test]
-async fn two_browsers_chat_in_a_group_and_a_dialog() {
+/// A subscriber's infobase, users alice and bob with tokens, and a group of
+/// the two named `title`.
+struct Two {
+    env: TestEnv,
+    bob: String,
+    ta: String,
+    tb: String,
+    conv: String,
+}
+
+async fn two(tag: &str, title: &str) -> Two {
     let env = TestEnv::default().await;
     let app = env.app().await;
-    let ib = register(&app, &email("web"), "Web").await;
+    let ib = register(&app, &email(tag), tag).await;
     let alice = user(&app, &ib, "alice").await;
     let bob = user(&app, &ib, "bob").await;
     let r = call(
@@ -16,12 +25,27 @@ async fn two_browsers_chat_in_a_group_and_a_dialog() {
         "POST",
         &format!("/v1/infobases/{}/conversations", ib.id),
         &ib.auth(),
-        json_body(json!({"title": "Team", "members": [alice, bob]})),
+        json_body(json!({"title": title, "members": [alice, bob]})),
     )
     .await;
     assert_eq!(r.status, 201, "{r:?}");
+    let conv = r.body["id"].as_str().expect("id").to_owned();
     let ta = token(&app, &ib, &alice).await;
     let tb = token(&app, &ib, &bob).await;
+    Two {
+        env,
+        bob,
+        ta,
+        tb,
+        conv,
+    }
+}
+
+#[actix_web::test]
+async fn two_browsers_chat_in_a_group_and_a_dialog() {
+    let Two {
+        env, bob, ta, tb, ..
+    } = two("web", "Team").await;
     let server = env.server().await;
     let base = format!("http://{}", server.addr);
 
@@ -175,21 +199,7 @@ async fn the_development_sign_in_works_only_when_enabled() {
 
 #[actix_web::test]
 async fn a_file_sent_from_one_browser_downloads_with_the_same_bytes_in_the_other() {
-    let env = TestEnv::default().await;
-    let app = env.app().await;
-    let ib = register(&app, &email("webfile"), "WebFile").await;
-    let alice = user(&app, &ib, "alice").await;
-    let bob = user(&app, &ib, "bob").await;
-    let r = call(
-        &app,
-        "POST",
-        &format!("/v1/infobases/{}/conversations", ib.id),
-        &ib.auth(),
-        json_body(json!({"title": "Files", "members": [alice, bob]})),
-    )
-    .await;
-    assert_eq!(r.status, 201);
-    let (ta, tb) = (token(&app, &ib, &alice).await, token(&app, &ib, &bob).await);
+    let Two { env, ta, tb, .. } = two("webfile", "Files").await;
     let server = env.server().await;
     let base = format!("http://{}", server.addr);
     let bytes: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 256) as u8).collect();
@@ -321,22 +331,10 @@ async fn a_browser_survives_the_death_of_its_node() {
     use parley_client::{Client, Options};
     use parley_core::protocol::{Message, NewMessage, Request};
     use parley_tests::cluster::Cluster;
-    let env = TestEnv::default().await;
-    let app = env.app().await;
-    let ib = register(&app, &email("webfail"), "WebFail").await;
-    let alice = user(&app, &ib, "alice").await;
-    let bob = user(&app, &ib, "bob").await;
-    let r = call(
-        &app,
-        "POST",
-        &format!("/v1/infobases/{}/conversations", ib.id),
-        &ib.auth(),
-        json_body(json!({"title": "Failover", "members": [alice, bob]})),
-    )
-    .await;
-    let conv: parley_core::ConversationId =
-        r.body["id"].as_str().expect("id").parse().expect("uuid");
-    let (ta, tb) = (token(&app, &ib, &alice).await, token(&app, &ib, &bob).await);
+    let Two {
+        env, ta, tb, conv, ..
+    } = two("webfail", "Failover").await;
+    let conv: parley_core::ConversationId = conv.parse().expect("uuid");
     let mut cl = Cluster::start(&env, 2, true, &[]).await;
     let port = cl.nginx_port.expect("nginx");
 

@@ -75,7 +75,24 @@ pub async fn watch_departures(st: Arc<AppState>) {
 /// Fans out a committed event to the conversation's members (and, for a
 /// removal, to the one removed).
 pub async fn publish(st: &AppState, ev: StoredEvent) -> ApiResult<()> {
-    let mut targets = st.store.member_ids(ev.conversation_id).await?;
+    let members = st.store.member_ids(ev.conversation_id).await?;
+    publish_to(st, ev, members);
+    Ok(())
+}
+
+/// Fans out events of one conversation, reading its members once.
+pub async fn publish_all(st: &AppState, events: Vec<StoredEvent>) -> ApiResult<()> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    let members = st.store.member_ids(first.conversation_id).await?;
+    for ev in events {
+        publish_to(st, ev, members.clone());
+    }
+    Ok(())
+}
+
+fn publish_to(st: &AppState, ev: StoredEvent, mut targets: Vec<UserId>) {
     if let Event::MemberRemoved { user_id, .. } = &ev.event {
         targets.push(*user_id);
     }
@@ -93,14 +110,6 @@ pub async fn publish(st: &AppState, ev: StoredEvent) -> ApiResult<()> {
         frame: frame_text(&ServerFrame::Event(ev.event)),
         resync: false,
     }));
-    Ok(())
-}
-
-pub async fn publish_all(st: &AppState, events: Vec<StoredEvent>) -> ApiResult<()> {
-    for ev in events {
-        publish(st, ev).await?;
-    }
-    Ok(())
 }
 
 /// A user may use a conversation only as a member. Conversations of other
@@ -226,8 +235,9 @@ pub async fn send(
     conversation: ConversationId,
     row: NewMessageRow,
 ) -> ApiResult<(Message, bool)> {
+    // One read of the members serves the recipients check and the fan-out.
+    let members = st.store.member_ids(conversation).await?;
     if let Some(r) = &row.recipients {
-        let members = st.store.member_ids(conversation).await?;
         if let Some(stranger) = r.iter().find(|u| !members.contains(u)) {
             return Err(ApiError::new(
                 ErrorCode::Invalid,
@@ -249,6 +259,6 @@ pub async fn send(
             message: out.message.clone(),
         },
     });
-    publish(st, ev).await?;
+    publish_to(st, ev, members);
     Ok((out.message, fresh))
 }
