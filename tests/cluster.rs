@@ -2,22 +2,14 @@
 //! failover): cross-node chat, failover with nothing lost, Redis restart,
 //! presence of a dead node's users, SIGTERM drain, Redis work per message.
 
-use parley_client::{Client, ClientError, Options};
+use parley_client::{Client, ClientError};
 use parley_core::protocol::{close, Conversation, Event, Message, NewMessage, Request};
 use parley_core::{ConversationId, UserId};
+use parley_tests::chat::{collect, connect, expect_event, WAIT};
 use parley_tests::cluster::{http_status, Cluster};
 use parley_tests::*;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn connect(url: &str, token: &str) -> Client {
-    let mut o = Options::new(url, token);
-    o.request_timeout = Duration::from_secs(20);
-    o.max_backoff = Duration::from_millis(300);
-    Client::connect(o).await.expect("connect")
-}
 
 /// Users with tokens in one infobase.
 async fn users(env: &TestEnv, n: usize) -> (Ib, Vec<(UserId, String)>) {
@@ -56,37 +48,6 @@ async fn send_reliably(c: &Client, conv: ConversationId, text: String, key: Stri
                 let _ = c.wait_live(Duration::from_secs(10)).await;
             }
             Err(e) => panic!("send {text}: {e}"),
-        }
-    }
-}
-
-/// Collects message.created of `conv` until `n` arrived.
-async fn collect(c: &Client, conv: ConversationId, n: usize) -> Vec<Message> {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + WAIT * 3;
-    while got.len() < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match c.next_event(left).await {
-            Some(Event::MessageCreated {
-                conversation_id,
-                message,
-                ..
-            }) if conversation_id == conv => got.push(message),
-            Some(_) => {}
-            None => panic!("only {} of {n} messages arrived", got.len()),
-        }
-    }
-    got
-}
-
-async fn expect_event(c: &Client, what: &str, mut pick: impl FnMut(&Event) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match c.next_event(left).await {
-            Some(e) if pick(&e) => return,
-            Some(_) => {}
-            None => panic!("no {what} within {WAIT:?}"),
         }
     }
 }

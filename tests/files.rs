@@ -527,7 +527,11 @@ async fn cleanup_removes_object_and_row(kind: StorageKind) {
         .execute(&c.env.db)
         .await
         .expect("age");
-    let gone = parley_gateway::routes::files::housekeeping(&c.env.state)
+    let gone = c
+        .env
+        .state
+        .svc
+        .file_housekeeping()
         .await
         .expect("housekeeping");
     assert_eq!(gone, 2);

@@ -2,6 +2,7 @@
 //! code, the server keeps serving everyone else, nothing half-written stays.
 
 use futures_util::{SinkExt, StreamExt};
+use parley_bus::Bus;
 use parley_core::protocol::{close, Conversation, Event, NewMessage, Request};
 use parley_core::UserId;
 use parley_tests::serde_json::{json, Value};
@@ -336,7 +337,7 @@ async fn the_client_reconnects_and_resumes_by_itself() {
     }
     let u1: UserId = c1.ready().expect("ready").user_id;
     // The server cuts c1 off as if its queue had overflowed ...
-    for h in env.state.bus.hub().all() {
+    for h in env.bus.hub().all() {
         if h.user == u1 {
             h.overflow.trip();
         }

@@ -315,18 +315,8 @@ async fn admin_unregister_through_the_store_revokes_too() {
     let app = env.app().await;
     let ib = register(&app, &email("admin"), "Admin").await;
     let id: parley_core::InfobaseId = ib.id.parse().expect("id");
-    assert!(env
-        .state
-        .store
-        .unregister_infobase(id)
-        .await
-        .expect("unregister"));
-    assert!(!env
-        .state
-        .store
-        .unregister_infobase(id)
-        .await
-        .expect("again"));
+    assert!(env.store.unregister_infobase(id).await.expect("unregister"));
+    assert!(!env.store.unregister_infobase(id).await.expect("again"));
     call(
         &app,
         "GET",
@@ -336,16 +326,11 @@ async fn admin_unregister_through_the_store_revokes_too() {
     )
     .await
     .expect_error(403, "access_denied");
-    let list = env.state.store.list_infobases().await.expect("list");
+    let list = env.store.list_infobases().await.expect("list");
     assert!(list
         .iter()
         .any(|i| i.id == id && i.unregistered_at.is_some()));
-    let subs = env
-        .state
-        .store
-        .list_subscribers()
-        .await
-        .expect("subscribers");
+    let subs = env.store.list_subscribers().await.expect("subscribers");
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0].infobases, 0);
 }

@@ -4,7 +4,9 @@
 //! from.
 
 pub mod browser;
+pub mod chat;
 pub mod cluster;
+pub mod faults;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
@@ -12,14 +14,17 @@ use actix_web::http::StatusCode;
 use actix_web::test::{self, TestRequest};
 use actix_web::web;
 use base64::Engine;
+use faults::{FaultBus, Proxy};
 use parley_gateway::AppState;
-use parley_mail::{SmtpTls, Transport};
+use parley_mail::{Mailer, SmtpTls, Transport};
 use parley_server::config::Config;
+use parley_service::{Parts, Service as ChatService};
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use actix_web;
@@ -37,12 +42,29 @@ pub struct TestEnv {
     pub state: web::Data<AppState>,
     /// A pool on the test's database for checks the API does not expose.
     pub db: PgPool,
+    /// The store on the test's database (direct, never through the proxy),
+    /// for checks and admin operations.
+    pub store: parley_store::Store,
+    /// The bus the service publishes on, with fault controls.
+    pub bus: Arc<FaultBus>,
+    /// Between the service and PostgreSQL, when asked for: pauses the store.
+    pub db_proxy: Option<Proxy>,
 }
 
 impl TestEnv {
     /// A new database with the schema applied; `tweak` adjusts the
     /// configuration (limits, mail) before the app is built.
     pub async fn new(tweak: impl FnOnce(&mut Config)) -> TestEnv {
+        Self::build(tweak, false).await
+    }
+
+    /// As [`TestEnv::new`], with the service reaching PostgreSQL through a
+    /// [`Proxy`] (`db_proxy`) that can pause it.
+    pub async fn with_db_proxy(tweak: impl FnOnce(&mut Config)) -> TestEnv {
+        Self::build(tweak, true).await
+    }
+
+    async fn build(tweak: impl FnOnce(&mut Config), proxy_db: bool) -> TestEnv {
         let admin_url = var("PARLEY_TEST_DATABASE_URL");
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPoolOptions::new()
@@ -74,15 +96,41 @@ impl TestEnv {
         tweak(&mut cfg);
         cfg.validate().expect("test configuration is valid");
 
+        let direct = parley_server::store(&cfg).expect("store");
+        direct.migrate().await.expect("migrate");
+        let db_proxy = if proxy_db {
+            let (host_port, target) = pg_address(&db_url);
+            let proxy = Proxy::start(target).await;
+            let mut svc_cfg = cfg.clone();
+            svc_cfg.database.url = db_url.replacen(&host_port, &proxy.addr.to_string(), 1);
+            cfg.database.url = svc_cfg.database.url;
+            Some(proxy)
+        } else {
+            None
+        };
         let store = parley_server::store(&cfg).expect("store");
-        store.migrate().await.expect("migrate");
-        let state = parley_server::app_state(&cfg, store).await.expect("state");
+        let bus = Arc::new(FaultBus::new(parley_server::bus(&cfg).await.expect("bus")));
+        let parts = Parts {
+            store,
+            mailer: Mailer::new(&cfg.mail).expect("mailer"),
+            bus: Arc::clone(&bus) as Arc<dyn parley_bus::Bus>,
+            files: parley_files::open(&cfg.files).await.expect("files"),
+        };
+        let svc = Arc::new(ChatService::new(parts, parley_server::service_config(&cfg)));
+        let state = parley_server::app_state_for(&cfg, svc);
         let db = PgPoolOptions::new()
             .max_connections(2)
             .connect(&db_url)
             .await
             .expect("connect to the test database");
-        TestEnv { cfg, state, db }
+        TestEnv {
+            cfg,
+            state,
+            db,
+            store: direct,
+            bus,
+            db_proxy,
+        }
     }
 
     pub async fn default() -> TestEnv {
@@ -112,6 +160,16 @@ impl TestEnv {
         }
         Value::Object(out)
     }
+}
+
+/// `host:port` of a PostgreSQL URL on loopback, and it as an address.
+fn pg_address(url: &str) -> (String, SocketAddr) {
+    let after_at = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
+    let host_port = after_at.split('/').next().unwrap_or(after_at).to_owned();
+    let addr = host_port
+        .parse()
+        .expect("the test database is on 127.0.0.1:PORT");
+    (host_port, addr)
 }
 
 /// How a request authenticates.

@@ -535,8 +535,8 @@ impl Env {
             base.insert(
                 *id,
                 seqs.into_iter()
-                    .find(|(c, _)| c == id)
-                    .map(|(_, s)| s)
+                    .find(|s| s.conversation_id == *id)
+                    .map(|s| s.last_seq)
                     .unwrap_or(0),
             );
         }
@@ -645,8 +645,8 @@ impl Env {
             finals.insert(
                 *id,
                 seqs.into_iter()
-                    .find(|(c, _)| c == id)
-                    .map(|(_, s)| s)
+                    .find(|s| s.conversation_id == *id)
+                    .map(|s| s.last_seq)
                     .unwrap_or(0),
             );
         }

@@ -3,9 +3,9 @@
 //! conversations.
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
+use parley_core::crypto;
 use parley_core::protocol::ConversationKind;
 use parley_core::{ConversationId, InfobaseId, SubscriberId, TokenId, UserId};
-use parley_gateway::crypto;
 use parley_store::{
     ConfirmOutcome, CreateOutcome, NewCode, NewConversation, NewInfobase, NewToken, Store,
     UserFields,

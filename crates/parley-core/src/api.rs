@@ -153,3 +153,34 @@ pub struct Readiness {
     pub status: String,
     pub components: BTreeMap<String, ComponentStatus>,
 }
+
+/// `POST /v1/files`: a file a member is about to upload to a conversation.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewFileBody {
+    pub conversation_id: crate::ConversationId,
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+    /// SHA-256 of the bytes, lower-case hex.
+    pub sha256: String,
+}
+
+/// Where and how to upload.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Upload {
+    /// `PUT`.
+    pub method: String,
+    /// A presigned bucket URL (direct), or this server's
+    /// `/v1/files/{id}/content` (through Parley, with the session token).
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// true: upload to the bucket, then call `POST /v1/files/{id}/complete`.
+    pub direct: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FileCreated {
+    pub file: crate::protocol::FileInfo,
+    pub upload: Upload,
+}

@@ -238,6 +238,32 @@ pub struct ClientFrame {
     pub request: Request,
 }
 
+impl Request {
+    /// Every request `type` (tells an unknown type from a malformed request);
+    /// a test checks it against the serde tags below.
+    pub const TYPES: &'static [&'static str] = &[
+        "auth",
+        "ping",
+        "resume",
+        "conversations.list",
+        "conversation.get",
+        "conversation.create",
+        "dialog.open",
+        "context.get",
+        "members.add",
+        "members.remove",
+        "conversation.leave",
+        "message.send",
+        "message.edit",
+        "message.delete",
+        "history",
+        "read",
+        "typing",
+        "presence.get",
+        "users.get",
+    ];
+}
+
 /// Every request a client can make.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -563,5 +589,32 @@ mod tests {
                 "{code} is not in docs/protocol.md"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod request_types {
+    use super::Request;
+
+    /// serde names every variant in its "unknown variant" error: the list
+    /// there and `Request::TYPES` must be the same set.
+    #[test]
+    fn types_match_the_serde_tags() {
+        let err = serde_json::from_str::<Request>(r#"{"type": "no.such.type"}"#)
+            .expect_err("an unknown type is refused")
+            .to_string();
+        let listed = err
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the variants");
+        let mut from_serde: Vec<&str> = listed
+            .split(", ")
+            .map(|t| t.trim_matches(|c: char| c == '`' || c.is_whitespace()))
+            .map(|t| t.split('`').next().unwrap_or(t))
+            .collect();
+        from_serde.sort_unstable();
+        let mut ours = Request::TYPES.to_vec();
+        ours.sort_unstable();
+        assert_eq!(ours, from_serde, "serde said: {err}");
     }
 }

@@ -1,7 +1,7 @@
 //! Who is calling: an infobase (HTTP Basic: infobase id + key) or a user
-//! (Bearer session token), and from which client address.
+//! (Bearer session token), and from which client address. The checks are
+//! the service's; this file only reads the credentials off the request.
 
-use crate::crypto::{ct_eq, sha256};
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::dev::Payload;
@@ -9,14 +9,10 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use parley_core::api::User;
-use parley_core::{ErrorCode, InfobaseId, SubscriberId};
+use parley_core::{ErrorCode, InfobaseActor, InfobaseId, UserActor};
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-
-/// Longest Authorization header read; anything longer is refused unparsed.
-const MAX_AUTH_HEADER: usize = 1024;
 
 fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
@@ -24,15 +20,15 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "application state missing"))
 }
 
-fn auth_header(req: &HttpRequest) -> Result<&str, ApiError> {
+fn auth_header<'r>(st: &AppState, req: &'r HttpRequest) -> Result<&'r str, ApiError> {
     let v = req
         .headers()
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "missing Authorization header"))?;
-    if v.len() > MAX_AUTH_HEADER {
+    if v.len() > st.svc.config().auth.max_credential_bytes {
         return Err(ApiError::new(
             ErrorCode::Unauthenticated,
-            "Authorization header too long",
+            "Authorization header too long (auth.max_credential_bytes)",
         ));
     }
     v.to_str().map_err(|_| {
@@ -47,8 +43,7 @@ fn auth_header(req: &HttpRequest) -> Result<&str, ApiError> {
 /// must be this infobase, so one key never reaches another infobase's data.
 #[derive(Clone, Debug)]
 pub struct InfobaseCaller {
-    pub id: InfobaseId,
-    pub subscriber_id: SubscriberId,
+    pub actor: InfobaseActor,
 }
 
 impl FromRequest for InfobaseCaller {
@@ -59,7 +54,7 @@ impl FromRequest for InfobaseCaller {
         let req = req.clone();
         Box::pin(async move {
             let st = state(&req)?;
-            let raw = auth_header(&req)?;
+            let raw = auth_header(&st, &req)?;
             let basic = raw.strip_prefix("Basic ").ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::Unauthenticated,
@@ -76,40 +71,25 @@ impl FromRequest for InfobaseCaller {
             let (id, key) = decoded.split_once(':').ok_or_else(|| {
                 ApiError::new(ErrorCode::Unauthenticated, "malformed Basic credentials")
             })?;
-            let denied = || ApiError::access_denied("wrong infobase id or key");
-            let id: InfobaseId = id.parse().map_err(|_| denied())?;
-            let auth = st.store.infobase_auth(id).await?;
-            // Hash even when the infobase is unknown so both paths cost the same.
-            let presented = sha256(key.as_bytes());
-            let ok = match &auth {
-                Some(a) => ct_eq(&presented, &a.key_hash),
-                None => {
-                    let _ = ct_eq(&presented, &[0u8; 32]);
-                    false
-                }
-            };
-            let auth = match auth {
-                Some(a) if ok => a,
-                _ => return Err(denied()),
-            };
+            let actor = st.svc.authenticate_infobase(id, key).await?;
             if let Some(path_id) = req.match_info().get("infobase_id") {
-                if path_id.parse::<InfobaseId>().ok() != Some(auth.id) {
+                if path_id.parse::<InfobaseId>().ok() != Some(actor.id) {
                     return Err(ApiError::access_denied(
                         "these credentials belong to another infobase",
                     ));
                 }
             }
-            Ok(InfobaseCaller {
-                id: auth.id,
-                subscriber_id: auth.subscriber_id,
-            })
+            Ok(InfobaseCaller { actor })
         })
     }
 }
 
-/// A user authenticated by a live session token.
+/// A user authenticated by a live session token in the `Authorization`
+/// header.
 #[derive(Clone, Debug)]
-pub struct UserCaller(pub User, pub SubscriberId);
+pub struct UserCaller {
+    pub actor: UserActor,
+}
 
 impl FromRequest for UserCaller {
     type Error = ApiError;
@@ -119,33 +99,42 @@ impl FromRequest for UserCaller {
         let req = req.clone();
         Box::pin(async move {
             let st = state(&req)?;
-            let raw = auth_header(&req)?;
+            let raw = auth_header(&st, &req)?;
             let token = raw.strip_prefix("Bearer ").ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::Unauthenticated,
                     "expected a Bearer session token",
                 )
             })?;
-            let (user, subscriber) = authenticate_token(&st, token).await?;
-            Ok(UserCaller(user, subscriber))
+            let actor = st.svc.authenticate_token(token).await?;
+            Ok(UserCaller { actor })
         })
     }
 }
 
-/// Checks a session token (also used by the WebSocket).
-pub async fn authenticate_token(
-    st: &AppState,
-    token: &str,
-) -> Result<(User, SubscriberId), ApiError> {
-    if token.len() > MAX_AUTH_HEADER {
-        return Err(ApiError::access_denied(
-            "the session token is unknown, expired or revoked",
-        ));
+/// The session token of a request: the Bearer header or, for browsers that
+/// cannot set headers (WebSocket, file links), `?token=`.
+pub fn token_from_request(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    if let Some(v) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return v
+            .strip_prefix("Bearer ")
+            .map(|t| Some(t.trim().to_owned()))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "expected a Bearer session token",
+                )
+            });
     }
-    st.store
-        .token_user(&sha256(token.trim().as_bytes()))
-        .await?
-        .ok_or_else(|| ApiError::access_denied("the session token is unknown, expired or revoked"))
+    Ok(req
+        .query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::to_owned))
 }
 
 /// The client's address: the peer, or the last untrusted hop of

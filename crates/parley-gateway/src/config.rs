@@ -1,6 +1,7 @@
 //! Configuration sections the API reads. The server composes them into the
 //! whole file; `docs/configuration.md` documents every key.
 
+pub use parley_service::config::{check, ConfigValueError};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -15,6 +16,8 @@ pub struct HttpConfig {
     /// Peers whose `X-Forwarded-For` is believed (the reverse proxies).
     pub trusted_proxies: Vec<IpAddr>,
     pub request_timeout_secs: u64,
+    /// Longest wait for each component's answer in `/readyz`.
+    pub readiness_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -25,66 +28,8 @@ impl Default for HttpConfig {
             max_body_bytes: 64 * 1024,
             trusted_proxies: Vec::new(),
             request_timeout_secs: 30,
+            readiness_timeout_secs: 2,
         }
-    }
-}
-
-/// `[registration]`
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegistrationConfig {
-    pub code_length: usize,
-    pub code_ttl_secs: u64,
-    pub max_attempts: u32,
-    pub codes_per_email_per_hour: u32,
-    pub requests_per_ip_per_hour: u32,
-}
-
-impl Default for RegistrationConfig {
-    fn default() -> Self {
-        Self {
-            code_length: 6,
-            code_ttl_secs: 600,
-            max_attempts: 5,
-            codes_per_email_per_hour: 5,
-            requests_per_ip_per_hour: 60,
-        }
-    }
-}
-
-/// `[auth]`
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    pub token_ttl_secs: u64,
-    pub max_token_ttl_secs: u64,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        Self {
-            token_ttl_secs: 24 * 3600,
-            max_token_ttl_secs: 30 * 24 * 3600,
-        }
-    }
-}
-
-/// A value out of range; names the key.
-#[derive(Debug, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigValueError {
-    pub key: &'static str,
-    pub message: String,
-}
-
-fn check(ok: bool, key: &'static str, message: &str) -> Result<(), ConfigValueError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigValueError {
-            key,
-            message: message.into(),
-        })
     }
 }
 
@@ -105,52 +50,11 @@ impl HttpConfig {
             (1..=3600).contains(&self.request_timeout_secs),
             "http.request_timeout_secs",
             "must be between 1 and 3600",
-        )
-    }
-}
-
-impl RegistrationConfig {
-    pub fn validate(&self) -> Result<(), ConfigValueError> {
-        check(
-            (4..=10).contains(&self.code_length),
-            "registration.code_length",
-            "must be between 4 and 10",
         )?;
         check(
-            (30..=86400).contains(&self.code_ttl_secs),
-            "registration.code_ttl_secs",
-            "must be between 30 and 86400",
-        )?;
-        check(
-            (1..=100).contains(&self.max_attempts),
-            "registration.max_attempts",
-            "must be between 1 and 100",
-        )?;
-        check(
-            self.codes_per_email_per_hour >= 1,
-            "registration.codes_per_email_per_hour",
-            "must be at least 1",
-        )?;
-        check(
-            self.requests_per_ip_per_hour >= 1,
-            "registration.requests_per_ip_per_hour",
-            "must be at least 1",
-        )
-    }
-}
-
-impl AuthConfig {
-    pub fn validate(&self) -> Result<(), ConfigValueError> {
-        check(
-            self.token_ttl_secs >= 60,
-            "auth.token_ttl_secs",
-            "must be at least 60",
-        )?;
-        check(
-            self.max_token_ttl_secs >= self.token_ttl_secs
-                && self.max_token_ttl_secs <= 366 * 24 * 3600,
-            "auth.max_token_ttl_secs",
-            "must be at least auth.token_ttl_secs and at most 31622400 (366 days)",
+            (1..=60).contains(&self.readiness_timeout_secs),
+            "http.readiness_timeout_secs",
+            "must be between 1 and 60",
         )
     }
 }
@@ -168,6 +72,11 @@ pub struct WsConfig {
     pub max_connections: usize,
     pub max_connections_per_user: usize,
     pub resume_max_events: u32,
+    /// Longest client-chosen request `id`.
+    pub max_request_id_bytes: usize,
+    /// Longest wait for a close or error frame to leave before the socket is
+    /// dropped (a peer that reads nothing must not hold the task).
+    pub close_timeout_secs: u64,
 }
 
 impl Default for WsConfig {
@@ -182,6 +91,8 @@ impl Default for WsConfig {
             max_connections: 10_000,
             max_connections_per_user: 16,
             resume_max_events: 1000,
+            max_request_id_bytes: 128,
+            close_timeout_secs: 2,
         }
     }
 }
@@ -232,70 +143,16 @@ impl WsConfig {
             (1..=100_000).contains(&self.resume_max_events),
             "ws.resume_max_events",
             "must be between 1 and 100000",
-        )
-    }
-}
-
-/// `[limits]`
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsConfig {
-    pub max_text_bytes: usize,
-    pub max_data_bytes: usize,
-    pub max_actions: usize,
-    pub max_members: usize,
-    pub max_title_chars: usize,
-    pub max_object_ref_chars: usize,
-    pub max_history_page: u32,
-    pub typing_interval_ms: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_text_bytes: 32 * 1024,
-            max_data_bytes: 64 * 1024,
-            max_actions: 20,
-            max_members: 1000,
-            max_title_chars: 256,
-            max_object_ref_chars: 1024,
-            max_history_page: 200,
-            typing_interval_ms: 2000,
-        }
-    }
-}
-
-impl LimitsConfig {
-    pub fn validate(&self) -> Result<(), ConfigValueError> {
-        check(
-            self.max_text_bytes >= 1,
-            "limits.max_text_bytes",
-            "must be at least 1",
         )?;
         check(
-            self.max_data_bytes >= 2,
-            "limits.max_data_bytes",
-            "must be at least 2",
+            (1..=4096).contains(&self.max_request_id_bytes),
+            "ws.max_request_id_bytes",
+            "must be between 1 and 4096",
         )?;
         check(
-            self.max_members >= 2,
-            "limits.max_members",
-            "must be at least 2",
-        )?;
-        check(
-            self.max_title_chars >= 1,
-            "limits.max_title_chars",
-            "must be at least 1",
-        )?;
-        check(
-            self.max_object_ref_chars >= 1,
-            "limits.max_object_ref_chars",
-            "must be at least 1",
-        )?;
-        check(
-            (1..=10_000).contains(&self.max_history_page),
-            "limits.max_history_page",
-            "must be between 1 and 10000",
+            (1..=60).contains(&self.close_timeout_secs),
+            "ws.close_timeout_secs",
+            "must be between 1 and 60",
         )
     }
 }

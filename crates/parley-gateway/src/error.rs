@@ -1,50 +1,54 @@
-//! The API's one error type. Every failure leaves as `{"code", "message"}`
-//! with the HTTP status of the code's row in `parley_core::ErrorCode`.
+//! The API's one error shape. Every failure leaves as `{"code", "message"}`
+//! with the HTTP status of the code's row in `parley_core::ErrorCode`. The
+//! conversions from the lower layers live in `parley_service::error`; this
+//! file only maps the service's error to HTTP and names the refusals of the
+//! HTTP layer itself (bodies, queries, paths, routes).
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use parley_core::validate::ValidationError;
 use parley_core::{ErrorBody, ErrorCode};
-use parley_store::StoreError;
+use parley_service::Error;
 use std::time::Duration;
 
+/// The service's error, answered over HTTP.
 #[derive(Debug, Clone)]
-pub struct ApiError {
-    pub code: ErrorCode,
-    pub message: String,
-    pub retry_after: Option<Duration>,
-}
+pub struct ApiError(pub Error);
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self(Error::new(code, message))
     }
 
     pub fn rate_limited(what: &str, wait: Duration) -> Self {
-        Self {
-            code: ErrorCode::RateLimited,
-            message: format!("too many {what}; retry in {} s", wait.as_secs().max(1)),
-            retry_after: Some(wait),
-        }
+        Self(Error::rate_limited(what, wait))
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(ErrorCode::NotFound, format!("{what} not found"))
+        Self(Error::not_found(what))
     }
 
     pub fn access_denied(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::AccessDenied, message)
+        Self(Error::access_denied(message))
+    }
+}
+
+impl std::ops::Deref for ApiError {
+    type Target = Error;
+    fn deref(&self) -> &Error {
+        &self.0
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
+        self.0.fmt(f)
     }
 }
 
@@ -59,34 +63,6 @@ impl ResponseError for ApiError {
             res.insert_header((header::RETRY_AFTER, wait.as_secs().max(1).to_string()));
         }
         res.json(ErrorBody::new(self.code, self.message.clone()))
-    }
-}
-
-impl From<ValidationError> for ApiError {
-    fn from(e: ValidationError) -> Self {
-        Self::new(e.code, format!("{}: {}", e.field, e.message))
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(what) => Self::not_found(what),
-            StoreError::Denied(m) => Self::access_denied(m),
-            StoreError::Invalid(m) => Self::new(ErrorCode::Invalid, m),
-            StoreError::Conflict(m) => Self::new(ErrorCode::Conflict, m),
-            StoreError::Unavailable(msg) => {
-                tracing::warn!(error = %msg, "database unavailable");
-                Self::new(
-                    ErrorCode::Unavailable,
-                    "the database is unavailable; retry later",
-                )
-            }
-            other => {
-                tracing::error!(error = %other, "database error");
-                Self::new(ErrorCode::Internal, "internal error; it has been logged")
-            }
-        }
     }
 }
 

@@ -3,12 +3,9 @@
 //! tests build the same way.
 
 pub mod auth;
-pub mod chat;
 pub mod config;
-pub mod crypto;
 pub mod error;
 pub mod openapi;
-pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod ws;

@@ -56,7 +56,7 @@ impl Modify for Security {
         conversations::CreateConversation, conversations::OpenContext, conversations::MembersBody,
         conversations::PostMessage, conversations::NotificationBody, conversations::Presence,
         protocol::FileInfo, protocol::FileState, protocol::Attachment,
-        files::NewFileBody, files::Upload, files::FileCreated,
+        parley_core::api::NewFileBody, parley_core::api::Upload, parley_core::api::FileCreated,
     )),
     modifiers(&Security),
 )]

@@ -69,11 +69,6 @@ pub enum InfobasesCmd {
     Unregister { id: InfobaseId },
 }
 
-/// How often expired codes and tokens are swept.
-const PURGE_EVERY: Duration = Duration::from_secs(600);
-/// Expired rows are kept this long for support questions.
-const PURGE_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
-
 pub async fn run(cli: Cli, cfg: Config) -> Result<(), StartError> {
     match cli.command {
         Command::Config => {
@@ -98,34 +93,10 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         tracing::info!("database schema up to date");
     }
     let state = crate::app_state(&cfg, store.clone()).await?;
-    tracing::info!(bus = state.bus.name(), "bus ready");
-    let purge_store = store.clone();
-    actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(PURGE_EVERY);
-        loop {
-            tick.tick().await;
-            match purge_store.purge_expired(PURGE_KEEP).await {
-                Ok(n) if n > 0 => tracing::info!(rows = n, "expired codes and tokens purged"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "purge failed"),
-            }
-        }
-    });
-    actix_web::rt::spawn(parley_gateway::chat::watch_departures(
-        state.clone().into_inner(),
-    ));
-    let files_state = state.clone();
-    actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(FILES_SWEEP_EVERY);
-        loop {
-            tick.tick().await;
-            match parley_gateway::routes::files::housekeeping(&files_state).await {
-                Ok(n) if n > 0 => tracing::info!(files = n, "abandoned and expired files removed"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "file housekeeping failed"),
-            }
-        }
-    });
+    tracing::info!(bus = state.svc.bus_name(), "bus ready");
+    state
+        .svc
+        .start_background(parley_service::Intervals::default());
     let st = state.clone();
     let mut server = HttpServer::new(move || parley_gateway::app(web::Data::clone(&st)))
         .client_request_timeout(Duration::from_secs(cfg.http.request_timeout_secs))
@@ -149,13 +120,13 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         );
         st.draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        st.bus.hub().going_away();
+        st.svc.going_away();
         // Give sessions a moment to send their close frames.
         let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while st.bus.hub().session_count() > 0 && std::time::Instant::now() < deadline {
+        while st.svc.session_count() > 0 && std::time::Instant::now() < deadline {
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
-        st.bus.shutdown().await;
+        st.svc.leave_cluster().await;
         handle.stop(true).await;
     });
     server.await?;
@@ -163,9 +134,6 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     tracing::info!("stopped");
     Ok(())
 }
-
-/// How often abandoned uploads and files past retention are removed.
-const FILES_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Longest wait for in-flight requests at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

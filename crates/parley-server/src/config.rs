@@ -4,10 +4,9 @@
 //! that names it. Every key is documented in `docs/configuration.md`.
 
 use parley_files::FilesConfig;
-use parley_gateway::config::{
-    AuthConfig, HttpConfig, LimitsConfig, RegistrationConfig, WebConfig, WsConfig,
-};
+use parley_gateway::config::{HttpConfig, WebConfig, WsConfig};
 use parley_mail::MailConfig;
+use parley_service::config::{AuthConfig, LimitsConfig, RegistrationConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use toml::Value;
@@ -279,7 +278,7 @@ impl Config {
 
     /// Range checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let wrap = |e: parley_gateway::config::ConfigValueError| ConfigError::BadValue {
+        let wrap = |e: parley_service::config::ConfigValueError| ConfigError::BadValue {
             key: e.key.into(),
             origin: "configuration".into(),
             message: e.message,

@@ -8,9 +8,9 @@ use actix_web::web;
 use config::BusKind;
 use config::Config;
 use parley_bus::{Bus, LocalBus, RedisBus, RedisOptions};
-use parley_gateway::ratelimit::RateLimiter;
 use parley_gateway::AppState;
 use parley_mail::Mailer;
+use parley_service::{Parts, Service, ServiceConfig};
 use parley_store::{Store, StoreOptions};
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,23 +61,40 @@ pub async fn bus(cfg: &Config) -> Result<Arc<dyn Bus>, StartError> {
     })
 }
 
-/// The state every request handler shares.
-pub async fn app_state(cfg: &Config, store: Store) -> Result<web::Data<AppState>, StartError> {
-    let bus = bus(cfg).await?;
-    let files = parley_files::open(&cfg.files).await?;
-    Ok(web::Data::new(AppState {
+/// The service with every part the configuration asks for.
+pub async fn service(cfg: &Config, store: Store) -> Result<Arc<Service>, StartError> {
+    let parts = Parts {
         store,
         mailer: Mailer::new(&cfg.mail)?,
-        http: cfg.http.clone(),
+        bus: bus(cfg).await?,
+        files: parley_files::open(&cfg.files).await?,
+    };
+    Ok(Arc::new(Service::new(parts, service_config(cfg))))
+}
+
+/// The sections of the configuration that the domain rules read.
+pub fn service_config(cfg: &Config) -> ServiceConfig {
+    ServiceConfig {
         registration: cfg.registration.clone(),
         auth: cfg.auth.clone(),
-        ws: cfg.ws.clone(),
         limits: cfg.limits.clone(),
-        files,
-        files_cfg: cfg.files.clone(),
+        files: cfg.files.clone(),
+        dev_signin: cfg.web.dev_signin,
+    }
+}
+
+/// The state every request handler shares, around a service.
+pub fn app_state_for(cfg: &Config, svc: Arc<Service>) -> web::Data<AppState> {
+    web::Data::new(AppState {
+        svc,
+        http: cfg.http.clone(),
+        ws: cfg.ws.clone(),
         web: cfg.web.clone(),
-        bus,
-        limiter: RateLimiter::new(),
         draining: Default::default(),
-    }))
+    })
+}
+
+/// The state every request handler shares.
+pub async fn app_state(cfg: &Config, store: Store) -> Result<web::Data<AppState>, StartError> {
+    Ok(app_state_for(cfg, service(cfg, store).await?))
 }

@@ -34,10 +34,81 @@ pub struct NewConversation {
     pub members: Vec<UserId>,
 }
 
+/// What a conversation is, without its members: enough to decide who may
+/// do what with it.
+#[derive(Clone, Copy, Debug)]
+pub struct ConversationMeta {
+    pub kind: ConversationKind,
+    pub subscriber_id: SubscriberId,
+    /// The owner: the infobase of a contextual conversation's object, or the
+    /// infobase that created a group (directly or through one of its users).
+    pub infobase_id: Option<InfobaseId>,
+    /// The user who created it (None when an infobase did over REST).
+    pub created_by: Option<UserId>,
+}
+
+pub(crate) fn meta_from_row(r: &PgRow) -> Result<ConversationMeta> {
+    let kind: String = r.try_get("kind")?;
+    Ok(ConversationMeta {
+        kind: ConversationKind::parse(&kind).ok_or(StoreError::Invalid(kind))?,
+        subscriber_id: SubscriberId(r.try_get("subscriber_id")?),
+        infobase_id: r.try_get::<Option<Uuid>, _>("infobase_id")?.map(InfobaseId),
+        created_by: r.try_get::<Option<Uuid>, _>("created_by")?.map(UserId),
+    })
+}
+
+/// Events a change committed and the conversation's members at that commit:
+/// the fan-out goes to exactly these users.
+#[derive(Clone, Debug, Default)]
+pub struct Committed {
+    pub events: Vec<StoredEvent>,
+    pub members: Vec<UserId>,
+}
+
+/// The members of a conversation, read inside a transaction that holds the
+/// conversation's row lock (so they are the members at commit).
+pub(crate) async fn members_tx(
+    tx: &mut Transaction<'_, Postgres>,
+    conversation: ConversationId,
+) -> Result<Vec<UserId>> {
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY joined_at, user_id",
+    )
+    .bind(conversation.0)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(ids.into_iter().map(UserId).collect())
+}
+
+/// Locks a conversation's row for the rest of the transaction: every change
+/// of its members or history takes this lock first, so a reader of members
+/// under it sees the members at commit.
+pub(crate) async fn lock_conversation(
+    tx: &mut Transaction<'_, Postgres>,
+    conversation: ConversationId,
+) -> Result<ConversationMeta> {
+    let row = sqlx::query(
+        "SELECT kind, subscriber_id, infobase_id, created_by FROM conversations
+         WHERE id = $1 FOR UPDATE",
+    )
+    .bind(conversation.0)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound("conversation"))?;
+    meta_from_row(&row)
+}
+
+/// The sequence number a conversation's log has reached.
+#[derive(Clone, Copy, Debug)]
+pub struct ConversationSeq {
+    pub conversation_id: ConversationId,
+    pub last_seq: i64,
+}
+
 #[derive(Clone, Debug)]
 pub enum CreateOutcome {
     /// Created now; the events announce the first members.
-    Created(ConversationId, Vec<StoredEvent>),
+    Created(ConversationId, Committed),
     /// The dialog of the pair, or the conversation of the object, existed.
     Existing(ConversationId),
 }
@@ -137,22 +208,6 @@ pub(crate) async fn add_members_tx(
 }
 
 impl Store {
-    /// The subscriber of a user's infobase (None for unknown users).
-    pub async fn user_subscriber(
-        &self,
-        user: UserId,
-    ) -> Result<Option<(SubscriberId, InfobaseId)>> {
-        let row = sqlx::query(
-            "SELECT i.subscriber_id, i.id FROM users u JOIN infobases i ON i.id = u.infobase_id
-             WHERE u.id = $1 AND i.unregistered_at IS NULL",
-        )
-        .bind(user.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| Ok((SubscriberId(r.try_get(0)?), InfobaseId(r.try_get(1)?))))
-            .transpose()
-    }
-
     /// Creates a conversation; dialogs (per pair) and contextual ones (per
     /// object) are get-or-create, safe under concurrent calls.
     pub async fn create_conversation(
@@ -221,7 +276,7 @@ impl Store {
         }
         let events = add_members_tx(&mut tx, id, &members).await?;
         tx.commit().await?;
-        Ok(CreateOutcome::Created(id, events))
+        Ok(CreateOutcome::Created(id, Committed { events, members }))
     }
 
     /// One conversation as `viewer` sees it, with its members; None when it
@@ -283,34 +338,15 @@ impl Store {
         Ok(n.is_some())
     }
 
-    /// Kind, subscriber and owning infobase of a conversation.
-    pub async fn conversation_meta(
-        &self,
-        id: ConversationId,
-    ) -> Result<
-        Option<(
-            ConversationKind,
-            SubscriberId,
-            Option<InfobaseId>,
-            Option<UserId>,
-        )>,
-    > {
+    /// Kind, subscriber, owning infobase and creator of a conversation.
+    pub async fn conversation_meta(&self, id: ConversationId) -> Result<Option<ConversationMeta>> {
         let row = sqlx::query(
             "SELECT kind, subscriber_id, infobase_id, created_by FROM conversations WHERE id = $1",
         )
         .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let kind: String = r.try_get(0)?;
-            Ok((
-                ConversationKind::parse(&kind).ok_or(StoreError::Invalid(kind))?,
-                SubscriberId(r.try_get(1)?),
-                r.try_get::<Option<Uuid>, _>(2)?.map(InfobaseId),
-                r.try_get::<Option<Uuid>, _>(3)?.map(UserId),
-            ))
-        })
-        .transpose()
+        row.as_ref().map(meta_from_row).transpose()
     }
 
     /// Conversations visible to `viewer`, most recently active first.
@@ -393,17 +429,10 @@ impl Store {
         subscriber: SubscriberId,
         users: &[UserId],
         max_members: usize,
-    ) -> Result<Vec<StoredEvent>> {
+    ) -> Result<Committed> {
         let mut tx = self.pool.begin().await?;
         // Lock the conversation first so the member count check holds.
-        let locked: Option<i64> =
-            sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE")
-                .bind(id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if locked.is_none() {
-            return Err(StoreError::NotFound("conversation"));
-        }
+        lock_conversation(&mut tx, id).await?;
         check_users(&mut tx, subscriber, users).await?;
         let mut new: Vec<UserId> = users.to_vec();
         new.sort();
@@ -426,8 +455,9 @@ impl Store {
             )));
         }
         let events = add_members_tx(&mut tx, id, &new).await?;
+        let members = members_tx(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(events)
+        Ok(Committed { events, members })
     }
 
     /// Removes a member; None when it was not a member.
@@ -435,8 +465,9 @@ impl Store {
         &self,
         id: ConversationId,
         user: UserId,
-    ) -> Result<Option<StoredEvent>> {
+    ) -> Result<Option<Committed>> {
         let mut tx = self.pool.begin().await?;
+        lock_conversation(&mut tx, id).await?;
         let removed =
             sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
                 .bind(id.0)
@@ -454,12 +485,18 @@ impl Store {
             user_id: user,
         })
         .await?;
+        let mut members = members_tx(&mut tx, id).await?;
         tx.commit().await?;
-        Ok(Some(ev))
+        // The one removed learns of it too.
+        members.push(user);
+        Ok(Some(Committed {
+            events: vec![ev],
+            members,
+        }))
     }
 
     /// The `last_seq` of every conversation the user is a member of.
-    pub async fn member_seqs(&self, user: UserId) -> Result<Vec<(ConversationId, i64)>> {
+    pub async fn member_seqs(&self, user: UserId) -> Result<Vec<ConversationSeq>> {
         let rows: Vec<(Uuid, i64)> = sqlx::query_as(
             "SELECT c.id, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
              WHERE m.user_id = $1",
@@ -469,7 +506,10 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(c, s)| (ConversationId(c), s))
+            .map(|(c, s)| ConversationSeq {
+                conversation_id: ConversationId(c),
+                last_seq: s,
+            })
             .collect())
     }
 

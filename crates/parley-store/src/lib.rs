@@ -9,10 +9,14 @@ mod registration;
 mod tokens;
 mod users;
 
-pub use conversations::{CreateOutcome, NewConversation, Viewer};
+pub use conversations::{
+    Committed, ConversationMeta, ConversationSeq, CreateOutcome, NewConversation, Viewer,
+};
 pub use files::{FileRefusal, FileRow, NewFile};
 pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
-pub use messages::{NewMessageRow, PostOutcome, StoredEvent};
+pub use messages::{
+    EventPage, JoinPolicy, LoggedEvent, NewMessageRow, PostOutcome, ReadMarker, StoredEvent,
+};
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use tokens::NewToken;
 pub use users::UserFields;

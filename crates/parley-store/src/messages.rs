@@ -1,8 +1,9 @@
 //! Messages, the event log, history and read markers.
 
+use crate::conversations::{add_members_tx, lock_conversation, members_tx, Committed};
 use crate::{Result, Store, StoreError};
-use parley_core::protocol::{Action, Attachment, Event, Message, MessagePage};
-use parley_core::{ConversationId, FileId, MessageId, UserId};
+use parley_core::protocol::{Action, Attachment, ConversationKind, Event, Message, MessagePage};
+use parley_core::{ConversationId, FileId, MessageId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{Postgres, Row, Transaction};
@@ -117,9 +118,44 @@ pub struct NewMessageRow {
 #[derive(Clone, Debug)]
 pub struct PostOutcome {
     pub message: Message,
-    /// None when the idempotency key matched an earlier message (nothing new
-    /// to fan out).
-    pub event: Option<StoredEvent>,
+    /// False when the idempotency key matched an earlier message.
+    pub fresh: bool,
+    /// What the post committed (a joining author's `member.added`, then
+    /// `message.created`; nothing for a retry) and the members at commit.
+    pub committed: Committed,
+}
+
+/// What happens when the author of a post is not a member.
+#[derive(Clone, Copy, Debug)]
+pub enum JoinPolicy {
+    /// Refused (a user posting over WebSocket). Conversations of other
+    /// subscribers look missing; those of the user's own are `Denied`.
+    MemberOnly { subscriber: SubscriberId },
+    /// The author joins in the same transaction (an infobase posting as one
+    /// of its users), except in a dialog.
+    Join { max_members: usize },
+}
+
+/// One row of a conversation's event log, as sent on the wire.
+#[derive(Clone, Debug)]
+pub struct LoggedEvent {
+    pub seq: i64,
+    pub body: serde_json::Value,
+}
+
+/// A page of the event log.
+#[derive(Clone, Debug, Default)]
+pub struct EventPage {
+    pub events: Vec<LoggedEvent>,
+    /// The limit cut the page short: more events follow the last one.
+    pub more: bool,
+}
+
+/// A member's read marker and what is left unread after it.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadMarker {
+    pub read_seq: i64,
+    pub unread: i64,
 }
 
 const MSG_COLUMNS: &str = "id, conversation_id, seq, author_id, text, data, actions, recipients, \
@@ -158,22 +194,51 @@ const VISIBLE_TO: &str =
 
 impl Store {
     /// Stores a message with the next `seq`, or returns the earlier message
-    /// with the same idempotency key. The caller checked membership.
+    /// with the same idempotency key. Membership is read once, under the
+    /// conversation's lock: the author's right to post, the recipients and the
+    /// fan-out targets all come from the members at commit.
     pub async fn post_message(
         &self,
         conversation: ConversationId,
         m: &NewMessageRow,
+        join: JoinPolicy,
     ) -> Result<PostOutcome> {
         let mut tx = self.pool.begin().await?;
-        // Take the conversation lock first: concurrent retries with one key
-        // then see each other.
-        let locked: Option<i64> =
-            sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1 FOR UPDATE")
-                .bind(conversation.0)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if locked.is_none() {
-            return Err(StoreError::NotFound("conversation"));
+        // The lock comes first: concurrent retries with one key then see each
+        // other, and no membership change can slip between read and commit.
+        let meta = lock_conversation(&mut tx, conversation).await?;
+        let mut members = members_tx(&mut tx, conversation).await?;
+        let mut events = Vec::new();
+        if !members.contains(&m.author) {
+            match join {
+                JoinPolicy::MemberOnly { subscriber } if subscriber == meta.subscriber_id => {
+                    return Err(StoreError::Denied(
+                        "you are not a member of this conversation".into(),
+                    ))
+                }
+                JoinPolicy::MemberOnly { .. } => return Err(StoreError::NotFound("conversation")),
+                JoinPolicy::Join { .. } if meta.kind == ConversationKind::Dialog => {
+                    return Err(StoreError::Denied(
+                        "only the two users of a dialog post in it".into(),
+                    ))
+                }
+                JoinPolicy::Join { max_members } if members.len() >= max_members => {
+                    return Err(StoreError::Invalid(format!(
+                        "members: more than the limit of {max_members} (limits.max_members)"
+                    )))
+                }
+                JoinPolicy::Join { .. } => {
+                    events.extend(add_members_tx(&mut tx, conversation, &[m.author]).await?);
+                    members.push(m.author);
+                }
+            }
+        }
+        if let Some(r) = &m.recipients {
+            if let Some(stranger) = r.iter().find(|u| !members.contains(u)) {
+                return Err(StoreError::Invalid(format!(
+                    "recipients: {stranger} is not a member of the conversation"
+                )));
+            }
         }
         if let Some(key) = &m.idempotency_key {
             let sql = format!(
@@ -190,7 +255,11 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(PostOutcome {
                     message: msg_from_row(&row)?,
-                    event: None,
+                    fresh: false,
+                    committed: Committed {
+                        events: Vec::new(),
+                        members,
+                    },
                 });
             }
         }
@@ -248,9 +317,11 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        events.push(ev);
         Ok(PostOutcome {
             message,
-            event: Some(ev),
+            fresh: true,
+            committed: Committed { events, members },
         })
     }
 
@@ -263,7 +334,7 @@ impl Store {
         editor: Option<UserId>,
         text: Option<&str>,
         data: Option<&serde_json::Value>,
-    ) -> Result<StoredEvent> {
+    ) -> Result<Committed> {
         let mut tx = self.pool.begin().await?;
         let current = self
             .message_for_change(&mut tx, conversation, id, editor)
@@ -295,8 +366,12 @@ impl Store {
             .bind(msg.edited_at)
             .execute(&mut *tx)
             .await?;
+        let members = members_tx(&mut tx, conversation).await?;
         tx.commit().await?;
-        Ok(ev)
+        Ok(Committed {
+            events: vec![ev],
+            members,
+        })
     }
 
     /// Deletes a message (keeps its `seq`, drops its content).
@@ -305,7 +380,7 @@ impl Store {
         conversation: ConversationId,
         id: MessageId,
         by: Option<UserId>,
-    ) -> Result<StoredEvent> {
+    ) -> Result<Committed> {
         let mut tx = self.pool.begin().await?;
         let current = self
             .message_for_change(&mut tx, conversation, id, by)
@@ -322,8 +397,12 @@ impl Store {
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
+        let members = members_tx(&mut tx, conversation).await?;
         tx.commit().await?;
-        Ok(ev)
+        Ok(Committed {
+            events: vec![ev],
+            members,
+        })
     }
 
     async fn message_for_change(
@@ -403,7 +482,7 @@ impl Store {
         after_seq: i64,
         until_seq: Option<i64>,
         limit: u32,
-    ) -> Result<(Vec<(i64, serde_json::Value)>, bool)> {
+    ) -> Result<EventPage> {
         let rows = sqlx::query(
             "SELECT seq, body FROM events
              WHERE conversation_id = $1 AND seq > $3 AND ($4::bigint IS NULL OR seq < $4)
@@ -418,17 +497,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let more = rows.len() > limit as usize;
-        let out = rows
+        let events = rows
             .iter()
             .take(limit as usize)
             .map(|r| {
-                Ok((
-                    r.try_get("seq")?,
-                    r.try_get::<Json<serde_json::Value>, _>("body")?.0,
-                ))
+                Ok(LoggedEvent {
+                    seq: r.try_get("seq")?,
+                    body: r.try_get::<Json<serde_json::Value>, _>("body")?.0,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok((out, more))
+        Ok(EventPage { events, more })
     }
 
     /// Moves the member's read marker forward (never back, never past the
@@ -439,7 +518,7 @@ impl Store {
         conversation: ConversationId,
         user: UserId,
         seq: i64,
-    ) -> Result<Option<(i64, i64)>> {
+    ) -> Result<Option<ReadMarker>> {
         let row = sqlx::query(
             "UPDATE members m SET read_seq = GREATEST(m.read_seq, LEAST($3, c.last_seq))
              FROM conversations c
@@ -463,6 +542,6 @@ impl Store {
         .bind(read_seq)
         .fetch_one(&self.pool)
         .await?;
-        Ok(Some((read_seq, unread)))
+        Ok(Some(ReadMarker { read_seq, unread }))
     }
 }

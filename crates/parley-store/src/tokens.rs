@@ -4,8 +4,7 @@
 use crate::users::user_from_row;
 use crate::{Result, Store};
 use chrono::{DateTime, Utc};
-use parley_core::api::User;
-use parley_core::{InfobaseId, SubscriberId, TokenId, UserId};
+use parley_core::{InfobaseId, SubscriberId, TokenId, UserActor, UserId};
 
 #[derive(Clone, Debug)]
 pub struct NewToken {
@@ -40,7 +39,7 @@ impl Store {
 
     /// The user a live token belongs to: not expired, not revoked, user not
     /// locked, infobase still registered.
-    pub async fn token_user(&self, token_hash: &[u8]) -> Result<Option<(User, SubscriberId)>> {
+    pub async fn token_user(&self, token_hash: &[u8]) -> Result<Option<UserActor>> {
         let row = sqlx::query(
             "SELECT u.id, u.infobase_id, u.external_id, u.name, u.full_name, u.email, u.phone,
                     u.picture, u.bot, u.locked, u.created_at, u.updated_at, i.subscriber_id
@@ -55,10 +54,10 @@ impl Store {
         .await?;
         row.as_ref()
             .map(|r| {
-                Ok((
-                    user_from_row(r)?,
-                    SubscriberId(sqlx::Row::try_get(r, "subscriber_id")?),
-                ))
+                Ok(UserActor {
+                    user: user_from_row(r)?,
+                    subscriber_id: SubscriberId(sqlx::Row::try_get(r, "subscriber_id")?),
+                })
             })
             .transpose()
     }

@@ -3,15 +3,14 @@
 //! application user), read history, manage members, ask presence, notify.
 
 use crate::auth::InfobaseCaller;
-use crate::chat;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use parley_core::protocol::{
     ConversationFilter, ConversationKind, ConversationPage, Message, MessagePage, NewMessage,
 };
-use parley_core::{validate, ConversationId, ErrorBody, ErrorCode, InfobaseId, MessageId, UserId};
-use parley_store::{CreateOutcome, NewConversation, Viewer};
+use parley_core::{ConversationId, ErrorBody, InfobaseId, MessageId, UserId};
+use parley_service::{HistoryQuery as Page, NewByInfobase, Opened, Posted};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -79,36 +78,13 @@ pub struct HistoryQuery {
     pub limit: Option<u32>,
 }
 
-async fn visible(
-    st: &AppState,
-    me: &InfobaseCaller,
-    id: ConversationId,
-) -> ApiResult<parley_core::protocol::Conversation> {
-    st.store
-        .conversation(id, Viewer::Infobase(me.id, me.subscriber_id))
-        .await?
-        .ok_or_else(|| ApiError::not_found("conversation"))
-}
-
-async fn created(
-    st: &AppState,
-    me: &InfobaseCaller,
-    outcome: CreateOutcome,
-) -> ApiResult<HttpResponse> {
-    let (id, fresh) = match outcome {
-        CreateOutcome::Created(id, events) => {
-            chat::publish_all(st, events).await?;
-            (id, true)
-        }
-        CreateOutcome::Existing(id) => (id, false),
-    };
-    let conv = visible(st, me, id).await?;
-    Ok(if fresh {
+fn opened(o: Opened) -> HttpResponse {
+    if o.created {
         HttpResponse::Created()
     } else {
         HttpResponse::Ok()
     }
-    .json(conv))
+    .json(o.conversation)
 }
 
 /// Creates a group conversation or opens the dialog of two users.
@@ -123,36 +99,14 @@ pub async fn create(
     body: web::Json<CreateConversation>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let kind = b.kind.unwrap_or(ConversationKind::Group);
-    let title = match kind {
-        ConversationKind::Group => validate::text("title", &b.title, st.limits.max_title_chars)?,
-        ConversationKind::Dialog => {
-            validate::optional_text("title", &b.title, st.limits.max_title_chars)?
-        }
-        ConversationKind::Context => {
-            return Err(ApiError::new(
-                ErrorCode::Invalid,
-                "kind: contextual conversations are opened with PUT .../contexts",
-            ))
-        }
-    };
-    let key = b.key.map(|k| validate::text("key", &k, 256)).transpose()?;
-    let new = NewConversation {
-        subscriber_id: me.subscriber_id,
-        kind,
-        title,
-        hidden: b.hidden,
-        infobase_id: Some(me.id),
-        key,
-        object_ref: None,
-        created_by: None,
+    let new = NewByInfobase {
+        kind: b.kind.unwrap_or(ConversationKind::Group),
+        title: b.title,
         members: b.members,
+        hidden: b.hidden,
+        key: b.key,
     };
-    let outcome = st
-        .store
-        .create_conversation(&new, st.limits.max_members)
-        .await?;
-    created(&st, &me, outcome).await
+    Ok(opened(st.svc.create_by_infobase(&me.actor, new).await?))
 }
 
 /// Gets or creates the one contextual conversation of an object; safe to call
@@ -165,28 +119,11 @@ pub async fn open_context(
     me: InfobaseCaller,
     body: web::Json<OpenContext>,
 ) -> ApiResult<HttpResponse> {
-    let object_ref = validate::text(
-        "object_ref",
-        &body.object_ref,
-        st.limits.max_object_ref_chars,
-    )?;
-    let title = validate::optional_text("title", &body.title, st.limits.max_title_chars)?;
-    let new = NewConversation {
-        subscriber_id: me.subscriber_id,
-        kind: ConversationKind::Context,
-        title,
-        hidden: body.hidden,
-        infobase_id: Some(me.id),
-        key: None,
-        object_ref: Some(object_ref),
-        created_by: None,
-        members: Vec::new(),
-    };
-    let outcome = st
-        .store
-        .create_conversation(&new, st.limits.max_members)
+    let o = st
+        .svc
+        .open_context(&me.actor, &body.object_ref, &body.title, body.hidden)
         .await?;
-    created(&st, &me, outcome).await
+    Ok(opened(o))
 }
 
 /// Conversations this infobase created or its users are in.
@@ -198,17 +135,11 @@ pub async fn list(
     me: InfobaseCaller,
     q: web::Query<ConversationFilter>,
 ) -> ApiResult<web::Json<ConversationPage>> {
-    if !(1..=200).contains(&q.limit.unwrap_or(50)) {
-        return Err(ApiError::new(
-            ErrorCode::Invalid,
-            "limit: must be between 1 and 200",
-        ));
-    }
-    Ok(web::Json(
-        st.store
-            .list_conversations(Viewer::Infobase(me.id, me.subscriber_id), &q)
-            .await?,
-    ))
+    let page = st
+        .svc
+        .conversations_of_infobase(&me.actor, q.into_inner())
+        .await?;
+    Ok(web::Json(page))
 }
 
 #[utoipa::path(get, path = "/v1/infobases/{infobase_id}/conversations/{conversation_id}", tag = "conversations",
@@ -219,7 +150,8 @@ pub async fn get(
     me: InfobaseCaller,
     path: web::Path<(InfobaseId, ConversationId)>,
 ) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(visible(&st, &me, path.1).await?))
+    let conv = st.svc.conversation_for_infobase(&me.actor, path.1).await?;
+    Ok(HttpResponse::Ok().json(conv))
 }
 
 /// Adds members; for a contextual conversation this is the grant that lets a
@@ -233,24 +165,11 @@ pub async fn add_members(
     path: web::Path<(InfobaseId, ConversationId)>,
     body: web::Json<MembersBody>,
 ) -> ApiResult<HttpResponse> {
-    let conv = visible(&st, &me, path.1).await?;
-    if conv.kind == ConversationKind::Dialog {
-        return Err(ApiError::new(
-            ErrorCode::Invalid,
-            "a dialog has exactly two members",
-        ));
-    }
-    let events = st
-        .store
-        .add_members(
-            conv.id,
-            me.subscriber_id,
-            &body.user_ids,
-            st.limits.max_members,
-        )
+    let conv = st
+        .svc
+        .add_members_by_infobase(&me.actor, path.1, &body.user_ids)
         .await?;
-    chat::publish_all(&st, events).await?;
-    Ok(HttpResponse::Ok().json(visible(&st, &me, conv.id).await?))
+    Ok(HttpResponse::Ok().json(conv))
 }
 
 /// Removes a member (revokes a grant).
@@ -262,17 +181,10 @@ pub async fn remove_member(
     me: InfobaseCaller,
     path: web::Path<(InfobaseId, ConversationId, UserId)>,
 ) -> ApiResult<HttpResponse> {
-    let conv = visible(&st, &me, path.1).await?;
-    if conv.kind == ConversationKind::Dialog {
-        return Err(ApiError::new(ErrorCode::Invalid, "nobody leaves a dialog"));
-    }
-    match st.store.remove_member(conv.id, path.2).await? {
-        Some(ev) => {
-            chat::publish(&st, ev).await?;
-            Ok(HttpResponse::NoContent().finish())
-        }
-        None => Err(ApiError::not_found("member")),
-    }
+    st.svc
+        .remove_member_by_infobase(&me.actor, path.1, path.2)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Posts a message as one of this infobase's users (a person or an
@@ -286,45 +198,17 @@ pub async fn post_message(
     path: web::Path<(InfobaseId, ConversationId)>,
     body: web::Json<PostMessage>,
 ) -> ApiResult<HttpResponse> {
-    let conv = visible(&st, &me, path.1).await?;
     let b = body.into_inner();
-    let author = st
-        .store
-        .user(me.id, b.author_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    if author.locked {
-        return Err(ApiError::access_denied("the author is locked"));
-    }
-    if !conv
-        .members
-        .as_ref()
-        .is_some_and(|m| m.contains(&author.id))
-    {
-        if conv.kind == ConversationKind::Dialog {
-            return Err(ApiError::access_denied(
-                "only the two users of a dialog post in it",
-            ));
-        }
-        let events = st
-            .store
-            .add_members(
-                conv.id,
-                me.subscriber_id,
-                &[author.id],
-                st.limits.max_members,
-            )
-            .await?;
-        chat::publish_all(&st, events).await?;
-    }
-    let row = chat::validate_message(&st, b.message, author.id)?;
-    let (msg, fresh) = chat::send(&st, conv.id, row).await?;
+    let Posted { message, fresh } = st
+        .svc
+        .post_as_infobase(&me.actor, path.1, b.author_id, b.message)
+        .await?;
     Ok(if fresh {
         HttpResponse::Created()
     } else {
         HttpResponse::Ok()
     }
-    .json(msg))
+    .json(message))
 }
 
 /// History, ascending `seq`; everything, whatever `recipients` says.
@@ -337,19 +221,13 @@ pub async fn history(
     path: web::Path<(InfobaseId, ConversationId)>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<web::Json<MessagePage>> {
-    let conv = visible(&st, &me, path.1).await?;
-    let max = st.limits.max_history_page;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=max).contains(&limit) || (q.before.is_some() && q.after.is_some()) {
-        return Err(ApiError::new(
-            ErrorCode::Invalid,
-            format!("limit must be between 1 and {max}; give before or after, not both"),
-        ));
-    }
+    let page = Page {
+        before: q.before,
+        after: q.after,
+        limit: q.limit,
+    };
     Ok(web::Json(
-        st.store
-            .history(conv.id, None, q.before, q.after, limit)
-            .await?,
+        st.svc.history_for_infobase(&me.actor, path.1, page).await?,
     ))
 }
 
@@ -362,9 +240,9 @@ pub async fn delete_message(
     me: InfobaseCaller,
     path: web::Path<(InfobaseId, ConversationId, MessageId)>,
 ) -> ApiResult<HttpResponse> {
-    let conv = visible(&st, &me, path.1).await?;
-    let ev = st.store.delete_message(conv.id, path.2, None).await?;
-    chat::publish(&st, ev).await?;
+    st.svc
+        .delete_message_by_infobase(&me.actor, path.1, path.2)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -377,15 +255,8 @@ pub async fn presence(
     me: InfobaseCaller,
     path: web::Path<(InfobaseId, UserId)>,
 ) -> ApiResult<web::Json<Presence>> {
-    let user = st
-        .store
-        .user(me.id, path.1)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    let online = st.bus.online(vec![user.id]).await?;
-    Ok(web::Json(Presence {
-        online: online.first().copied().unwrap_or(false),
-    }))
+    let online = st.svc.presence_for_infobase(&me.actor, path.1).await?;
+    Ok(web::Json(Presence { online }))
 }
 
 /// Pushes a `notification` event to the user's open sessions.
@@ -398,26 +269,8 @@ pub async fn notify(
     path: web::Path<(InfobaseId, UserId)>,
     body: web::Json<NotificationBody>,
 ) -> ApiResult<HttpResponse> {
-    let user = st
-        .store
-        .user(me.id, path.1)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    let size = serde_json::to_vec(&body.data)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > st.limits.max_data_bytes {
-        return Err(ApiError::new(
-            ErrorCode::TooLarge,
-            "data: larger than limits.max_data_bytes",
-        ));
-    }
-    chat::push(
-        &st,
-        vec![user.id],
-        parley_core::protocol::Event::Notification {
-            data: body.into_inner().data,
-        },
-    );
+    st.svc
+        .notify(&me.actor, path.1, body.into_inner().data)
+        .await?;
     Ok(HttpResponse::Accepted().json(json!({ "queued": true })))
 }

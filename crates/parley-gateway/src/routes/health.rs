@@ -3,10 +3,7 @@
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use parley_core::api::{ComponentStatus, Health, Readiness};
-use std::collections::BTreeMap;
 use std::time::Duration;
-
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
@@ -26,13 +23,8 @@ pub async fn healthz() -> web::Json<Health> {
     )
 )]
 pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
-    let mut components = BTreeMap::new();
-    let db = component(st.store.ping(), None).await;
-    components.insert("database".to_owned(), db);
-    let bus = component(st.bus.check(), Some(st.bus.name())).await;
-    components.insert("bus".to_owned(), bus);
-    let storage = component(st.files.ready(), Some(st.files.name())).await;
-    components.insert("storage".to_owned(), storage);
+    let timeout = Duration::from_secs(st.http.readiness_timeout_secs);
+    let mut components = st.svc.readiness(timeout).await;
     if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
         components.insert(
             "node".to_owned(),
@@ -51,22 +43,6 @@ pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
-    }
-}
-
-/// Runs one component's check within CHECK_TIMEOUT.
-async fn component<E: std::fmt::Display>(
-    check: impl std::future::Future<Output = Result<(), E>>,
-    name: Option<&str>,
-) -> ComponentStatus {
-    let (status, message) = match actix_web::rt::time::timeout(CHECK_TIMEOUT, check).await {
-        Ok(Ok(())) => ("ready", name.map(str::to_owned)),
-        Ok(Err(e)) => ("unavailable", Some(e.to_string())),
-        Err(_) => ("unavailable", Some("no answer within 2 s".to_owned())),
-    };
-    ComponentStatus {
-        status: status.into(),
-        message,
     }
 }
 

@@ -2,24 +2,17 @@
 //! and their session tokens. Every query is scoped by the caller's infobase.
 
 use crate::auth::InfobaseCaller;
-use crate::crypto::{self, sha256, SESSION_TOKEN_PREFIX};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use futures_util::StreamExt;
 use parley_core::api::{
     Infobase, IssueToken, SessionToken, UpsertUser, UpsertedUser, User, UserPage,
 };
-use parley_core::validate::{self, *};
-use parley_core::{ErrorBody, ErrorCode, InfobaseId, TokenId, UserId};
-use parley_store::{NewToken, UserFields};
+use parley_core::{ErrorBody, ErrorCode, InfobaseId, UserId};
+use parley_service::UserQuery;
 use serde::Deserialize;
-use std::time::Duration;
 use utoipa::IntoParams;
-
-pub const DEFAULT_PAGE: u32 = 100;
-pub const MAX_PAGE: u32 = 1000;
 
 /// The infobase's own record.
 #[utoipa::path(
@@ -36,12 +29,7 @@ pub async fn get_infobase(
     st: web::Data<AppState>,
     me: InfobaseCaller,
 ) -> ApiResult<web::Json<Infobase>> {
-    let ib = st
-        .store
-        .infobase(me.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("infobase"))?;
-    Ok(web::Json(ib))
+    Ok(web::Json(st.svc.infobase(&me.actor).await?))
 }
 
 /// Unregisters the infobase: its key and every session token of its users
@@ -56,18 +44,8 @@ pub async fn get_infobase(
     )
 )]
 pub async fn unregister(st: web::Data<AppState>, me: InfobaseCaller) -> ApiResult<HttpResponse> {
-    if !st.store.unregister_infobase(me.id).await? {
-        return Err(ApiError::not_found("infobase"));
-    }
-    tracing::info!(infobase_id = %me.id, "infobase unregistered");
+    st.svc.unregister(&me.actor).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-fn opt_text(field: &'static str, v: &Option<String>, max: usize) -> ApiResult<Option<String>> {
-    v.as_deref()
-        .map(|s| validate::optional_text(field, s, max))
-        .transpose()
-        .map_err(ApiError::from)
 }
 
 /// Creates the user, or updates it when `external_id` is already known; the
@@ -90,24 +68,8 @@ pub async fn upsert_user(
     me: InfobaseCaller,
     body: web::Json<UpsertUser>,
 ) -> ApiResult<HttpResponse> {
-    let email = match body.email.as_deref().map(str::trim) {
-        None => None,
-        Some("") => Some(String::new()),
-        Some(e) => Some(validate::email(e)?),
-    };
-    let fields = UserFields {
-        external_id: validate::text("external_id", &body.external_id, MAX_USER_ID_CHARS)?,
-        name: validate::text("name", &body.name, MAX_USER_NAME_CHARS)?,
-        full_name: opt_text("full_name", &body.full_name, MAX_USER_FULL_NAME_CHARS)?,
-        email,
-        phone: opt_text("phone", &body.phone, MAX_PHONE_CHARS)?,
-        picture: opt_text("picture", &body.picture, MAX_PICTURE_CHARS)?,
-        bot: body.bot,
-        locked: body.locked,
-    };
-    let (user, created) = st.store.upsert_user(me.id, &fields).await?;
-    let out = UpsertedUser { created, user };
-    Ok(if created {
+    let out: UpsertedUser = st.svc.upsert_user(&me.actor, &body).await?;
+    Ok(if out.created {
         HttpResponse::Created().json(out)
     } else {
         HttpResponse::Ok().json(out)
@@ -119,7 +81,7 @@ pub async fn upsert_user(
 pub struct ListUsersQuery {
     /// Cursor: the `next_cursor` of the previous page.
     pub after: Option<UserId>,
-    /// Page size, 1..=1000 (default 100).
+    /// Page size, 1..=`limits.max_user_page` (default `limits.default_user_page`).
     pub limit: Option<u32>,
     /// Only the user with this infobase-side id.
     pub external_id: Option<String>,
@@ -140,37 +102,13 @@ pub async fn list_users(
     me: InfobaseCaller,
     q: web::Query<ListUsersQuery>,
 ) -> ApiResult<web::Json<UserPage>> {
-    if let Some(ext) = &q.external_id {
-        let users = st
-            .store
-            .user_by_external_id(me.id, ext)
-            .await?
-            .into_iter()
-            .collect();
-        return Ok(web::Json(UserPage {
-            users,
-            next_cursor: None,
-        }));
-    }
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::new(
-            ErrorCode::Invalid,
-            format!("limit: must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    let mut users = st
-        .store
-        .list_users(me.id, q.after, i64::from(limit) + 1)
-        .await?;
-    let more = users.len() > limit as usize;
-    users.truncate(limit as usize);
-    let next_cursor = if more {
-        users.last().map(|u| u.id)
-    } else {
-        None
+    let q = q.into_inner();
+    let query = UserQuery {
+        after: q.after,
+        limit: q.limit,
+        external_id: q.external_id,
     };
-    Ok(web::Json(UserPage { users, next_cursor }))
+    Ok(web::Json(st.svc.list_users(&me.actor, &query).await?))
 }
 
 /// One user of the infobase.
@@ -189,12 +127,7 @@ pub async fn get_user(
     path: web::Path<(InfobaseId, UserId)>,
 ) -> ApiResult<web::Json<User>> {
     let (_, user_id) = path.into_inner();
-    let user = st
-        .store
-        .user(me.id, user_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(web::Json(user))
+    Ok(web::Json(st.svc.user_of(&me.actor, user_id).await?))
 }
 
 /// Reads an optional JSON body: empty means the type's default.
@@ -242,43 +175,6 @@ pub async fn issue_token(
 ) -> ApiResult<HttpResponse> {
     let (_, user_id) = path.into_inner();
     let body: IssueToken = optional_json(payload, st.http.max_body_bytes).await?;
-    let ttl = match body.ttl_seconds {
-        None => st.auth.token_ttl_secs,
-        Some(t) if (60..=st.auth.max_token_ttl_secs).contains(&t) => t,
-        Some(_) => {
-            return Err(ApiError::new(
-                ErrorCode::Invalid,
-                format!(
-                    "ttl_seconds: must be between 60 and {} (auth.max_token_ttl_secs)",
-                    st.auth.max_token_ttl_secs
-                ),
-            ))
-        }
-    };
-    let user = st
-        .store
-        .user(me.id, user_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    if user.locked {
-        return Err(ApiError::access_denied("the user is locked"));
-    }
-    let token = crypto::secret(SESSION_TOKEN_PREFIX);
-    let expires_at = Utc::now() + Duration::from_secs(ttl);
-    let new = NewToken {
-        id: TokenId::new_random(),
-        token_hash: sha256(token.as_bytes()),
-        user_id,
-        infobase_id: me.id,
-        expires_at,
-    };
-    if !st.store.insert_token(&new).await? {
-        // Locked or removed between the read and the insert.
-        return Err(ApiError::access_denied("the user is locked"));
-    }
-    Ok(HttpResponse::Created().json(SessionToken {
-        token,
-        user_id,
-        expires_at,
-    }))
+    let token: SessionToken = st.svc.issue_token(&me.actor, user_id, &body).await?;
+    Ok(HttpResponse::Created().json(token))
 }

@@ -16,5 +16,5 @@ use parley_core::ErrorBody;
     )
 )]
 pub async fn me(user: UserCaller) -> web::Json<User> {
-    web::Json(user.0)
+    web::Json(user.actor.user)
 }

@@ -1,16 +1,10 @@
 //! The web client, embedded in the binary, and the development sign-in.
 
-use crate::crypto::{self, sha256, SESSION_TOKEN_PREFIX};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
-use parley_core::api::SessionToken;
-use parley_core::{validate, ErrorCode, TokenId};
-use parley_store::{NewToken, UserFields};
 use serde::Deserialize;
-use std::time::Duration;
 
 const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
@@ -51,42 +45,5 @@ pub async fn dev_signin(
     st: web::Data<AppState>,
     body: web::Json<DevSignin>,
 ) -> ApiResult<HttpResponse> {
-    if !st.web.dev_signin {
-        return Err(ApiError::not_found("route"));
-    }
-    let name = validate::text("name", &body.name, 64)?;
-    let infobase = st
-        .store
-        .ensure_infobase(
-            "dev@parley.localhost",
-            "Development",
-            &sha256(&crypto::random_bytes::<32>()),
-        )
-        .await?;
-    let fields = UserFields {
-        external_id: name.to_lowercase(),
-        name,
-        ..Default::default()
-    };
-    let (user, _) = st.store.upsert_user(infobase, &fields).await?;
-    let token = crypto::secret(SESSION_TOKEN_PREFIX);
-    let expires_at = Utc::now() + Duration::from_secs(st.auth.token_ttl_secs);
-    let stored = st
-        .store
-        .insert_token(&NewToken {
-            id: TokenId::new_random(),
-            token_hash: sha256(token.as_bytes()),
-            user_id: user.id,
-            infobase_id: infobase,
-            expires_at,
-        })
-        .await?;
-    if !stored {
-        return Err(ApiError::new(ErrorCode::AccessDenied, "the user is locked"));
-    }
-    Ok(HttpResponse::Ok().json(SessionToken {
-        token,
-        user_id: user.id,
-        expires_at,
-    }))
+    Ok(HttpResponse::Ok().json(st.svc.dev_signin(&body.name).await?))
 }

@@ -4,19 +4,17 @@
 
 mod requests;
 
-use crate::auth::authenticate_token;
-use crate::chat::{self, frame_text};
+use crate::auth::token_from_request;
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
 use futures_util::StreamExt;
-use parley_bus::{Envelope, Overflow, Registered, SessionHandle};
-use parley_core::api::User;
-use parley_core::protocol::{close, ClientFrame, Event, Ready, Request, ServerFrame};
-use parley_core::{ConversationId, ErrorCode, SessionId, SubscriberId};
+use parley_bus::{Envelope, HubLimits, Overflow, Registered, SessionHandle};
+use parley_core::protocol::{close, ClientFrame, Ready, Request, ServerFrame};
+use parley_core::{ConversationId, ErrorCode, SessionId, UserActor};
+use parley_service::{frame_text, Error};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,36 +22,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-/// Every request `type` (to tell an unknown type from a malformed request).
-const KNOWN_TYPES: &[&str] = &[
-    "auth",
-    "ping",
-    "resume",
-    "conversations.list",
-    "conversation.get",
-    "conversation.create",
-    "dialog.open",
-    "context.get",
-    "members.add",
-    "members.remove",
-    "conversation.leave",
-    "message.send",
-    "message.edit",
-    "message.delete",
-    "history",
-    "read",
-    "typing",
-    "presence.get",
-    "users.get",
-];
-
 /// `GET /ws`: upgrades, then runs the session in its own task.
 pub async fn route(
     req: HttpRequest,
     body: web::Payload,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = token_from_request(&req);
+    // A malformed Authorization header falls back to the auth frame.
+    let token = token_from_request(&req).ok().flatten();
     let (res, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
         ApiError::new(
             ErrorCode::Invalid,
@@ -70,23 +46,6 @@ pub async fn route(
     Ok(res)
 }
 
-fn token_from_request(req: &HttpRequest) -> Option<String> {
-    if let Some(v) = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Some(t) = v.strip_prefix("Bearer ") {
-            return Some(t.trim().to_owned());
-        }
-    }
-    // Browsers cannot set headers on a WebSocket; tokens are URL-safe.
-    req.query_string()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
-        .map(str::to_owned)
-}
-
 /// Why a session ends: close code and reason.
 struct Stop(u16, String);
 
@@ -98,16 +57,18 @@ impl Stop {
 
 type Stream = actix_ws::AggregatedMessageStream;
 
-async fn close_with(ws: actix_ws::Session, code: u16, reason: &str) {
+async fn close_with(st: &AppState, ws: actix_ws::Session, code: u16, reason: &str) {
     let reason = CloseReason {
         code: CloseCode::from(code),
         description: Some(reason.to_owned()),
     };
     // A peer that reads nothing must not hold the task.
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(reason))).await;
+    let limit = Duration::from_secs(st.ws.close_timeout_secs);
+    let _ = tokio::time::timeout(limit, ws.close(Some(reason))).await;
 }
 
 async fn send_error(
+    st: &AppState,
     ws: &mut actix_ws::Session,
     id: Option<String>,
     code: ErrorCode,
@@ -118,7 +79,8 @@ async fn send_error(
         code,
         message: message.to_owned(),
     });
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.text(frame)).await;
+    let limit = Duration::from_secs(st.ws.close_timeout_secs);
+    let _ = tokio::time::timeout(limit, ws.text(frame)).await;
 }
 
 /// Waits for the first frame, which must be `auth`.
@@ -126,7 +88,7 @@ async fn auth_frame(
     st: &AppState,
     ws: &mut actix_ws::Session,
     stream: &mut Stream,
-) -> Result<(User, SubscriberId, Option<String>), Stop> {
+) -> Result<(UserActor, Option<String>), Stop> {
     let deadline = tokio::time::sleep(Duration::from_secs(st.ws.auth_timeout_secs));
     tokio::pin!(deadline);
     loop {
@@ -156,6 +118,7 @@ async fn auth_frame(
             Ok(f) => f,
             Err(e) => {
                 send_error(
+                    st,
                     ws,
                     None,
                     ErrorCode::Unauthenticated,
@@ -170,6 +133,7 @@ async fn auth_frame(
         };
         let Request::Auth { token } = frame.request else {
             send_error(
+                st,
                 ws,
                 Some(frame.id),
                 ErrorCode::Unauthenticated,
@@ -181,10 +145,10 @@ async fn auth_frame(
                 "the first frame must be auth",
             ));
         };
-        return match authenticate_token(st, &token).await {
-            Ok((user, sub)) => Ok((user, sub, Some(frame.id))),
+        return match st.svc.authenticate_token(&token).await {
+            Ok(actor) => Ok((actor, Some(frame.id))),
             Err(e) => {
-                send_error(ws, Some(frame.id), e.code, &e.message).await;
+                send_error(st, ws, Some(frame.id), e.code, &e.message).await;
                 Err(Stop::new(close_for(e.code), e.message))
             }
         };
@@ -231,36 +195,37 @@ async fn run(
     token: Option<String>,
 ) {
     let authed = match token {
-        Some(t) => match authenticate_token(&st, &t).await {
-            Ok((u, s)) => Ok((u, s, None)),
+        Some(t) => match st.svc.authenticate_token(&t).await {
+            Ok(actor) => Ok((actor, None)),
             Err(e) => {
-                send_error(&mut ws, None, e.code, &e.message).await;
+                send_error(&st, &mut ws, None, e.code, &e.message).await;
                 Err(Stop::new(close_for(e.code), e.message))
             }
         },
         None => auth_frame(&st, &mut ws, &mut stream).await,
     };
-    let (user, subscriber, auth_id) = match authed {
+    let (actor, auth_id) = match authed {
         Ok(a) => a,
         Err(Stop(code, reason)) => {
             tracing::info!(code, %reason, "session refused");
-            close_with(ws, code, &reason).await;
+            close_with(&st, ws, code, &reason).await;
             return;
         }
     };
+    let user = actor.id();
     let (tx, rx) = mpsc::channel(st.ws.queue_capacity);
     let overflow = Arc::new(Overflow::default());
     let handle = SessionHandle {
         id,
-        user: user.id,
+        user,
         tx,
         overflow: Arc::clone(&overflow),
     };
-    let limits = parley_bus::HubLimits {
+    let limits = HubLimits {
         max_sessions: st.ws.max_connections,
         max_sessions_per_user: st.ws.max_connections_per_user,
     };
-    let first_here = match st.bus.hub().register(handle, limits) {
+    let first_here = match st.svc.register_session(handle, limits) {
         Registered::First => true,
         Registered::More => false,
         refused => {
@@ -269,38 +234,35 @@ async fn run(
             } else {
                 "this user holds ws.max_connections_per_user sessions on this node"
             };
-            send_error(&mut ws, auth_id, ErrorCode::RateLimited, which).await;
-            close_with(ws, close::TOO_MANY_CONNECTIONS, which).await;
+            send_error(&st, &mut ws, auth_id, ErrorCode::RateLimited, which).await;
+            close_with(&st, ws, close::TOO_MANY_CONNECTIONS, which).await;
             return;
         }
     };
-    tracing::info!(user = %user.id, "session open");
-    let first = first_here && st.bus.session_opened(user.id).await;
+    tracing::info!(%user, "session open");
+    let first = first_here && st.svc.session_opened(user).await;
     let mut s = Session {
         st: Arc::clone(&st),
         ws,
-        user: user.clone(),
-        subscriber,
+        me: actor,
         id,
         overflow,
         last: HashMap::new(),
         typing_at: HashMap::new(),
     };
     let stop = s.serve(stream, rx, auth_id, first).await;
-    let last_here = st.bus.hub().unregister(user.id, id);
-    if last_here && st.bus.session_closed(user.id).await {
-        s.announce_presence(false).await;
+    if st.svc.session_closed(user, id).await {
+        st.svc.announce_presence(user, false).await;
     }
     let Stop(code, reason) = stop;
     tracing::info!(code, %reason, "session closed");
-    close_with(s.ws, code, &reason).await;
+    close_with(&st, s.ws, code, &reason).await;
 }
 
 struct Session {
     st: Arc<AppState>,
     ws: actix_ws::Session,
-    user: User,
-    subscriber: SubscriberId,
+    me: UserActor,
     id: SessionId,
     overflow: Arc<Overflow>,
     /// Highest `seq` delivered per conversation: live events at or below it
@@ -317,16 +279,18 @@ impl Session {
         auth_id: Option<String>,
         first: bool,
     ) -> Stop {
-        match self.st.store.member_seqs(self.user.id).await {
-            Ok(seqs) => self.last.extend(seqs),
-            Err(e) => return Stop::new(close::INTERNAL, format!("database: {e}")),
+        match self.st.svc.member_seqs(&self.me).await {
+            Ok(seqs) => self
+                .last
+                .extend(seqs.into_iter().map(|s| (s.conversation_id, s.last_seq))),
+            Err(e) => return Stop::new(close::INTERNAL, e.message),
         }
         let ready = Ready {
             session_id: self.id,
-            user_id: self.user.id,
+            user_id: self.me.id(),
             heartbeat_secs: self.st.ws.heartbeat_secs,
             max_frame_bytes: self.st.ws.max_frame_bytes,
-            max_text_bytes: self.st.limits.max_text_bytes,
+            max_text_bytes: self.st.svc.limits().max_text_bytes,
         };
         if let Some(id) = auth_id {
             let result = serde_json::to_value(&ready).unwrap_or(Value::Null);
@@ -341,7 +305,7 @@ impl Session {
             return s;
         }
         if first {
-            self.announce_presence(true).await;
+            self.st.svc.announce_presence(self.me.id(), true).await;
         }
         let hb = Duration::from_secs(self.st.ws.heartbeat_secs);
         let timeout = Duration::from_secs(self.st.ws.heartbeat_timeout_secs);
@@ -402,6 +366,40 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), Stop> {
+        // The common case parses once; only a refused frame is parsed again
+        // to say precisely what is wrong with it.
+        let (id, request) = match serde_json::from_str::<ClientFrame>(text) {
+            Ok(f) => (f.id, f.request),
+            Err(e) => return self.refuse_frame(text, e).await,
+        };
+        if id.len() > self.st.ws.max_request_id_bytes {
+            return self
+                .send_error(
+                    None,
+                    ErrorCode::TooLarge,
+                    &format!(
+                        "id: longer than {} bytes (ws.max_request_id_bytes)",
+                        self.st.ws.max_request_id_bytes
+                    ),
+                )
+                .await;
+        }
+        if matches!(request, Request::Ping) {
+            return self.send(frame_text(&ServerFrame::Pong { id })).await;
+        }
+        match self.dispatch(request).await {
+            Ok(result) => {
+                self.send(frame_text(&ServerFrame::Result { id, result }))
+                    .await
+            }
+            Err(ReqError::Api(e)) => self.send_error(Some(id), e.code, &e.message).await,
+            Err(ReqError::Stop(s)) => Err(s),
+        }
+    }
+
+    /// Answers a frame that is not a valid request: bad JSON, no `id`, an
+    /// unknown `type`, or a known type with a bad shape.
+    async fn refuse_frame(&mut self, text: &str, err: serde_json::Error) -> Result<(), Stop> {
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -415,43 +413,25 @@ impl Session {
                 .send_error(None, ErrorCode::InvalidJson, "id: a string is required")
                 .await;
         };
-        if id.len() > 128 {
+        let max_id = self.st.ws.max_request_id_bytes;
+        if id.len() > max_id {
             return self
-                .send_error(None, ErrorCode::TooLarge, "id: longer than 128 bytes")
+                .send_error(
+                    None,
+                    ErrorCode::TooLarge,
+                    &format!("id: longer than {max_id} bytes (ws.max_request_id_bytes)"),
+                )
                 .await;
         }
-        let ty = value
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let request: Request = match serde_json::from_value(value) {
-            Ok(r) => r,
-            Err(e) if KNOWN_TYPES.contains(&ty.as_str()) => {
-                return self
-                    .send_error(Some(id), ErrorCode::InvalidJson, &format!("{ty}: {e}"))
-                    .await
-            }
-            Err(_) => {
-                return self
-                    .send_error(
-                        Some(id),
-                        ErrorCode::UnknownFrame,
-                        &format!("unknown frame type `{ty}`"),
-                    )
-                    .await
-            }
-        };
-        if matches!(request, Request::Ping) {
-            return self.send(frame_text(&ServerFrame::Pong { id })).await;
-        }
-        match self.dispatch(request).await {
-            Ok(result) => {
-                self.send(frame_text(&ServerFrame::Result { id, result }))
-                    .await
-            }
-            Err(ReqError::Api(e)) => self.send_error(Some(id), e.code, &e.message).await,
-            Err(ReqError::Stop(s)) => Err(s),
+        let ty = value.get("type").and_then(Value::as_str).unwrap_or("");
+        if Request::TYPES.contains(&ty) {
+            let msg = format!("{ty}: {err}");
+            self.send_error(Some(id), ErrorCode::InvalidJson, &msg)
+                .await
+        } else {
+            let msg = format!("unknown frame type `{ty}`");
+            self.send_error(Some(id), ErrorCode::UnknownFrame, &msg)
+                .await
         }
     }
 
@@ -508,7 +488,7 @@ impl Session {
                 _ => {}
             }
             self.last.insert(conv, seq);
-            if !env.visible_to(self.user.id) {
+            if !env.visible_to(self.me.id()) {
                 return Ok(());
             }
         }
@@ -516,32 +496,35 @@ impl Session {
     }
 
     /// Sends the stored events of `conv` after `after` (and before `until`)
-    /// that this user may see. Returns how many, whether the limit cut them
-    /// short, and the highest `seq` sent (`after` if none).
+    /// that this user may see, at most `ws.resume_max_events`.
     async fn replay(
         &mut self,
         conv: ConversationId,
         after: i64,
         until: Option<i64>,
-    ) -> Result<(u64, bool, i64), Stop> {
+    ) -> Result<Replayed, Stop> {
         let limit = self.st.ws.resume_max_events;
-        let (events, more) = self
+        let page = self
             .st
-            .store
-            .events_after(conv, self.user.id, after, until, limit)
+            .svc
+            .events_after(&self.me, conv, after, until, limit)
             .await
-            .map_err(|e| Stop::new(close::INTERNAL, format!("database: {e}")))?;
-        let mut n = 0;
-        let mut top = after;
-        for (seq, mut body) in events {
+            .map_err(|e| Stop::new(close::INTERNAL, e.message))?;
+        let mut out = Replayed {
+            sent: 0,
+            more: page.more,
+            top: after,
+        };
+        for ev in page.events {
+            let mut body = ev.body;
             if let Value::Object(map) = &mut body {
                 map.insert("type".into(), Value::String("event".into()));
             }
             self.send(ByteString::from(body.to_string())).await?;
-            top = seq;
-            n += 1;
+            out.top = ev.seq;
+            out.sent += 1;
         }
-        Ok((n, more, top))
+        Ok(out)
     }
 
     /// The bus may have lost events: replay whatever PostgreSQL has beyond
@@ -549,15 +532,16 @@ impl Session {
     async fn resync(&mut self) -> Result<(), Stop> {
         let seqs = self
             .st
-            .store
-            .member_seqs(self.user.id)
+            .svc
+            .member_seqs(&self.me)
             .await
-            .map_err(|e| Stop::new(close::INTERNAL, format!("database: {e}")))?;
-        for (conv, db_seq) in seqs {
+            .map_err(|e| Stop::new(close::INTERNAL, e.message))?;
+        for s in seqs {
+            let (conv, db_seq) = (s.conversation_id, s.last_seq);
             match self.last.get(&conv).copied() {
                 Some(last) if db_seq > last => {
-                    let (_, _, top) = self.replay(conv, last, Some(db_seq + 1)).await?;
-                    self.last.insert(conv, top.max(db_seq));
+                    let r = self.replay(conv, last, Some(db_seq + 1)).await?;
+                    self.last.insert(conv, r.top.max(db_seq));
                 }
                 Some(_) => {}
                 None => {
@@ -567,42 +551,27 @@ impl Session {
         }
         Ok(())
     }
+}
 
-    async fn announce_presence(&self, online: bool) {
-        // A session of the same user may have opened (or closed) meanwhile.
-        let here = self.st.bus.hub().sessions_of(self.user.id);
-        if (online && here == 0) || (!online && here > 0) {
-            return;
-        }
-        match self.st.store.contacts(self.user.id).await {
-            Ok(contacts) => chat::push(
-                &self.st,
-                contacts,
-                Event::Presence {
-                    user_id: self.user.id,
-                    online,
-                },
-            ),
-            Err(e) => tracing::warn!(error = %e, "presence not announced"),
-        }
-    }
+/// What a replay sent.
+struct Replayed {
+    /// Events sent.
+    sent: u64,
+    /// The limit cut it short: more events follow `top`.
+    more: bool,
+    /// The highest `seq` sent (`after` when none).
+    top: i64,
 }
 
 /// A request either fails with an error frame or ends the session.
 enum ReqError {
-    Api(ApiError),
+    Api(Error),
     Stop(Stop),
 }
 
-impl From<ApiError> for ReqError {
-    fn from(e: ApiError) -> Self {
+impl From<Error> for ReqError {
+    fn from(e: Error) -> Self {
         ReqError::Api(e)
-    }
-}
-
-impl From<parley_store::StoreError> for ReqError {
-    fn from(e: parley_store::StoreError) -> Self {
-        ReqError::Api(e.into())
     }
 }
 

@@ -1,0 +1,266 @@
+//! Configuration sections of the domain rules. The server composes them
+//! into the whole file; `docs/configuration.md` documents every key.
+
+use serde::{Deserialize, Serialize};
+
+/// A value out of range; names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigValueError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+pub fn check(ok: bool, key: &'static str, message: &str) -> Result<(), ConfigValueError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigValueError {
+            key,
+            message: message.into(),
+        })
+    }
+}
+
+/// `[registration]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    pub code_length: usize,
+    pub code_ttl_secs: u64,
+    pub max_attempts: u32,
+    pub codes_per_email_per_hour: u32,
+    pub requests_per_ip_per_hour: u32,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            code_length: 6,
+            code_ttl_secs: 600,
+            max_attempts: 5,
+            codes_per_email_per_hour: 5,
+            requests_per_ip_per_hour: 60,
+        }
+    }
+}
+
+/// `[auth]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Shortest lifetime a token may be issued with.
+    pub min_token_ttl_secs: u64,
+    /// Longest `Authorization` header or session token read; longer ones
+    /// are refused unparsed.
+    pub max_credential_bytes: usize,
+    pub token_ttl_secs: u64,
+    pub max_token_ttl_secs: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            min_token_ttl_secs: 60,
+            max_credential_bytes: 1024,
+            token_ttl_secs: 24 * 3600,
+            max_token_ttl_secs: 30 * 24 * 3600,
+        }
+    }
+}
+
+impl RegistrationConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            (4..=10).contains(&self.code_length),
+            "registration.code_length",
+            "must be between 4 and 10",
+        )?;
+        check(
+            (30..=86400).contains(&self.code_ttl_secs),
+            "registration.code_ttl_secs",
+            "must be between 30 and 86400",
+        )?;
+        check(
+            (1..=100).contains(&self.max_attempts),
+            "registration.max_attempts",
+            "must be between 1 and 100",
+        )?;
+        check(
+            self.codes_per_email_per_hour >= 1,
+            "registration.codes_per_email_per_hour",
+            "must be at least 1",
+        )?;
+        check(
+            self.requests_per_ip_per_hour >= 1,
+            "registration.requests_per_ip_per_hour",
+            "must be at least 1",
+        )
+    }
+}
+
+impl AuthConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            (128..=65536).contains(&self.max_credential_bytes),
+            "auth.max_credential_bytes",
+            "must be between 128 and 65536",
+        )?;
+        check(
+            self.min_token_ttl_secs >= 1,
+            "auth.min_token_ttl_secs",
+            "must be at least 1",
+        )?;
+        check(
+            self.token_ttl_secs >= self.min_token_ttl_secs,
+            "auth.token_ttl_secs",
+            "must be at least auth.min_token_ttl_secs",
+        )?;
+        check(
+            self.max_token_ttl_secs >= self.token_ttl_secs
+                && self.max_token_ttl_secs <= 366 * 24 * 3600,
+            "auth.max_token_ttl_secs",
+            "must be at least auth.token_ttl_secs and at most 31622400 (366 days)",
+        )
+    }
+}
+
+/// `[limits]`
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_text_bytes: usize,
+    pub max_data_bytes: usize,
+    pub max_actions: usize,
+    pub max_members: usize,
+    pub max_title_chars: usize,
+    pub max_object_ref_chars: usize,
+    pub max_history_page: u32,
+    pub typing_interval_ms: u64,
+    /// Page size of `history` when the request names none.
+    pub default_history_page: u32,
+    /// Conversation lists: the page size when none is asked, and the most.
+    pub default_conversation_page: u32,
+    pub max_conversation_page: u32,
+    /// User lists of an infobase: default and largest page.
+    pub default_user_page: u32,
+    pub max_user_page: u32,
+    /// Most user ids in one request (`users.get`, `presence.get`,
+    /// `members.add`, REST members).
+    pub max_users_per_request: usize,
+    pub max_attachments: usize,
+    pub max_idempotency_key_chars: usize,
+    /// Caption and value of one action button.
+    pub max_action_chars: usize,
+    /// A conversation's `key` (set by its infobase).
+    pub max_key_chars: usize,
+    pub max_file_name_chars: usize,
+    pub max_content_type_chars: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_text_bytes: 32 * 1024,
+            max_data_bytes: 64 * 1024,
+            max_actions: 20,
+            max_members: 1000,
+            max_title_chars: 256,
+            max_object_ref_chars: 1024,
+            max_history_page: 200,
+            typing_interval_ms: 2000,
+            default_history_page: 50,
+            default_conversation_page: 50,
+            max_conversation_page: 200,
+            default_user_page: 100,
+            max_user_page: 1000,
+            max_users_per_request: 1000,
+            max_attachments: 20,
+            max_idempotency_key_chars: 128,
+            max_action_chars: 256,
+            max_key_chars: 256,
+            max_file_name_chars: 255,
+            max_content_type_chars: 255,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            self.max_text_bytes >= 1,
+            "limits.max_text_bytes",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_data_bytes >= 2,
+            "limits.max_data_bytes",
+            "must be at least 2",
+        )?;
+        check(
+            self.max_members >= 2,
+            "limits.max_members",
+            "must be at least 2",
+        )?;
+        check(
+            self.max_title_chars >= 1,
+            "limits.max_title_chars",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_object_ref_chars >= 1,
+            "limits.max_object_ref_chars",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_history_page),
+            "limits.max_history_page",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=self.max_history_page).contains(&self.default_history_page),
+            "limits.default_history_page",
+            "must be between 1 and limits.max_history_page",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_conversation_page),
+            "limits.max_conversation_page",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=self.max_conversation_page).contains(&self.default_conversation_page),
+            "limits.default_conversation_page",
+            "must be between 1 and limits.max_conversation_page",
+        )?;
+        check(
+            (1..=100_000).contains(&self.max_user_page),
+            "limits.max_user_page",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            (1..=self.max_user_page).contains(&self.default_user_page),
+            "limits.default_user_page",
+            "must be between 1 and limits.max_user_page",
+        )?;
+        for (ok, key) in [
+            (
+                self.max_users_per_request >= 1,
+                "limits.max_users_per_request",
+            ),
+            (
+                self.max_idempotency_key_chars >= 1,
+                "limits.max_idempotency_key_chars",
+            ),
+            (self.max_action_chars >= 1, "limits.max_action_chars"),
+            (self.max_key_chars >= 1, "limits.max_key_chars"),
+            (self.max_file_name_chars >= 1, "limits.max_file_name_chars"),
+            (
+                self.max_content_type_chars >= 3,
+                "limits.max_content_type_chars",
+            ),
+        ] {
+            check(ok, key, "must be at least 1 (3 for a content type)")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,66 @@
+//! Live delivery of committed changes: one serialization per event, shared by
+//! every recipient, handed to the bus.
+
+use crate::Service;
+use bytestring::ByteString;
+use parley_bus::Envelope;
+use parley_core::protocol::{Event, ServerFrame};
+use parley_core::UserId;
+use parley_store::{Committed, StoredEvent};
+use std::sync::Arc;
+
+/// Serializes a frame once; every recipient shares the bytes.
+pub fn frame_text(frame: &ServerFrame) -> ByteString {
+    match serde_json::to_string(frame) {
+        Ok(s) => ByteString::from(s),
+        Err(e) => {
+            tracing::error!(error = %e, "frame serialization failed");
+            ByteString::from_static(
+                "{\"type\":\"error\",\"code\":\"internal\",\"message\":\"serialization\"}",
+            )
+        }
+    }
+}
+
+impl Service {
+    /// Sends an event that is not part of a history (typing, presence, read,
+    /// notification) to the sessions of `targets`.
+    pub(crate) fn push(&self, targets: Vec<UserId>, event: Event) {
+        if targets.is_empty() {
+            return;
+        }
+        self.bus.publish(Arc::new(Envelope {
+            targets,
+            position: None,
+            recipients: None,
+            author: None,
+            frame: frame_text(&ServerFrame::Event(event)),
+            resync: false,
+        }));
+    }
+
+    /// Fans out what a change committed to the members at its commit.
+    pub(crate) fn publish(&self, committed: Committed) {
+        let Committed { events, members } = committed;
+        for ev in events {
+            self.publish_event(ev, members.clone());
+        }
+    }
+
+    pub(crate) fn publish_event(&self, ev: StoredEvent, targets: Vec<UserId>) {
+        let author = match &ev.event {
+            Event::MessageCreated { message, .. } | Event::MessageEdited { message, .. } => {
+                Some(message.author_id)
+            }
+            _ => None,
+        };
+        self.bus.publish(Arc::new(Envelope {
+            targets,
+            position: Some((ev.conversation_id, ev.seq)),
+            recipients: ev.recipients,
+            author,
+            frame: frame_text(&ServerFrame::Event(ev.event)),
+            resync: false,
+        }));
+    }
+}

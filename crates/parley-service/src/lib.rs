@@ -1,0 +1,106 @@
+//! Every rule of Parley's domain: registration, users and tokens,
+//! conversations, contexts and grants, messages, read markers, presence,
+//! files and notifications. The REST API and the WebSocket sessions parse
+//! their input, call one function here and map its answer to their wire
+//! form; neither talks to the store, the bus or the file storage itself.
+//!
+//! A rule validates everything it can before it acts, so a refused request
+//! changes nothing. Changes that belong to a conversation's history commit
+//! with the members at commit (read under the conversation's lock), and the
+//! fan-out goes to exactly those users.
+
+pub mod config;
+pub mod error;
+pub mod ratelimit;
+
+mod auth;
+mod background;
+mod conversations;
+mod fanout;
+mod files;
+mod health;
+mod infobases;
+mod messages;
+mod presence;
+mod registration;
+mod sessions;
+
+pub use background::Intervals;
+pub use conversations::{NewByInfobase, Opened};
+pub use error::{Error, Result};
+pub use fanout::frame_text;
+pub use files::Download;
+pub use health::Readiness;
+pub use infobases::UserQuery;
+pub use messages::{HistoryQuery, Posted};
+
+use config::{AuthConfig, LimitsConfig, RegistrationConfig};
+use parley_bus::Bus;
+use parley_files::{FilesConfig, Storage};
+use parley_mail::Mailer;
+use parley_store::Store;
+use ratelimit::RateLimiter;
+use std::sync::Arc;
+
+/// The configuration the rules read.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceConfig {
+    pub registration: RegistrationConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub files: FilesConfig,
+    /// `POST /v1/dev/signin` is allowed (development only).
+    pub dev_signin: bool,
+}
+
+/// The parts the rules act on.
+pub struct Parts {
+    pub store: Store,
+    pub mailer: Mailer,
+    pub bus: Arc<dyn Bus>,
+    pub files: Arc<dyn Storage>,
+}
+
+pub struct Service {
+    store: Store,
+    mailer: Mailer,
+    bus: Arc<dyn Bus>,
+    files: Arc<dyn Storage>,
+    cfg: ServiceConfig,
+    limiter: RateLimiter,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("bus", &self.bus.name())
+            .field("files", &self.files.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    pub fn new(parts: Parts, cfg: ServiceConfig) -> Self {
+        Self {
+            store: parts.store,
+            mailer: parts.mailer,
+            bus: parts.bus,
+            files: parts.files,
+            cfg,
+            limiter: RateLimiter::new(),
+        }
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.cfg.limits
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.cfg
+    }
+
+    /// The bus's name, for logs.
+    pub fn bus_name(&self) -> &'static str {
+        self.bus.name()
+    }
+}

@@ -1,0 +1,20 @@
+//! Conversations in real time over real WebSocket connections, one module
+//! per topic; helpers are in `parley_tests::chat`.
+
+mod access;
+mod chatting;
+mod contexts;
+mod events;
+mod lists;
+mod resume;
+
+pub use parley_bus::Bus;
+pub use parley_client::Client;
+pub use parley_core::protocol::{
+    Conversation, Event, Message, MessagePage, NewMessage, ReadState, Request,
+};
+pub use parley_core::{ConversationId, ErrorCode, UserId};
+pub use parley_tests::chat::*;
+pub use parley_tests::serde_json::{json, Value};
+pub use parley_tests::*;
+pub use std::time::Duration;
