@@ -136,3 +136,158 @@ async fn other_subscribers_cannot_see_or_join() {
         .iter()
         .all(|e| !matches!(e, Event::MessageCreated { .. })));
 }
+
+/// Members and the event log of a conversation, to show that a refusal
+/// changed nothing.
+async fn footprint(env: &TestEnv, conv: ConversationId) -> (i64, i64) {
+    let members: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM members WHERE conversation_id = $1")
+            .bind(conv.0)
+            .fetch_one(&env.db)
+            .await
+            .expect("members");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE conversation_id = $1")
+        .bind(conv.0)
+        .fetch_one(&env.db)
+        .await
+        .expect("events");
+    (members, events)
+}
+
+#[actix_web::test]
+async fn a_refused_rest_post_by_a_non_member_changes_nothing() {
+    let p = pair_with(|c| c.limits.max_text_bytes = 100).await;
+    let app = p.env.app().await;
+    let carol = user(&app, &p.a, "carol").await;
+    let g = group(&p.ca, "refusals", &[p.bob]).await;
+    let before = footprint(&p.env, g.id).await;
+    let path = format!("/v1/infobases/{}/conversations/{}/messages", p.a.id, g.id);
+    // Too long: refused before anything happens.
+    let r = call(
+        &app,
+        "POST",
+        &path,
+        &p.a.auth(),
+        json_body(json!({"author_id": carol, "text": "x".repeat(101)})),
+    )
+    .await;
+    r.expect_error(413, "too_large");
+    assert_eq!(footprint(&p.env, g.id).await, before, "oversized post");
+    // An attachment that is not hers: refused inside the transaction that
+    // would have made her a member, so that rolls back too.
+    let r = call(
+        &app,
+        "POST",
+        &path,
+        &p.a.auth(),
+        json_body(json!({"author_id": carol, "text": "see file",
+                         "attachments": [uuid::Uuid::new_v4()]})),
+    )
+    .await;
+    r.expect_error(400, "invalid");
+    assert_eq!(footprint(&p.env, g.id).await, before, "bad attachment");
+    // Recipients who are not members: the same.
+    let r = call(
+        &app,
+        "POST",
+        &path,
+        &p.a.auth(),
+        json_body(json!({"author_id": carol, "text": "psst",
+                         "recipients": [uuid::Uuid::new_v4()]})),
+    )
+    .await;
+    r.expect_error(400, "invalid");
+    assert_eq!(footprint(&p.env, g.id).await, before, "stranger recipient");
+    // A valid post makes her a member and posts, in one commit.
+    let r = call(
+        &app,
+        "POST",
+        &path,
+        &p.a.auth(),
+        json_body(json!({"author_id": carol, "text": "hello"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(footprint(&p.env, g.id).await, (before.0 + 1, before.1 + 2));
+}
+
+#[actix_web::test]
+async fn a_member_removed_during_a_send_gets_it_only_if_it_precedes_the_removal() {
+    const ROUNDS: usize = 20;
+    let p = pair().await;
+    let app = p.env.app().await;
+    let carol = user(&app, &p.a, "carol").await;
+    let tc = token(&app, &p.a, &carol).await;
+    let cc = client(&p.server, &tc).await;
+    let carol = uid(&carol);
+    let mut rounds = Vec::new();
+    for i in 0..ROUNDS {
+        let g = group(&p.ca, &format!("race {i}"), &[p.bob, carol]).await;
+        let path = format!(
+            "/v1/infobases/{}/conversations/{}/members/{carol}",
+            p.a.id, g.id
+        );
+        let auth = p.a.auth();
+        let (sent, removed) = tokio::join!(
+            send(&p.ca, g.id, text(&format!("m{i}"))),
+            call(&app, "DELETE", &path, &auth, None)
+        );
+        assert_eq!(removed.status, 204, "{removed:?}");
+        rounds.push((g.id, sent));
+    }
+    // Carol hears of every removal; messages before it reach her too.
+    let mut got_message = std::collections::HashSet::new();
+    let mut got_removal = std::collections::HashSet::new();
+    while got_removal.len() < ROUNDS {
+        match cc.next_event(WAIT).await {
+            Some(Event::MessageCreated {
+                conversation_id, ..
+            }) => {
+                assert!(
+                    !got_removal.contains(&conversation_id),
+                    "a message after the removal reached the removed member"
+                );
+                got_message.insert(conversation_id);
+            }
+            Some(Event::MemberRemoved {
+                conversation_id,
+                user_id,
+                ..
+            }) if user_id == carol => {
+                got_removal.insert(conversation_id);
+            }
+            Some(_) => {}
+            None => panic!("only {} of {ROUNDS} removals arrived", got_removal.len()),
+        }
+    }
+    // Anything still on its way arrives within a moment.
+    while let Some(e) = cc.next_event(Duration::from_millis(300)).await {
+        if let Event::MessageCreated {
+            conversation_id, ..
+        } = e
+        {
+            got_message.insert(conversation_id);
+        }
+    }
+    let mut before = 0;
+    for (conv, sent) in &rounds {
+        let removed_at: i64 = sqlx::query_scalar(
+            "SELECT seq FROM events WHERE conversation_id = $1
+               AND body->>'event' = 'member.removed' AND body->>'user_id' = $2",
+        )
+        .bind(conv.0)
+        .bind(carol.to_string())
+        .fetch_one(&p.env.db)
+        .await
+        .expect("removal logged");
+        let in_history = sent.seq < removed_at;
+        assert_eq!(
+            got_message.contains(conv),
+            in_history,
+            "message seq {} vs removal seq {removed_at}: delivered iff before the removal",
+            sent.seq
+        );
+        before += usize::from(in_history);
+    }
+    eprintln!("{before} of {ROUNDS} messages preceded the removal");
+}

@@ -45,6 +45,19 @@ async fn two_infobases_of_one_subscriber_chat_in_a_group_and_a_dialog() {
     })
     .await;
 
+    // The bus loses an envelope: the next event reveals the gap and Bob's
+    // session fills it from PostgreSQL, in order, once.
+    expect(&p.cb, "own reply", |e| match e {
+        Event::MessageCreated { message, .. } if message.id == reply.id => Some(()),
+        _ => None,
+    })
+    .await;
+    p.env.bus.drop_next(1);
+    let lost = send(&p.ca, group.id, text("lost on the bus")).await;
+    let found = send(&p.ca, group.id, text("reveals the gap")).await;
+    receive_exactly(&p.cb, &p.ca, group.id, &[lost.id, found.id]).await;
+    assert_eq!(p.env.bus.faults().0, 1, "one envelope was dropped");
+
     // A dialog is one per pair, whoever opens it.
     let d1: Conversation =
         p.ca.call(Request::OpenDialog { user_id: p.bob })
@@ -99,7 +112,16 @@ async fn two_infobases_of_one_subscriber_chat_in_a_group_and_a_dialog() {
         .await
         .expect("history");
     let texts: Vec<&str> = h.messages.iter().map(|m| m.text.as_str()).collect();
-    assert_eq!(texts, vec!["Привет, Bob", "Hi Alice"]);
+    assert_eq!(
+        texts,
+        vec![
+            "Привет, Bob",
+            "Hi Alice",
+            "lost on the bus",
+            "reveals the gap",
+            "sentinel"
+        ]
+    );
     let _ = (&p.env, &p.server, &p.a, &p.b);
 }
 
@@ -118,9 +140,14 @@ async fn a_retried_send_with_the_same_key_stores_one_message() {
         idempotency_key: Some("k-1".into()),
         ..Default::default()
     };
+    // The bus delivers the first envelope twice, and the retry publishes
+    // the stored message again: Bob still sees it once.
+    p.env.bus.duplicate_next(1);
     let one = send(&p.ca, group.id, m.clone()).await;
     let two = send(&p.ca, group.id, m.clone()).await;
     assert_eq!((one.id, one.seq), (two.id, two.seq));
+    receive_exactly(&p.cb, &p.ca, group.id, &[one.id]).await;
+    assert_eq!(p.env.bus.faults().1, 1, "one envelope was duplicated");
     // Concurrent retries too.
     let m2 = NewMessage {
         text: "race".into(),
@@ -134,7 +161,7 @@ async fn a_retried_send_with_the_same_key_stores_one_message() {
         .fetch_one(&p.env.db)
         .await
         .expect("count");
-    assert_eq!(n, 2);
+    assert_eq!(n, 3, "once, race and the sentinel");
     // Over REST as well.
     let app = p.env.app().await;
     let body = json!({"author_id": p.alice.to_string(), "text": "rest", "idempotency_key": "k-3"});

@@ -39,6 +39,13 @@ async fn a_client_that_misses_100_messages_gets_exactly_those_on_resume() {
         }
     }
     assert_eq!(got, sent, "exactly the missed messages, in order");
+    // Two live envelopes arrive in the opposite order: the session waits
+    // for neither and delivers both in `seq` order, once each.
+    p.env.bus.reorder_next_pair();
+    let x = send(&p.ca, group.id, text("x")).await;
+    let y = send(&p.ca, group.id, text("y")).await;
+    receive_exactly(&p.cb, &p.ca, group.id, &[x.id, y.id]).await;
+    assert_eq!(p.env.bus.faults().2, 1, "one pair was reordered");
     // Nothing more (no duplicates), and live delivery continues.
     let after = send(&p.ca, group.id, text("live again")).await;
     let next = expect(&p.cb, "live", |e| match e {
@@ -173,4 +180,53 @@ async fn a_client_that_stops_reading_is_cut_off_and_recovers_everything() {
         }
     }
     assert_eq!(got, sent);
+}
+
+#[actix_web::test]
+async fn a_cut_refused_client_and_a_paused_store_lose_nothing() {
+    let env = TestEnv::with_db_proxy(|_| {}).await;
+    let app = env.app().await;
+    let ib = register(&app, &email("faults"), "Faults").await;
+    let alice = user(&app, &ib, "alice").await;
+    let bob = user(&app, &ib, "bob").await;
+    let ta = token(&app, &ib, &alice).await;
+    let tb = token(&app, &ib, &bob).await;
+    let server = env.server().await;
+    // Alice goes through a proxy the test controls; Bob connects directly.
+    let link = parley_tests::faults::Proxy::start(server.addr).await;
+    let ca = connect(&format!("ws://{}/ws", link.addr), &ta).await;
+    let cb = client(&server, &tb).await;
+    let g = group(&cb, "faults", &[uid(&alice)]).await;
+    expect_event(
+        &ca,
+        "member.added",
+        |e| matches!(e, Event::MemberAdded { conversation_id, .. } if *conversation_id == g.id),
+    )
+    .await;
+
+    // Her connection is cut and new ones are refused for a while.
+    assert_eq!(link.connections().len(), 1);
+    link.refuse_new(true);
+    link.cut(link.connections()[0]);
+    let missed = send(&cb, g.id, text("while she is away")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    link.refuse_new(false);
+    // She reconnects by herself and resumes: the missed message, once.
+    let got = collect(&ca, g.id, 1).await;
+    assert_eq!(got[0].id, missed.id);
+
+    // The store stops answering: a send waits (nothing is acknowledged
+    // before it commits), then commits when the store is back.
+    let db = env.db_proxy.as_ref().expect("db proxy");
+    db.pause(true);
+    let mut pending = Box::pin(send(&cb, g.id, text("after the pause")));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut pending)
+            .await
+            .is_err(),
+        "a send was acknowledged while the store was paused"
+    );
+    db.pause(false);
+    let late = pending.await;
+    receive_exactly(&ca, &cb, g.id, &[late.id]).await;
 }

@@ -126,3 +126,23 @@ pub async fn pair_with(tweak: impl FnOnce(&mut parley_server::config::Config)) -
         cb,
     }
 }
+
+/// The next `message.created` events of `conv` are exactly `ids`, in order
+/// (a lost one fails by timeout, a duplicate by mismatch); then a sentinel
+/// sent by `sender` is the very next one (no late duplicate).
+pub async fn receive_exactly(
+    c: &Client,
+    sender: &Client,
+    conv: ConversationId,
+    ids: &[parley_core::MessageId],
+) {
+    let got: Vec<_> = collect(c, conv, ids.len())
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, ids, "each message once, in order");
+    let sentinel = send(sender, conv, text("sentinel")).await;
+    let next = collect(c, conv, 1).await;
+    assert_eq!(next[0].id, sentinel.id, "nothing delivered twice");
+}

@@ -94,9 +94,7 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     }
     let state = crate::app_state(&cfg, store.clone()).await?;
     tracing::info!(bus = state.svc.bus_name(), "bus ready");
-    state
-        .svc
-        .start_background(parley_service::Intervals::default());
+    state.svc.start_background();
     let st = state.clone();
     let mut server = HttpServer::new(move || parley_gateway::app(web::Data::clone(&st)))
         .client_request_timeout(Duration::from_secs(cfg.http.request_timeout_secs))

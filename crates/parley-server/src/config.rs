@@ -6,7 +6,7 @@
 use parley_files::FilesConfig;
 use parley_gateway::config::{HttpConfig, WebConfig, WsConfig};
 use parley_mail::MailConfig;
-use parley_service::config::{AuthConfig, LimitsConfig, RegistrationConfig};
+use parley_service::config::{AuthConfig, LimitsConfig, MaintenanceConfig, RegistrationConfig};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use toml::Value;
@@ -102,6 +102,7 @@ pub struct Config {
     pub bus: BusConfig,
     pub files: FilesConfig,
     pub web: WebConfig,
+    pub maintenance: MaintenanceConfig,
     pub log: LogConfig,
 }
 
@@ -288,6 +289,7 @@ impl Config {
         self.auth.validate().map_err(wrap)?;
         self.ws.validate().map_err(wrap)?;
         self.limits.validate().map_err(wrap)?;
+        self.maintenance.validate().map_err(wrap)?;
         let bad = |key: &str, message: &str| ConfigError::BadValue {
             key: key.into(),
             origin: "configuration".into(),

@@ -79,6 +79,7 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         auth: cfg.auth.clone(),
         limits: cfg.limits.clone(),
         files: cfg.files.clone(),
+        maintenance: cfg.maintenance.clone(),
         dev_signin: cfg.web.dev_signin,
     }
 }

@@ -264,3 +264,48 @@ impl LimitsConfig {
         Ok(())
     }
 }
+
+/// `[maintenance]`: the background work of every node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    /// Expired registration codes and tokens are swept this often…
+    pub purge_every_secs: u64,
+    /// …once they have been expired this long (kept for support questions).
+    pub purge_keep_secs: u64,
+    /// Abandoned uploads and files past retention are removed this often…
+    pub files_sweep_every_secs: u64,
+    /// …at most this many per sweep.
+    pub files_sweep_batch: u32,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            purge_every_secs: 600,
+            purge_keep_secs: 7 * 24 * 3600,
+            files_sweep_every_secs: 60,
+            files_sweep_batch: 500,
+        }
+    }
+}
+
+impl MaintenanceConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            self.purge_every_secs >= 1,
+            "maintenance.purge_every_secs",
+            "must be at least 1",
+        )?;
+        check(
+            self.files_sweep_every_secs >= 1,
+            "maintenance.files_sweep_every_secs",
+            "must be at least 1",
+        )?;
+        check(
+            (1..=100_000).contains(&self.files_sweep_batch),
+            "maintenance.files_sweep_batch",
+            "must be between 1 and 100000",
+        )
+    }
+}

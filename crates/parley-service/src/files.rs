@@ -292,12 +292,12 @@ impl Service {
     /// together. Returns how many went.
     pub async fn file_housekeeping(&self) -> Result<usize> {
         // A bounded batch per sweep keeps one sweep short.
-        const BATCH: i64 = 500;
+        let batch = i64::from(self.cfg.maintenance.files_sweep_batch);
         let mut gone = 0;
-        let mut doomed = self.store.abandoned_files(BATCH).await?;
+        let mut doomed = self.store.abandoned_files(batch).await?;
         if self.cfg.files.retention_days > 0 {
             let days = i64::try_from(self.cfg.files.retention_days).unwrap_or(i64::MAX);
-            doomed.extend(self.store.retired_files(days, BATCH).await?);
+            doomed.extend(self.store.retired_files(days, batch).await?);
         }
         for row in doomed {
             self.files.delete(&row.storage_key).await?;

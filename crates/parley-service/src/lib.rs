@@ -25,7 +25,6 @@ mod presence;
 mod registration;
 mod sessions;
 
-pub use background::Intervals;
 pub use conversations::{NewByInfobase, Opened};
 pub use error::{Error, Result};
 pub use fanout::frame_text;
@@ -34,7 +33,7 @@ pub use health::Readiness;
 pub use infobases::UserQuery;
 pub use messages::{HistoryQuery, Posted};
 
-use config::{AuthConfig, LimitsConfig, RegistrationConfig};
+use config::{AuthConfig, LimitsConfig, MaintenanceConfig, RegistrationConfig};
 use parley_bus::Bus;
 use parley_files::{FilesConfig, Storage};
 use parley_mail::Mailer;
@@ -49,6 +48,7 @@ pub struct ServiceConfig {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub files: FilesConfig,
+    pub maintenance: MaintenanceConfig,
     /// `POST /v1/dev/signin` is allowed (development only).
     pub dev_signin: bool,
 }
