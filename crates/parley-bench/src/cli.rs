@@ -1,0 +1,95 @@
+//! The command line of parley-bench.
+
+use clap::{Parser, Subcommand};
+use std::net::Ipv4Addr;
+
+#[derive(Parser)]
+#[command(name = "parley-bench", about = "Benchmark of Parley on loopback")]
+pub struct Cli {
+    /// PostgreSQL the nodes use (a database for the bench alone).
+    #[arg(long, env = "PARLEY_BENCH_DATABASE_URL")]
+    pub database_url: String,
+    /// Redis for runs with more than one node.
+    #[arg(
+        long,
+        env = "PARLEY_BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+    /// The parley binary.
+    #[arg(long, env = "PARLEY_BIN", default_value = "target/release/parley")]
+    pub bin: String,
+    /// Where results.jsonl is appended.
+    #[arg(long, default_value = "bench/results")]
+    pub out: String,
+    /// The peer's directory (Node.js socket.io server).
+    #[arg(long, default_value = "bench/peers/socketio")]
+    pub peer_dir: String,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Clone)]
+pub enum Cmd {
+    Idle {
+        #[arg(long, default_value_t = 10_000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// Seconds to hold the sessions after all are connected.
+        #[arg(long, default_value_t = 5)]
+        hold: u64,
+        /// Measure the socket.io peer instead of Parley.
+        #[arg(long)]
+        peer: bool,
+    },
+    Chat {
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        #[arg(long, default_value_t = 100)]
+        conversations: usize,
+        #[arg(long, default_value_t = 10)]
+        members: usize,
+        /// Messages per second, open loop.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long)]
+        peer: bool,
+    },
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        members: usize,
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long)]
+        peer: bool,
+    },
+    Storm {
+        #[arg(long, default_value_t = 2000)]
+        sessions: usize,
+        #[arg(long, default_value_t = 100)]
+        conversations: usize,
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+    },
+    /// The standard small set: every scenario on 1 and on 2 nodes.
+    Standard,
+    /// Internal: holds a slice of idle sessions for `idle`.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        file: String,
+        #[arg(long)]
+        source: Ipv4Addr,
+        #[arg(long)]
+        peer: bool,
+    },
+}

@@ -1,0 +1,102 @@
+//! Hold N idle sessions: server memory per session and connect rate.
+
+use crate::report::Res;
+use crate::{source, Env};
+use serde_json::json;
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+impl Env {
+    pub(crate) async fn idle(
+        &mut self,
+        sessions: usize,
+        count: usize,
+        hold: u64,
+        peer: bool,
+    ) -> Res<()> {
+        const PER_WORKER: usize = 15_000;
+        let per_user = 10;
+        let users: Vec<String> = if peer {
+            (0..sessions.div_ceil(per_user))
+                .map(|i| format!("u{i}"))
+                .collect()
+        } else {
+            let fx = self.fixture().await?;
+            fx.users(sessions.div_ceil(per_user), "idle")
+                .await?
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect()
+        };
+        let per_node = sessions.div_ceil(count) + 100;
+        let nodes = self.start(count, per_node, peer)?;
+        let urls = nodes.urls();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before: u64 = nodes.rss_kib().iter().sum();
+        let started = Instant::now();
+        // Each worker process holds up to PER_WORKER sessions (one process
+        // may not open 20 000 files here), from its own source address.
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut workers = Vec::new();
+        for (w, start) in (0..sessions).step_by(PER_WORKER).enumerate() {
+            let end = (start + PER_WORKER).min(sessions);
+            let file =
+                std::env::temp_dir().join(format!("parley-bench-{}-{w}", std::process::id()));
+            let lines: String = (start..end)
+                .map(|i| format!("{}\t{}\n", urls[i % urls.len()], users[i / per_user]))
+                .collect();
+            std::fs::write(&file, lines).map_err(|e| e.to_string())?;
+            let child = std::process::Command::new(&exe)
+                .args(["--database-url", &self.cli.database_url, "worker", "--file"])
+                .arg(&file)
+                .args(["--source", &source(w).to_string()])
+                .args(if peer { &["--peer"][..] } else { &[][..] })
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            workers.push((child, end - start));
+        }
+        let mut connected = 0usize;
+        let mut failed = 0usize;
+        for (child, _) in &mut workers {
+            let out = child.stdout.take().ok_or("worker stdout")?;
+            for line in std::io::BufReader::new(out).lines() {
+                let line = line.map_err(|e| e.to_string())?;
+                if let Some(n) = line.strip_prefix("READY ") {
+                    let (ok, bad) = n.split_once(' ').unwrap_or((n, "0"));
+                    connected += ok.parse::<usize>().unwrap_or(0);
+                    failed += bad.parse::<usize>().unwrap_or(0);
+                    break;
+                }
+            }
+        }
+        let took = started.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss = nodes.rss_kib();
+        let after: u64 = rss.iter().sum();
+        let per_session = if connected > 0 {
+            (after.saturating_sub(before)) as f64 / connected as f64
+        } else {
+            0.0
+        };
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+        for (mut child, _) in workers {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+        self.report.add(
+            &self.cli.out,
+            "idle",
+            if peer { "peer" } else { "parley" },
+            count,
+            json!({"sessions": sessions}),
+            json!({
+                "connected": connected, "failed": failed,
+                "connect_per_s": (connected as f64 / took).round(),
+                "server_rss_mib": (after as f64 / 1024.0 * 10.0).round() / 10.0,
+                "kib_per_session": (per_session * 100.0).round() / 100.0,
+            }),
+        )
+    }
+}

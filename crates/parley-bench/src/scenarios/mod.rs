@@ -1,0 +1,5 @@
+//! One file per scenario, each a method of `Env`.
+
+mod chat;
+mod idle;
+mod storm;
