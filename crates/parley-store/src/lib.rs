@@ -88,6 +88,10 @@ impl Store {
             .application_name("parley");
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
+            // A ping per acquire doubles the round trips of short queries;
+            // a broken connection fails its query, which is retried by the
+            // caller or answered `unavailable`.
+            .test_before_acquire(false)
             .acquire_timeout(opts.acquire_timeout)
             .connect_lazy_with(connect);
         Ok(Self { pool })

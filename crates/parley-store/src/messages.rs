@@ -263,51 +263,77 @@ impl Store {
                 });
             }
         }
-        let id = MessageId::new_random();
+        // Time-ordered ids: the primary key index grows at one end.
+        let id = MessageId(Uuid::now_v7());
         let attachments = attach_files(&mut tx, conversation, m.author, id, &m.attachments).await?;
-        let mut message = None;
-        let ev = append_event(&mut tx, conversation, m.recipients.clone(), |seq| {
-            let msg = Message {
-                id,
-                conversation_id: conversation,
-                seq,
-                author_id: m.author,
-                text: m.text.clone(),
-                data: m.data.clone(),
-                actions: m.actions.clone(),
-                recipients: m.recipients.clone(),
-                attachments: attachments.clone(),
-                created_at: chrono::Utc::now(),
-                edited_at: None,
-                deleted: false,
-            };
-            message = Some(msg.clone());
-            Event::MessageCreated {
-                conversation_id: conversation,
-                seq,
-                message: msg,
-            }
+        let mut message = Message {
+            id,
+            conversation_id: conversation,
+            seq: 0,
+            author_id: m.author,
+            text: m.text.clone(),
+            data: m.data.clone(),
+            actions: m.actions.clone(),
+            recipients: m.recipients.clone(),
+            attachments,
+            created_at: chrono::Utc::now(),
+            edited_at: None,
+            deleted: false,
+        };
+        // The event as sent on the wire, with its `seq` filled in by the
+        // statement that assigns it.
+        let body = serde_json::to_value(Event::MessageCreated {
+            conversation_id: conversation,
+            seq: 0,
+            message: message.clone(),
         })
-        .await?;
-        let message = message.ok_or(StoreError::Invalid("message not built".into()))?;
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, seq, author_id, text, data, actions, recipients,
-                                   idempotency_key, created_at, attachments)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let recipients: Option<Vec<Uuid>> =
+            m.recipients.as_ref().map(|r| r.iter().map(|u| u.0).collect());
+        // One round trip: the next `seq` (under the lock taken above), the
+        // event row and the message row.
+        let seq: i64 = sqlx::query_scalar(
+            "WITH s AS (
+                 UPDATE conversations SET last_seq = last_seq + 1, last_activity = now()
+                 WHERE id = $1 RETURNING last_seq
+             ), e AS (
+                 INSERT INTO events (conversation_id, seq, recipients, body)
+                 SELECT $1, s.last_seq, $3,
+                        jsonb_set(jsonb_set($4::jsonb, '{seq}', to_jsonb(s.last_seq)),
+                                  '{message,seq}', to_jsonb(s.last_seq))
+                 FROM s
+             )
+             INSERT INTO messages (id, conversation_id, seq, author_id, text, data, actions,
+                                   recipients, idempotency_key, created_at, attachments)
+             SELECT $2, $1, s.last_seq, $5, $6, $7, $8, $3, $9, $10, $11 FROM s
+             RETURNING seq",
         )
-        .bind(id.0)
         .bind(conversation.0)
-        .bind(message.seq)
+        .bind(id.0)
+        .bind(&recipients)
+        .bind(Json(&body))
         .bind(m.author.0)
         .bind(&m.text)
         .bind(m.data.as_ref().map(Json))
         .bind(Json(&m.actions))
-        .bind(m.recipients.as_ref().map(|r| r.iter().map(|u| u.0).collect::<Vec<_>>()))
         .bind(&m.idempotency_key)
         .bind(message.created_at)
-        .bind(Json(&attachments))
-        .execute(&mut *tx)
-        .await?;
+        .bind(Json(&message.attachments))
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("conversation"))?;
+        message.seq = seq;
+        let attachments = &message.attachments;
+        let ev = StoredEvent {
+            conversation_id: conversation,
+            seq,
+            recipients: m.recipients.clone(),
+            event: Event::MessageCreated {
+                conversation_id: conversation,
+                seq,
+                message: message.clone(),
+            },
+        };
         // The files point at the message only now that it exists.
         if !attachments.is_empty() {
             sqlx::query("UPDATE files SET message_id = $1 WHERE id = ANY($2)")
