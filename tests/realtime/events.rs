@@ -220,3 +220,67 @@ async fn edits_deletes_read_markers_typing_and_presence() {
         Some(ErrorCode::AccessDenied)
     );
 }
+
+/// `GET /metrics` as text.
+async fn metrics_text(env: &TestEnv) -> String {
+    let app = env.app().await;
+    let req = actix_web::test::TestRequest::get()
+        .uri("/metrics")
+        .to_request();
+    let res = actix_web::test::call_service(&app, req).await;
+    assert_eq!(res.status(), 200);
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ct.starts_with("text/plain"), "{ct}");
+    let body = actix_web::test::read_body(res).await;
+    String::from_utf8(body.to_vec()).expect("utf-8")
+}
+
+/// The value of an unlabelled sample (0 when absent).
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[actix_web::test]
+async fn a_send_moves_the_send_commit_and_delivery_counters() {
+    let p = pair().await;
+    let g = group(&p.ca, "metrics", &[p.bob]).await;
+    expect_event(
+        &p.cb,
+        "member.added",
+        |e| matches!(e, Event::MemberAdded { conversation_id, .. } if *conversation_id == g.id),
+    )
+    .await;
+    let before = metrics_text(&p.env).await;
+    let m = send(&p.ca, g.id, text("counted")).await;
+    let got = collect(&p.cb, g.id, 1).await;
+    assert_eq!(got[0].id, m.id);
+    let after = metrics_text(&p.env).await;
+    for name in ["parley_sends_total", "parley_commits_total"] {
+        assert!(
+            sample(&after, name) > sample(&before, name),
+            "{name} did not move:\n{after}"
+        );
+    }
+    // Alice's and Bob's sessions both got the message.
+    assert!(
+        sample(&after, "parley_deliveries_total")
+            >= sample(&before, "parley_deliveries_total") + 2.0,
+        "deliveries did not move:\n{after}"
+    );
+    assert_eq!(sample(&after, "parley_sessions"), 2.0);
+    for name in [
+        "parley_ws_request_seconds_count",
+        "parley_http_request_seconds_count",
+        "parley_db_pool_connections",
+    ] {
+        assert!(sample(&after, name) > 0.0, "{name} missing:\n{after}");
+    }
+}

@@ -116,6 +116,7 @@ impl TestEnv {
             bus: Arc::clone(&bus) as Arc<dyn parley_bus::Bus>,
             files: parley_files::open(&cfg.files).await.expect("files"),
         };
+        parley_server::metrics_handle();
         let svc = Arc::new(ChatService::new(parts, parley_server::service_config(&cfg)));
         let state = parley_server::app_state_for(&cfg, svc);
         let db = PgPoolOptions::new()

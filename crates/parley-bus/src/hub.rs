@@ -79,6 +79,25 @@ pub struct Hub {
     count: AtomicUsize,
     delivered: AtomicU64,
     overflowed: AtomicU64,
+    published: AtomicU64,
+    received: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Counters of a node's delivery since it started (exported at `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubStats {
+    pub sessions: u64,
+    /// Envelopes put in a session's queue.
+    pub delivered: u64,
+    /// Sessions cut off because their queue was full (closed with 4008).
+    pub overflowed: u64,
+    /// Envelopes handed to the bus for the other nodes.
+    pub bus_published: u64,
+    /// Envelopes that came from other nodes.
+    pub bus_received: u64,
+    /// Envelopes the bus could not take (its queue was full).
+    pub bus_dropped: u64,
 }
 
 impl Hub {
@@ -194,11 +213,30 @@ impl Hub {
     }
 
     /// Envelopes queued to sessions and queues found full, since start.
-    pub fn stats(&self) -> (u64, u64) {
-        (
-            self.delivered.load(Ordering::Relaxed),
-            self.overflowed.load(Ordering::Relaxed),
-        )
+    pub fn stats(&self) -> HubStats {
+        HubStats {
+            sessions: self.count.load(Ordering::Relaxed) as u64,
+            delivered: self.delivered.load(Ordering::Relaxed),
+            overflowed: self.overflowed.load(Ordering::Relaxed),
+            bus_published: self.published.load(Ordering::Relaxed),
+            bus_received: self.received.load(Ordering::Relaxed),
+            bus_dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// An envelope went to the bus (to the other nodes).
+    pub fn note_published(&self) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An envelope arrived from another node.
+    pub fn note_received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An envelope could not be handed to the bus (its queue was full).
+    pub fn note_dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every session handle (for shutdown).
@@ -287,6 +325,7 @@ mod tests {
             got += 1;
         }
         assert_eq!(got, 5);
-        assert_eq!(hub.stats(), (7, 3));
+        let st = hub.stats();
+        assert_eq!((st.delivered, st.overflowed), (7, 3));
     }
 }

@@ -239,7 +239,10 @@ async fn subscriber(client: redis::Client, keys: Arc<Keys>, me: String, hub: Arc
                                     hub.resync_all();
                                 }
                             }
-                            Some((node, env)) if node != me => hub.deliver(&Arc::new(env)),
+                            Some((node, env)) if node != me => {
+                                hub.note_received();
+                                hub.deliver(&Arc::new(env))
+                            }
                             Some(_) => {}
                             None => tracing::warn!("undecodable bus message"),
                         }
@@ -453,7 +456,10 @@ impl Bus for RedisBus {
         }
         let payload = encode(&self.opts.node_id, &envelope);
         if self.publish.try_send(payload).is_err() {
+            self.hub.note_dropped();
             tracing::warn!("bus publish queue full; other nodes will recover from PostgreSQL");
+        } else {
+            self.hub.note_published();
         }
     }
 

@@ -63,6 +63,7 @@ pub fn app(
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
         .service(resource(OPENAPI_PATH).route(web::get().to(health::openapi)))
         .service(
             resource("/v1/registration/code").route(web::post().to(registration::request_code)),
@@ -162,7 +163,16 @@ pub fn app(
                 let started = std::time::Instant::now();
                 let mut res = fut.await?;
                 let status = res.status().as_u16();
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                let secs = started.elapsed().as_secs_f64();
+                let ms = secs * 1000.0;
+                metrics::histogram!("parley_http_request_seconds").record(secs);
+                let class = match status {
+                    100..=299 => "2xx",
+                    300..=399 => "3xx",
+                    400..=499 => "4xx",
+                    _ => "5xx",
+                };
+                metrics::counter!("parley_http_requests_total", "status" => class).increment(1);
                 if status >= 500 {
                     tracing::warn!(status, ms, "request failed");
                 } else {

@@ -2,6 +2,7 @@
 //! the HTTP and WebSocket faces.
 
 use crate::config::{HttpConfig, WebConfig, WsConfig};
+use metrics_exporter_prometheus::PrometheusHandle;
 use parley_service::Service;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -13,6 +14,8 @@ pub struct AppState {
     pub web: WebConfig,
     /// Set on shutdown: `/readyz` answers 503 so balancers stop sending.
     pub draining: AtomicBool,
+    /// Renders this process's metrics (`GET /metrics`).
+    pub metrics: PrometheusHandle,
 }
 
 impl std::fmt::Debug for AppState {

@@ -7,12 +7,13 @@ pub mod config;
 use actix_web::web;
 use config::BusKind;
 use config::Config;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parley_bus::{Bus, LocalBus, RedisBus, RedisOptions};
 use parley_gateway::AppState;
 use parley_mail::Mailer;
 use parley_service::{Parts, Service, ServiceConfig};
 use parley_store::{Store, StoreOptions};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +70,8 @@ pub async fn service(cfg: &Config, store: Store) -> Result<Arc<Service>, StartEr
         bus: bus(cfg).await?,
         files: parley_files::open(&cfg.files).await?,
     };
+    // The recorder first: the service registers its counters when built.
+    metrics_handle();
     Ok(Arc::new(Service::new(parts, service_config(cfg))))
 }
 
@@ -84,14 +87,54 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
     }
 }
 
+/// The process's metrics recorder, installed on first use (one per
+/// process: the `metrics` facade is global).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0,
+                    ],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("parley_fanout_targets".into()),
+                        &[1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0],
+                    )
+                });
+            match builder {
+                Ok(b) => {
+                    let recorder = b.build_recorder();
+                    let handle = recorder.handle();
+                    if metrics::set_global_recorder(recorder).is_err() {
+                        tracing::warn!("a metrics recorder was installed already");
+                    }
+                    handle
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics buckets refused; plain recorder");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            }
+        })
+        .clone()
+}
+
 /// The state every request handler shares, around a service.
 pub fn app_state_for(cfg: &Config, svc: Arc<Service>) -> web::Data<AppState> {
+    let metrics = metrics_handle();
     web::Data::new(AppState {
         svc,
         http: cfg.http.clone(),
         ws: cfg.ws.clone(),
         web: cfg.web.clone(),
         draining: Default::default(),
+        metrics,
     })
 }
 

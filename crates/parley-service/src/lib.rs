@@ -21,6 +21,7 @@ mod files;
 mod health;
 mod infobases;
 mod messages;
+mod metrics;
 mod presence;
 mod registration;
 mod sessions;
@@ -68,6 +69,7 @@ pub struct Service {
     files: Arc<dyn Storage>,
     cfg: ServiceConfig,
     limiter: RateLimiter,
+    metrics: metrics::Metrics,
 }
 
 impl std::fmt::Debug for Service {
@@ -88,6 +90,7 @@ impl Service {
             files: parts.files,
             cfg,
             limiter: RateLimiter::new(),
+            metrics: metrics::Metrics::new(),
         }
     }
 

@@ -106,14 +106,20 @@ impl Service {
         row: NewMessageRow,
         join: JoinPolicy,
     ) -> Result<Posted> {
+        self.metrics.sends.increment(1);
         let PostOutcome {
             message,
             fresh,
             committed,
         } = self.store.post_message(conversation, &row, join).await?;
+        self.metrics
+            .fanout_targets
+            .record(committed.members.len() as f64);
         if fresh {
+            self.metrics.commits.increment(1);
             self.publish(committed);
         } else {
+            self.metrics.retries.increment(1);
             // A retry may follow a node that died between commit and
             // fan-out: publish again; sessions drop what they have by `seq`.
             let ev = StoredEvent {

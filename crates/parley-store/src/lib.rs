@@ -73,6 +73,13 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
 }
 
+/// The pool's connections at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -131,6 +138,14 @@ impl Store {
         .await?
         .rows_affected();
         Ok(codes + tokens)
+    }
+
+    /// Connections of the pool: open, and idle among them.
+    pub fn pool_stats(&self) -> PoolStats {
+        PoolStats {
+            size: self.pool.size(),
+            idle: self.pool.num_idle() as u32,
+        }
     }
 
     pub async fn close(&self) {

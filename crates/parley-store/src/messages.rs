@@ -288,8 +288,10 @@ impl Store {
             message: message.clone(),
         })
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let recipients: Option<Vec<Uuid>> =
-            m.recipients.as_ref().map(|r| r.iter().map(|u| u.0).collect());
+        let recipients: Option<Vec<Uuid>> = m
+            .recipients
+            .as_ref()
+            .map(|r| r.iter().map(|u| u.0).collect());
         // One round trip: the next `seq` (under the lock taken above), the
         // event row and the message row.
         let seq: i64 = sqlx::query_scalar(

@@ -46,6 +46,15 @@ pub async fn readyz(st: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Prometheus text of this node's counters (`parley_…`, see
+/// docs/operations.md).
+pub async fn metrics(st: web::Data<AppState>) -> HttpResponse {
+    st.svc.observe();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(st.metrics.render())
+}
+
 /// The OpenAPI 3.1 document of this API.
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(crate::openapi::document())

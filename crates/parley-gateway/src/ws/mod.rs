@@ -387,7 +387,10 @@ impl Session {
         if matches!(request, Request::Ping) {
             return self.send(frame_text(&ServerFrame::Pong { id })).await;
         }
-        match self.dispatch(request).await {
+        let started = Instant::now();
+        let answer = self.dispatch(request).await;
+        metrics::histogram!("parley_ws_request_seconds").record(started.elapsed().as_secs_f64());
+        match answer {
             Ok(result) => {
                 self.send(frame_text(&ServerFrame::Result { id, result }))
                     .await
@@ -483,6 +486,7 @@ impl Session {
             match self.last.get(&conv).copied() {
                 Some(last) if seq <= last => return Ok(()),
                 Some(last) if seq > last + 1 => {
+                    metrics::counter!("parley_gap_replays_total").increment(1);
                     self.replay(conv, last, Some(seq)).await.map(|_| ())?
                 }
                 _ => {}

@@ -25,6 +25,7 @@ impl Session {
             }
             Request::Ping => Ok(Value::Null),
             Request::Resume { conversations } => {
+                metrics::counter!("parley_resumes_total").increment(1);
                 if conversations.values().any(|seen| *seen < 0) {
                     return Err(Error::invalid("resume: a seq is never negative").into());
                 }
