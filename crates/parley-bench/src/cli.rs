@@ -81,6 +81,22 @@ pub enum Cmd {
         nodes: usize,
     },
     /// The standard small set: every scenario on 1 and on 2 nodes.
+    /// Capacity search of `chat` (1 000 users, 100 conversations of 10) or
+    /// `fanout` (one conversation of 1 000): the rate grows ×1.5 per step.
+    Capacity {
+        #[arg(long, default_value = "chat")]
+        workload: String,
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long)]
+        peer: bool,
+        /// First offered rate, messages per second.
+        #[arg(long, default_value_t = 1000)]
+        start: u64,
+        /// Measurement window of each step, seconds.
+        #[arg(long, default_value_t = 10)]
+        window: u64,
+    },
     Standard,
     /// Internal: holds a slice of idle sessions for `idle`.
     #[command(hide = true)]

@@ -11,6 +11,7 @@
 
 mod cli;
 mod conn;
+mod cpu;
 mod nodes;
 mod report;
 mod scenarios;
@@ -194,6 +195,13 @@ async fn main() -> std::process::ExitCode {
             conversations,
             nodes,
         } => env.storm(sessions, conversations, nodes).await,
+        Cmd::Capacity {
+            workload,
+            nodes,
+            peer,
+            start,
+            window,
+        } => env.capacity(&workload, nodes, peer, start, window).await,
         Cmd::Standard => standard(&mut env).await,
         Cmd::Worker { .. } => Ok(()),
     };
@@ -211,10 +219,8 @@ async fn standard(env: &mut Env) -> Res<()> {
     for nodes in [1, 2] {
         for peer in [false, true] {
             env.idle(10_000, nodes, 2, peer).await?;
-            env.chat("chat", 1000, 100, 10, 1000, 10, nodes, peer)
-                .await?;
-            env.chat("fanout", 1000, 1, 1000, 100, 10, nodes, peer)
-                .await?;
+            env.capacity("chat", nodes, peer, 1000, 10).await?;
+            env.capacity("fanout", nodes, peer, 50, 10).await?;
         }
         env.storm(2000, 100, nodes).await?;
     }

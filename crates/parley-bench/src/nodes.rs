@@ -3,6 +3,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `ws.max_connections` by default.
+const DEFAULT_MAX_SESSIONS: usize = 10_000;
+
 pub struct Nodes {
     children: Vec<Child>,
     pub ports: Vec<u16>,
@@ -53,11 +56,7 @@ impl Nodes {
                     "PARLEY_DATABASE__MIGRATE_ON_START",
                     if i == 0 { "true" } else { "false" },
                 )
-                .env("PARLEY_DATABASE__MAX_CONNECTIONS", "32")
                 .env("PARLEY_HTTP__BIND", format!("127.0.0.1:{port}"))
-                .env("PARLEY_WS__MAX_CONNECTIONS", o.max_sessions.to_string())
-                .env("PARLEY_WS__MAX_CONNECTIONS_PER_USER", "64")
-                .env("PARLEY_WS__QUEUE_CAPACITY", "1024")
                 .env("PARLEY_LOG__LEVEL", "warn")
                 .env(
                     "PARLEY_FILES__LOCAL_DIR",
@@ -65,6 +64,11 @@ impl Nodes {
                 )
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit());
+            // Defaults everywhere else: the only setting an admin of a big
+            // node would change is the session cap, when it is exceeded.
+            if o.max_sessions > DEFAULT_MAX_SESSIONS {
+                cmd.env("PARLEY_WS__MAX_CONNECTIONS", o.max_sessions.to_string());
+            }
             if let Some(r) = o.redis_url {
                 cmd.env("PARLEY_BUS__KIND", "redis")
                     .env("PARLEY_BUS__REDIS_URL", r)
@@ -129,6 +133,33 @@ impl Nodes {
         self.ports
             .iter()
             .map(|p| format!("ws://127.0.0.1:{p}/ws"))
+            .collect()
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(|c| c.id()).collect()
+    }
+
+    /// `GET /metrics` of each node (empty for the peer, which has none).
+    pub fn metrics(&self) -> Vec<String> {
+        use std::io::{Read, Write};
+        self.ports
+            .iter()
+            .map(|port| {
+                let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", *port)) else {
+                    return String::new();
+                };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                if s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_err() {
+                    return String::new();
+                }
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                match out.split_once("\r\n\r\n") {
+                    Some((head, body)) if head.contains(" 200 ") => body.to_owned(),
+                    _ => String::new(),
+                }
+            })
             .collect()
     }
 

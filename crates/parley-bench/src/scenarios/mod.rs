@@ -2,4 +2,5 @@
 
 mod chat;
 mod idle;
+pub(crate) mod load;
 mod storm;
