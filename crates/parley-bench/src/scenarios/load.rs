@@ -321,7 +321,7 @@ impl Load {
             .iter()
             .filter_map(|(k, v)| {
                 let d = v - metrics0.get(k).copied().unwrap_or(0.0);
-                (d != 0.0 && !k.ends_with("_bucket")).then(|| (k.clone(), round2(d)))
+                (d != 0.0 && !k.contains("_bucket")).then(|| (k.clone(), round2(d)))
             })
             .collect();
         Ok(Step {
