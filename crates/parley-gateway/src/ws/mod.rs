@@ -244,7 +244,7 @@ async fn run(
     let mut s = Session {
         st: Arc::clone(&st),
         ws,
-        me: actor,
+        me: Arc::new(actor),
         id,
         overflow,
         last: HashMap::new(),
@@ -262,7 +262,8 @@ async fn run(
 struct Session {
     st: Arc<AppState>,
     ws: actix_ws::Session,
-    me: UserActor,
+    /// Shared so a request handler can hold it while it borrows the session.
+    me: Arc<UserActor>,
     id: SessionId,
     overflow: Arc<Overflow>,
     /// Highest `seq` delivered per conversation: live events at or below it
@@ -373,16 +374,7 @@ impl Session {
             Err(e) => return self.refuse_frame(text, e).await,
         };
         if id.len() > self.st.ws.max_request_id_bytes {
-            return self
-                .send_error(
-                    None,
-                    ErrorCode::TooLarge,
-                    &format!(
-                        "id: longer than {} bytes (ws.max_request_id_bytes)",
-                        self.st.ws.max_request_id_bytes
-                    ),
-                )
-                .await;
+            return self.refuse_long_id().await;
         }
         if matches!(request, Request::Ping) {
             return self.send(frame_text(&ServerFrame::Pong { id })).await;
@@ -398,6 +390,13 @@ impl Session {
             Err(ReqError::Api(e)) => self.send_error(Some(id), e.code, &e.message).await,
             Err(ReqError::Stop(s)) => Err(s),
         }
+    }
+
+    /// An `id` too long to echo: the error goes without one.
+    async fn refuse_long_id(&mut self) -> Result<(), Stop> {
+        let max_id = self.st.ws.max_request_id_bytes;
+        let msg = format!("id: longer than {max_id} bytes (ws.max_request_id_bytes)");
+        self.send_error(None, ErrorCode::TooLarge, &msg).await
     }
 
     /// Answers a frame that is not a valid request: bad JSON, no `id`, an
@@ -416,15 +415,8 @@ impl Session {
                 .send_error(None, ErrorCode::InvalidJson, "id: a string is required")
                 .await;
         };
-        let max_id = self.st.ws.max_request_id_bytes;
-        if id.len() > max_id {
-            return self
-                .send_error(
-                    None,
-                    ErrorCode::TooLarge,
-                    &format!("id: longer than {max_id} bytes (ws.max_request_id_bytes)"),
-                )
-                .await;
+        if id.len() > self.st.ws.max_request_id_bytes {
+            return self.refuse_long_id().await;
         }
         let ty = value.get("type").and_then(Value::as_str).unwrap_or("");
         if Request::TYPES.contains(&ty) {

@@ -5,6 +5,7 @@ use super::{ReqError, Session};
 use parley_core::protocol::{ReadState, Request, Resumed};
 use parley_service::{Error, HistoryQuery};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Typing timestamps are pruned once this many conversations are tracked
@@ -17,8 +18,10 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, ReqError> {
 
 impl Session {
     pub(super) async fn dispatch(&mut self, req: Request) -> Result<Value, ReqError> {
-        let svc = std::sync::Arc::clone(&self.st.svc);
-        let me = &self.me.clone();
+        let svc = Arc::clone(&self.st.svc);
+        // Cheap handles: `replay` below borrows the session mutably.
+        let me = Arc::clone(&self.me);
+        let me = &*me;
         match req {
             Request::Auth { .. } => {
                 Err(Error::invalid("this session is already authenticated").into())
