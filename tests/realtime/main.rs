@@ -2,6 +2,7 @@
 //! per topic; helpers are in `parley_tests::chat`.
 
 mod access;
+mod batching;
 mod chatting;
 mod contexts;
 mod events;

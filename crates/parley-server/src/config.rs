@@ -6,7 +6,9 @@
 use parley_files::FilesConfig;
 use parley_gateway::config::{HttpConfig, WebConfig, WsConfig};
 use parley_mail::MailConfig;
-use parley_service::config::{AuthConfig, LimitsConfig, MaintenanceConfig, RegistrationConfig};
+use parley_service::config::{
+    AuthConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RegistrationConfig,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use toml::Value;
@@ -103,6 +105,7 @@ pub struct Config {
     pub files: FilesConfig,
     pub web: WebConfig,
     pub maintenance: MaintenanceConfig,
+    pub commit: CommitConfig,
     pub log: LogConfig,
 }
 
@@ -290,6 +293,7 @@ impl Config {
         self.ws.validate().map_err(wrap)?;
         self.limits.validate().map_err(wrap)?;
         self.maintenance.validate().map_err(wrap)?;
+        self.commit.validate().map_err(wrap)?;
         let bad = |key: &str, message: &str| ConfigError::BadValue {
             key: key.into(),
             origin: "configuration".into(),
@@ -304,6 +308,12 @@ impl Config {
             return Err(bad(
                 "database.max_connections",
                 "must be between 1 and 1000",
+            ));
+        }
+        if self.commit.workers >= self.database.max_connections as usize {
+            return Err(bad(
+                "commit.workers",
+                "must be below database.max_connections (each worker holds a connection while it commits)",
             ));
         }
         if !(1..=300).contains(&self.database.acquire_timeout_secs) {

@@ -83,6 +83,7 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         limits: cfg.limits.clone(),
         files: cfg.files.clone(),
         maintenance: cfg.maintenance.clone(),
+        commit: cfg.commit.clone(),
         dev_signin: cfg.web.dev_signin,
     }
 }

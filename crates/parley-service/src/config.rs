@@ -309,3 +309,49 @@ impl MaintenanceConfig {
         )
     }
 }
+
+/// `[commit]`: group commit of message sends.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommitConfig {
+    /// Transactions that commit sends at once, each with its own database
+    /// connection (taken from `database.max_connections` while it runs).
+    /// A conversation always commits on the same one, so its sends keep
+    /// their order.
+    pub workers: usize,
+    /// Most sends one transaction commits; what waits beyond that goes in
+    /// the next one.
+    pub batch_max: usize,
+    /// Sends that may wait for each worker; a sender waits when it is full.
+    pub queue: usize,
+}
+
+impl Default for CommitConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            batch_max: 256,
+            queue: 4096,
+        }
+    }
+}
+
+impl CommitConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            (1..=64).contains(&self.workers),
+            "commit.workers",
+            "must be between 1 and 64",
+        )?;
+        check(
+            (1..=10_000).contains(&self.batch_max),
+            "commit.batch_max",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.queue),
+            "commit.queue",
+            "must be between 1 and 1000000",
+        )
+    }
+}

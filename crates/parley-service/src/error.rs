@@ -53,6 +53,10 @@ impl Error {
         Self::new(ErrorCode::TooLarge, message)
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unavailable, message)
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }

@@ -3,7 +3,7 @@
 
 use crate::Service;
 use bytestring::ByteString;
-use parley_bus::Envelope;
+use parley_bus::{Bus, Envelope};
 use parley_core::protocol::{Event, ServerFrame};
 use parley_core::UserId;
 use parley_store::{Committed, StoredEvent};
@@ -41,26 +41,31 @@ impl Service {
 
     /// Fans out what a change committed to the members at its commit.
     pub(crate) fn publish(&self, committed: Committed) {
-        let Committed { events, members } = committed;
-        for ev in events {
-            self.publish_event(ev, members.clone());
-        }
+        publish(self.bus.as_ref(), committed);
     }
+}
 
-    pub(crate) fn publish_event(&self, ev: StoredEvent, targets: Vec<UserId>) {
-        let author = match &ev.event {
-            Event::MessageCreated { message, .. } | Event::MessageEdited { message, .. } => {
-                Some(message.author_id)
-            }
-            _ => None,
-        };
-        self.bus.publish(Arc::new(Envelope {
-            targets,
-            position: Some((ev.conversation_id, ev.seq)),
-            recipients: ev.recipients,
-            author,
-            frame: frame_text(&ServerFrame::Event(ev.event)),
-            resync: false,
-        }));
+/// Fans out what a change committed to the members at its commit.
+pub(crate) fn publish(bus: &dyn Bus, committed: Committed) {
+    let Committed { events, members } = committed;
+    for ev in events {
+        publish_event(bus, ev, members.clone());
     }
+}
+
+pub(crate) fn publish_event(bus: &dyn Bus, ev: StoredEvent, targets: Vec<UserId>) {
+    let author = match &ev.event {
+        Event::MessageCreated { message, .. } | Event::MessageEdited { message, .. } => {
+            Some(message.author_id)
+        }
+        _ => None,
+    };
+    bus.publish(Arc::new(Envelope {
+        targets,
+        position: Some((ev.conversation_id, ev.seq)),
+        recipients: ev.recipients,
+        author,
+        frame: frame_text(&ServerFrame::Event(ev.event)),
+        resync: false,
+    }));
 }

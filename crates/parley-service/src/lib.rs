@@ -15,6 +15,7 @@ pub mod ratelimit;
 
 mod auth;
 mod background;
+mod commit;
 mod conversations;
 mod fanout;
 mod files;
@@ -34,7 +35,7 @@ pub use health::Readiness;
 pub use infobases::UserQuery;
 pub use messages::{HistoryQuery, Posted};
 
-use config::{AuthConfig, LimitsConfig, MaintenanceConfig, RegistrationConfig};
+use config::{AuthConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RegistrationConfig};
 use parley_bus::Bus;
 use parley_files::{FilesConfig, Storage};
 use parley_mail::Mailer;
@@ -50,6 +51,7 @@ pub struct ServiceConfig {
     pub limits: LimitsConfig,
     pub files: FilesConfig,
     pub maintenance: MaintenanceConfig,
+    pub commit: CommitConfig,
     /// `POST /v1/dev/signin` is allowed (development only).
     pub dev_signin: bool,
 }
@@ -70,6 +72,7 @@ pub struct Service {
     cfg: ServiceConfig,
     limiter: RateLimiter,
     metrics: metrics::Metrics,
+    commit: commit::GroupCommit,
 }
 
 impl std::fmt::Debug for Service {
@@ -82,7 +85,12 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
+    /// Builds the service and starts its commit workers on the current
+    /// Tokio runtime.
     pub fn new(parts: Parts, cfg: ServiceConfig) -> Self {
+        let metrics = metrics::Metrics::new();
+        let commit =
+            commit::GroupCommit::start(&cfg.commit, &parts.store, &parts.bus, metrics.for_commit());
         Self {
             store: parts.store,
             mailer: parts.mailer,
@@ -90,7 +98,8 @@ impl Service {
             files: parts.files,
             cfg,
             limiter: RateLimiter::new(),
-            metrics: metrics::Metrics::new(),
+            metrics,
+            commit,
         }
     }
 

@@ -5,7 +5,7 @@
 use crate::{Error, Result, Service};
 use parley_core::protocol::{Action, Event, Message, MessagePage, NewMessage, ReadState};
 use parley_core::{validate, ConversationId, InfobaseActor, MessageId, UserActor, UserId};
-use parley_store::{JoinPolicy, NewMessageRow, PostOutcome, StoredEvent};
+use parley_store::{BatchedSend, JoinPolicy, NewMessageRow};
 
 /// A posted message and whether it is new (false: an idempotent retry).
 #[derive(Clone, Debug)]
@@ -99,7 +99,8 @@ impl Service {
         })
     }
 
-    /// Stores and fans out a validated message.
+    /// Stores and fans out a validated message: a member's plain send
+    /// commits with others (group commit), the rest on its own.
     async fn post(
         &self,
         conversation: ConversationId,
@@ -107,34 +108,13 @@ impl Service {
         join: JoinPolicy,
     ) -> Result<Posted> {
         self.metrics.sends.increment(1);
-        let PostOutcome {
-            message,
-            fresh,
-            committed,
-        } = self.store.post_message(conversation, &row, join).await?;
-        self.metrics
-            .fanout_targets
-            .record(committed.members.len() as f64);
-        if fresh {
-            self.metrics.commits.increment(1);
-            self.publish(committed);
-        } else {
-            self.metrics.retries.increment(1);
-            // A retry may follow a node that died between commit and
-            // fan-out: publish again; sessions drop what they have by `seq`.
-            let ev = StoredEvent {
-                conversation_id: conversation,
-                seq: message.seq,
-                recipients: message.recipients.clone(),
-                event: Event::MessageCreated {
-                    conversation_id: conversation,
-                    seq: message.seq,
-                    message: message.clone(),
-                },
-            };
-            self.publish_event(ev, committed.members);
+        if let JoinPolicy::MemberOnly { subscriber } = join {
+            if BatchedSend::fits(&row) {
+                return self.commit.send(conversation, subscriber, row).await;
+            }
         }
-        Ok(Posted { message, fresh })
+        let outcome = self.store.post_message(conversation, &row, join).await?;
+        Ok(self.commit.announce(outcome))
     }
 
     /// A member sends a message.

@@ -12,6 +12,7 @@ pub(crate) struct Metrics {
     pub commits: Counter,
     pub retries: Counter,
     pub fanout_targets: Histogram,
+    pub batch_size: Histogram,
 }
 
 impl Metrics {
@@ -28,6 +29,10 @@ impl Metrics {
         describe_histogram!(
             "parley_fanout_targets",
             "Users an event of a history is fanned out to"
+        );
+        describe_histogram!(
+            "parley_commit_batch_size",
+            "Sends committed together in one transaction (group commit)"
         );
         describe_gauge!("parley_sessions", "WebSocket sessions open on this node");
         describe_counter!(
@@ -76,6 +81,18 @@ impl Metrics {
             commits: counter!("parley_commits_total"),
             retries: counter!("parley_idempotent_retries_total"),
             fanout_targets: histogram!("parley_fanout_targets"),
+            batch_size: histogram!("parley_commit_batch_size"),
+        }
+    }
+}
+
+impl Metrics {
+    pub(crate) fn for_commit(&self) -> crate::commit::CommitMetrics {
+        crate::commit::CommitMetrics {
+            commits: self.commits.clone(),
+            retries: self.retries.clone(),
+            fanout_targets: self.fanout_targets.clone(),
+            batch_size: self.batch_size.clone(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL access for Parley. Every SQL statement of the project lives in
 //! this crate, grouped by domain in the modules below.
 
+mod batch;
 mod conversations;
 mod files;
 mod infobases;
@@ -9,6 +10,7 @@ mod registration;
 mod tokens;
 mod users;
 
+pub use batch::BatchedSend;
 pub use conversations::{
     Committed, ConversationMeta, ConversationSeq, CreateOutcome, NewConversation, Viewer,
 };

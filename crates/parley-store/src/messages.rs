@@ -188,6 +188,14 @@ fn msg_from_row(r: &PgRow) -> Result<Message> {
     })
 }
 
+/// Messages by id, in no particular order (missing ids are left out).
+pub(crate) async fn fetch_messages(pool: &sqlx::PgPool, ids: &[MessageId]) -> Result<Vec<Message>> {
+    let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE id = ANY($1)");
+    let ids: Vec<Uuid> = ids.iter().map(|m| m.0).collect();
+    let rows = sqlx::query(&sql).bind(&ids).fetch_all(pool).await?;
+    rows.iter().map(msg_from_row).collect()
+}
+
 /// Visibility of a message row to user $2 (recipients restrict it).
 const VISIBLE_TO: &str =
     "($2::uuid IS NULL OR recipients IS NULL OR author_id = $2 OR $2 = ANY(recipients))";

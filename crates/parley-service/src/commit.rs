@@ -1,0 +1,194 @@
+//! Group commit of members' sends. A send waits in the queue of the worker
+//! its conversation hashes to; a worker takes everything waiting (up to
+//! `commit.batch_max`) and commits it in one transaction while the next
+//! batch gathers. No timer: under light load a batch is one send and
+//! commits at once; under heavy load the batches grow and the database does
+//! a few round trips per batch instead of several per send.
+//!
+//! A conversation always maps to the same worker, so its sends commit in
+//! the order they were queued, and the worker fans each batch out in `seq`
+//! order before it answers the senders: the ack follows the commit, and
+//! sessions see no gap that a reordering of fan-outs would cause.
+
+use crate::config::CommitConfig;
+use crate::fanout;
+use crate::{Error, Posted, Result};
+use metrics::{Counter, Histogram};
+use parley_bus::Bus;
+use parley_core::protocol::Event;
+use parley_core::{ConversationId, SubscriberId};
+use parley_store::{
+    BatchedSend, JoinPolicy, NewMessageRow, PostOutcome, Store, StoreError, StoredEvent,
+};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+struct Pending {
+    send: BatchedSend,
+    reply: oneshot::Sender<Result<Posted>>,
+}
+
+/// The handles a worker counts with.
+#[derive(Clone)]
+pub(crate) struct CommitMetrics {
+    pub commits: Counter,
+    pub retries: Counter,
+    pub fanout_targets: Histogram,
+    pub batch_size: Histogram,
+}
+
+/// Fans committed sends out and counts them.
+struct Announcer {
+    bus: Arc<dyn Bus>,
+    metrics: CommitMetrics,
+}
+
+/// What a worker needs: the store to commit to, the bus to fan out on.
+struct Worker {
+    store: Store,
+    announcer: Arc<Announcer>,
+    batch_max: usize,
+}
+
+pub(crate) struct GroupCommit {
+    queues: Vec<mpsc::Sender<Pending>>,
+    announcer: Arc<Announcer>,
+}
+
+impl GroupCommit {
+    /// Starts the workers on the current Tokio runtime; they stop when the
+    /// last handle on the queues is dropped.
+    pub(crate) fn start(
+        cfg: &CommitConfig,
+        store: &Store,
+        bus: &Arc<dyn Bus>,
+        metrics: CommitMetrics,
+    ) -> Self {
+        let announcer = Arc::new(Announcer {
+            bus: Arc::clone(bus),
+            metrics,
+        });
+        let queues = (0..cfg.workers.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(cfg.queue.max(1));
+                let worker = Worker {
+                    store: store.clone(),
+                    announcer: Arc::clone(&announcer),
+                    batch_max: cfg.batch_max.max(1),
+                };
+                tokio::spawn(worker.run(rx));
+                tx
+            })
+            .collect();
+        Self { queues, announcer }
+    }
+
+    /// Fans out and counts a send committed on its own.
+    pub(crate) fn announce(&self, outcome: PostOutcome) -> Posted {
+        self.announcer.announce(outcome)
+    }
+
+    /// Commits a member's send with whatever else is waiting, fans it out,
+    /// and answers once both are done.
+    pub(crate) async fn send(
+        &self,
+        conversation: ConversationId,
+        subscriber: SubscriberId,
+        row: NewMessageRow,
+    ) -> Result<Posted> {
+        let (_, low) = conversation.0.as_u64_pair();
+        let queue = &self.queues[(low % self.queues.len() as u64) as usize];
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            send: BatchedSend {
+                conversation,
+                subscriber,
+                row,
+            },
+            reply,
+        };
+        if queue.send(pending).await.is_err() {
+            return Err(Error::unavailable("the node is shutting down"));
+        }
+        answer
+            .await
+            .map_err(|_| Error::unavailable("the commit worker stopped"))?
+    }
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+        let mut batch = Vec::with_capacity(self.batch_max);
+        while rx.recv_many(&mut batch, self.batch_max).await > 0 {
+            self.announcer.metrics.batch_size.record(batch.len() as f64);
+            let (sends, replies): (Vec<BatchedSend>, Vec<_>) =
+                batch.drain(..).map(|p| (p.send, p.reply)).unzip();
+            let answers = match self.store.post_batch(&sends).await {
+                Ok(outcomes) => outcomes
+                    .into_iter()
+                    .map(|o| o.map(|o| self.announcer.announce(o)).map_err(Error::from))
+                    .collect(),
+                Err(StoreError::Unavailable(why)) => sends
+                    .iter()
+                    .map(|_| Err(Error::from(StoreError::Unavailable(why.clone()))))
+                    .collect(),
+                // Nothing committed; a statement failed for one send or for
+                // all. Each one alone gets its own answer.
+                Err(e) => {
+                    tracing::warn!(error = %e, sends = sends.len(), "batch failed; committing its sends one by one");
+                    let mut answers = Vec::with_capacity(sends.len());
+                    for s in &sends {
+                        let join = JoinPolicy::MemberOnly {
+                            subscriber: s.subscriber,
+                        };
+                        let outcome = self.store.post_message(s.conversation, &s.row, join).await;
+                        answers.push(
+                            outcome
+                                .map(|o| self.announcer.announce(o))
+                                .map_err(Error::from),
+                        );
+                    }
+                    answers
+                }
+            };
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                // A sender that went away (its session closed) learns of
+                // its message on resume.
+                let _ = reply.send(answer);
+            }
+        }
+    }
+}
+
+impl Announcer {
+    /// Fans out one committed send (again, for a retry: the node that
+    /// committed it may have died before its fan-out) and counts it.
+    fn announce(&self, outcome: PostOutcome) -> Posted {
+        let PostOutcome {
+            message,
+            fresh,
+            committed,
+        } = outcome;
+        self.metrics
+            .fanout_targets
+            .record(committed.members.len() as f64);
+        if fresh {
+            self.metrics.commits.increment(1);
+            fanout::publish(self.bus.as_ref(), committed);
+        } else {
+            self.metrics.retries.increment(1);
+            let ev = StoredEvent {
+                conversation_id: message.conversation_id,
+                seq: message.seq,
+                recipients: message.recipients.clone(),
+                event: Event::MessageCreated {
+                    conversation_id: message.conversation_id,
+                    seq: message.seq,
+                    message: message.clone(),
+                },
+            };
+            fanout::publish_event(self.bus.as_ref(), ev, committed.members);
+        }
+        Posted { message, fresh }
+    }
+}

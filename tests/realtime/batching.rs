@@ -1,0 +1,130 @@
+//! Group commit: concurrent sends of several senders in several
+//! conversations commit in one transaction, each send judged on its own,
+//! and fan out in `seq` order.
+
+use crate::*;
+use parley_core::UserActor;
+use std::collections::HashMap;
+
+#[actix_web::test]
+async fn concurrent_sends_commit_together_each_judged_on_its_own_in_seq_order() {
+    // One worker: every send below waits in one queue.
+    let env = TestEnv::new(|c| c.commit.workers = 1).await;
+    let app = env.app().await;
+    let a = register(&app, &email("gc"), "A").await;
+    let mut actors = Vec::new();
+    let mut tokens = Vec::new();
+    for name in ["alice", "bob", "carol"] {
+        let id = user(&app, &a, name).await;
+        let t = token(&app, &a, &id).await;
+        let actor: UserActor = env
+            .state
+            .svc
+            .authenticate_token(&t)
+            .await
+            .expect("a live token");
+        actors.push(actor);
+        tokens.push(t);
+    }
+    let (alice, bob, carol) = (&actors[0], &actors[1], &actors[2]);
+    let svc = &env.state.svc;
+    let g1 = svc
+        .create_group(alice, "one", vec![bob.id()])
+        .await
+        .expect("group one");
+    let g2 = svc
+        .create_group(alice, "two", vec![bob.id()])
+        .await
+        .expect("group two");
+    let server = env.server().await;
+    let cb = client(&server, &tokens[1]).await;
+
+    // Plain sends of Alice and Bob to both groups, interleaved; Carol (not
+    // a member); a send to a stranger; three sends of one idempotency key.
+    let keyed = NewMessage {
+        text: "keyed".into(),
+        idempotency_key: Some("k".into()),
+        ..Default::default()
+    };
+    let mut plan: Vec<(&UserActor, ConversationId, NewMessage, &str)> = Vec::new();
+    for i in 0..40 {
+        let who = if i % 3 == 0 { bob } else { alice };
+        let conv = if i % 2 == 0 { g1.id } else { g2.id };
+        plan.push((who, conv, text(&format!("m{i}")), "ok"));
+        if i == 10 {
+            plan.push((carol, g1.id, text("not a member"), "denied"));
+            let to_stranger = NewMessage {
+                recipients: Some(vec![carol.id()]),
+                ..text("to a stranger")
+            };
+            plan.push((alice, g1.id, to_stranger, "invalid"));
+        }
+        if i % 15 == 1 {
+            plan.push((alice, g1.id, keyed.clone(), "keyed"));
+        }
+    }
+    // Every send is queued before the worker first runs (the test's runtime
+    // has one thread), so they all commit in one batch.
+    let results = futures_util::future::join_all(
+        plan.iter()
+            .map(|(who, conv, m, _)| svc.send_message(who, *conv, m.clone())),
+    )
+    .await;
+
+    let mut keyed_ids = Vec::new();
+    let mut fresh_keyed = 0;
+    let mut seqs: HashMap<ConversationId, Vec<i64>> = HashMap::new();
+    for ((_, conv, m, expect), r) in plan.iter().zip(&results) {
+        match (*expect, r) {
+            ("ok", Ok(p)) => {
+                assert!(p.fresh);
+                assert_eq!(p.message.text, m.text);
+                seqs.entry(*conv).or_default().push(p.message.seq);
+            }
+            ("keyed", Ok(p)) => {
+                keyed_ids.push(p.message.id);
+                if p.fresh {
+                    fresh_keyed += 1;
+                    seqs.entry(*conv).or_default().push(p.message.seq);
+                }
+            }
+            ("denied", Err(e)) => assert_eq!(e.code, ErrorCode::AccessDenied, "{e:?}"),
+            ("invalid", Err(e)) => assert_eq!(e.code, ErrorCode::Invalid, "{e:?}"),
+            (want, got) => panic!("{}: wanted {want}, got {got:?}", m.text),
+        }
+    }
+    assert_eq!(fresh_keyed, 1, "one key, one message");
+    assert!(keyed_ids.iter().all(|id| *id == keyed_ids[0]));
+    // In each conversation the sends took consecutive seqs in queue order.
+    for (conv, s) in &seqs {
+        let first = s[0];
+        let want: Vec<i64> = (first..first + s.len() as i64).collect();
+        assert_eq!(s, &want, "seqs of {conv} in the order of sending");
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&env.db)
+        .await
+        .expect("count");
+    let transactions: i64 = sqlx::query_scalar("SELECT count(DISTINCT xmin::text) FROM messages")
+        .fetch_one(&env.db)
+        .await
+        .expect("transactions");
+    assert_eq!(stored, 41, "40 plain sends and one keyed");
+    assert_eq!(transactions, 1, "committed together");
+
+    // Bob's session receives both conversations' messages once each, in
+    // seq order, without a gap to fill from PostgreSQL.
+    let mut got: HashMap<ConversationId, Vec<i64>> = HashMap::new();
+    while got.values().map(Vec::len).sum::<usize>() < 41 {
+        match cb.next_event(WAIT).await {
+            Some(Event::MessageCreated {
+                conversation_id,
+                seq,
+                ..
+            }) => got.entry(conversation_id).or_default().push(seq),
+            Some(_) => {}
+            None => panic!("only {got:?} arrived"),
+        }
+    }
+    assert_eq!(got, seqs, "each conversation's messages once, in seq order");
+}
