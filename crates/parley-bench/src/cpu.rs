@@ -37,10 +37,22 @@ fn pids_named(name: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Where a part's processes come from.
+#[derive(Clone, Debug)]
+enum Source {
+    Pids(Vec<u32>),
+    /// Every process of this name at each sample: PostgreSQL starts a
+    /// backend per new connection, and those count from their start.
+    Named(&'static str),
+}
+
+/// Ticks of every process of each part at one moment.
+pub type Sample = Vec<BTreeMap<u32, u64>>;
+
 /// The processes of a run, by part.
 #[derive(Clone, Debug)]
 pub struct Parts {
-    parts: Vec<(String, Vec<u32>)>,
+    parts: Vec<(String, Source)>,
 }
 
 impl Parts {
@@ -49,29 +61,40 @@ impl Parts {
     pub fn new(nodes: &[u32]) -> Self {
         let mut parts = Vec::new();
         for (i, pid) in nodes.iter().enumerate() {
-            parts.push((format!("node{}", i + 1), vec![*pid]));
+            parts.push((format!("node{}", i + 1), Source::Pids(vec![*pid])));
         }
-        parts.push(("postgres".into(), pids_named("postgres")));
-        parts.push(("redis".into(), pids_named("redis-server")));
-        parts.push(("client".into(), vec![std::process::id()]));
+        parts.push(("postgres".into(), Source::Named("postgres")));
+        parts.push(("redis".into(), Source::Named("redis-server")));
+        parts.push(("client".into(), Source::Pids(vec![std::process::id()])));
         Self { parts }
     }
 
-    /// Ticks of each part now.
-    pub fn sample(&self) -> Vec<u64> {
+    /// Ticks of each part's processes now.
+    pub fn sample(&self) -> Sample {
         self.parts
             .iter()
-            .map(|(_, pids)| pids.iter().map(|p| ticks(*p)).sum())
+            .map(|(_, source)| {
+                let pids = match source {
+                    Source::Pids(p) => p.clone(),
+                    Source::Named(n) => pids_named(n),
+                };
+                pids.into_iter().map(|p| (p, ticks(p))).collect()
+            })
             .collect()
     }
 
-    /// CPU seconds of each part between two samples.
-    pub fn seconds(&self, before: &[u64], after: &[u64]) -> BTreeMap<String, f64> {
+    /// CPU seconds of each part between two samples; a process born in
+    /// between counts from its start.
+    pub fn seconds(&self, before: &Sample, after: &Sample) -> BTreeMap<String, f64> {
         self.parts
             .iter()
             .zip(before.iter().zip(after))
             .map(|((name, _), (b, a))| {
-                let s = a.saturating_sub(*b) as f64 / TICKS_PER_S;
+                let t: u64 = a
+                    .iter()
+                    .map(|(pid, t)| t.saturating_sub(b.get(pid).copied().unwrap_or(0)))
+                    .sum();
+                let s = t as f64 / TICKS_PER_S;
                 (name.clone(), (s * 100.0).round() / 100.0)
             })
             .collect()

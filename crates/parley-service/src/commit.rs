@@ -56,8 +56,8 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the workers on the current Tokio runtime; they stop when the
-    /// last handle on the queues is dropped.
+    /// Starts the workers on a thread of their own; they stop, and the
+    /// thread ends, when the last handle on the queues is dropped.
     pub(crate) fn start(
         cfg: &CommitConfig,
         store: &Store,
@@ -68,18 +68,49 @@ impl GroupCommit {
             bus: Arc::clone(bus),
             metrics,
         });
+        // The workers' connections are their own and opened on their own
+        // thread: a connection's I/O is driven by the runtime that opened
+        // it, and the HTTP workers' runtimes, busy with sessions, would
+        // notice the database's answers late.
+        let own = store
+            .with_own_pool(cfg.workers as u32)
+            .unwrap_or_else(|_| store.clone());
+        let mut runs = Vec::new();
         let queues = (0..cfg.workers.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(cfg.queue.max(1));
                 let worker = Worker {
-                    store: store.clone(),
+                    store: own.clone(),
                     announcer: Arc::clone(&announcer),
                     batch_max: cfg.batch_max.max(1),
                 };
-                tokio::spawn(worker.run(rx));
+                runs.push(worker.run(rx));
                 tx
             })
             .collect();
+        let all = futures_util::future::join_all(runs);
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => {
+                let thread = std::thread::Builder::new()
+                    .name("parley-commit".into())
+                    .spawn(move || {
+                        rt.block_on(all);
+                    });
+                if let Err(e) = thread {
+                    // The queues' receivers went with it: sends answer
+                    // `unavailable` rather than wait.
+                    tracing::error!(error = %e, "cannot start the commit thread");
+                }
+            }
+            Err(e) => {
+                // Still correct on the caller's runtime, only slower.
+                tracing::warn!(error = %e, "no commit runtime; committing on the server's");
+                tokio::spawn(all);
+            }
+        }
         Self { queues, announcer }
     }
 

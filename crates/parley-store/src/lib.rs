@@ -73,6 +73,8 @@ pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Every statement of the pool's connections uses a generic plan.
+    pub generic_plans: bool,
 }
 
 /// The pool's connections at one moment.
@@ -86,6 +88,7 @@ pub struct PoolStats {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    opts: StoreOptions,
 }
 
 impl Store {
@@ -95,6 +98,15 @@ impl Store {
         let connect = PgConnectOptions::from_str(&opts.url)
             .map_err(|e| StoreError::Url(e.to_string()))?
             .application_name("parley");
+        // A pool that runs the same few statements over and over plans them
+        // once: PostgreSQL's default re-plans a statement with array
+        // parameters on every execution, which cost the group commit more
+        // than executing it.
+        let connect = if opts.generic_plans {
+            connect.options([("plan_cache_mode", "force_generic_plan")])
+        } else {
+            connect
+        };
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             // A ping per acquire doubles the round trips of short queries;
@@ -103,7 +115,22 @@ impl Store {
             .test_before_acquire(false)
             .acquire_timeout(opts.acquire_timeout)
             .connect_lazy_with(connect);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            opts: opts.clone(),
+        })
+    }
+
+    /// A store on a pool of its own, of `max_connections`, opened lazily,
+    /// for a few statements run very often (generic plans). Its connections
+    /// belong to the runtime that first uses them, so a task on a runtime
+    /// of its own does its I/O there.
+    pub fn with_own_pool(&self, max_connections: u32) -> Result<Self> {
+        Self::connect_lazy(&StoreOptions {
+            max_connections,
+            generic_plans: true,
+            ..self.opts.clone()
+        })
     }
 
     /// Applies pending migrations (idempotent; safe from several nodes at once
