@@ -35,7 +35,6 @@ pub fn store(cfg: &Config) -> Result<Store, StartError> {
         url: cfg.database.url.clone(),
         max_connections: cfg.database.max_connections,
         acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
-        generic_plans: false,
     })?)
 }
 

@@ -21,11 +21,13 @@ use parley_store::{
     BatchedSend, JoinPolicy, NewMessageRow, PostOutcome, Store, StoreError, StoredEvent,
 };
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 struct Pending {
     send: BatchedSend,
     reply: oneshot::Sender<Result<Posted>>,
+    queued: Instant,
 }
 
 /// The handles a worker counts with.
@@ -35,6 +37,8 @@ pub(crate) struct CommitMetrics {
     pub retries: Counter,
     pub fanout_targets: Histogram,
     pub batch_size: Histogram,
+    pub wait_seconds: Histogram,
+    pub commit_seconds: Histogram,
 }
 
 /// Fans committed sends out and counts them.
@@ -137,6 +141,7 @@ impl GroupCommit {
                 row,
             },
             reply,
+            queued: Instant::now(),
         };
         if queue.send(pending).await.is_err() {
             return Err(Error::unavailable("the node is shutting down"));
@@ -151,10 +156,18 @@ impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<Pending>) {
         let mut batch = Vec::with_capacity(self.batch_max);
         while rx.recv_many(&mut batch, self.batch_max).await > 0 {
-            self.announcer.metrics.batch_size.record(batch.len() as f64);
+            let m = &self.announcer.metrics;
+            m.batch_size.record(batch.len() as f64);
+            let started = Instant::now();
+            for p in &batch {
+                m.wait_seconds
+                    .record(started.duration_since(p.queued).as_secs_f64());
+            }
             let (sends, replies): (Vec<BatchedSend>, Vec<_>) =
                 batch.drain(..).map(|p| (p.send, p.reply)).unzip();
-            let answers = match self.store.post_batch(&sends).await {
+            let result = self.store.post_batch(&sends).await;
+            m.commit_seconds.record(started.elapsed().as_secs_f64());
+            let answers = match result {
                 Ok(outcomes) => outcomes
                     .into_iter()
                     .map(|o| o.map(|o| self.announcer.announce(o)).map_err(Error::from))

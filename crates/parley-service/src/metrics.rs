@@ -13,6 +13,8 @@ pub(crate) struct Metrics {
     pub retries: Counter,
     pub fanout_targets: Histogram,
     pub batch_size: Histogram,
+    pub commit_wait: Histogram,
+    pub commit_time: Histogram,
 }
 
 impl Metrics {
@@ -33,6 +35,16 @@ impl Metrics {
         describe_histogram!(
             "parley_commit_batch_size",
             "Sends committed together in one transaction (group commit)"
+        );
+        describe_histogram!(
+            "parley_commit_wait_seconds",
+            Unit::Seconds,
+            "Time a send waited in its group-commit queue before its transaction began"
+        );
+        describe_histogram!(
+            "parley_commit_seconds",
+            Unit::Seconds,
+            "Time of one group-commit transaction (BEGIN to COMMIT, pool wait included)"
         );
         describe_gauge!("parley_sessions", "WebSocket sessions open on this node");
         describe_counter!(
@@ -82,6 +94,8 @@ impl Metrics {
             retries: counter!("parley_idempotent_retries_total"),
             fanout_targets: histogram!("parley_fanout_targets"),
             batch_size: histogram!("parley_commit_batch_size"),
+            commit_wait: histogram!("parley_commit_wait_seconds"),
+            commit_time: histogram!("parley_commit_seconds"),
         }
     }
 }
@@ -93,6 +107,8 @@ impl Metrics {
             retries: self.retries.clone(),
             fanout_targets: self.fanout_targets.clone(),
             batch_size: self.batch_size.clone(),
+            wait_seconds: self.commit_wait.clone(),
+            commit_seconds: self.commit_time.clone(),
         }
     }
 }

@@ -65,6 +65,20 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl StoreError {
+    /// The same refusal again, for a retry answered with it (the error is
+    /// not `Clone`: a database error is carried by its text).
+    pub fn same_again(&self) -> Self {
+        match self {
+            StoreError::NotFound(what) => StoreError::NotFound(what),
+            StoreError::Denied(m) => StoreError::Denied(m.clone()),
+            StoreError::Invalid(m) => StoreError::Invalid(m.clone()),
+            StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Connection settings of the pool.
@@ -73,8 +87,6 @@ pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
-    /// Every statement of the pool's connections uses a generic plan.
-    pub generic_plans: bool,
 }
 
 /// The pool's connections at one moment.
@@ -98,15 +110,6 @@ impl Store {
         let connect = PgConnectOptions::from_str(&opts.url)
             .map_err(|e| StoreError::Url(e.to_string()))?
             .application_name("parley");
-        // A pool that runs the same few statements over and over plans them
-        // once: PostgreSQL's default re-plans a statement with array
-        // parameters on every execution, which cost the group commit more
-        // than executing it.
-        let connect = if opts.generic_plans {
-            connect.options([("plan_cache_mode", "force_generic_plan")])
-        } else {
-            connect
-        };
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             // A ping per acquire doubles the round trips of short queries;
@@ -121,14 +124,12 @@ impl Store {
         })
     }
 
-    /// A store on a pool of its own, of `max_connections`, opened lazily,
-    /// for a few statements run very often (generic plans). Its connections
-    /// belong to the runtime that first uses them, so a task on a runtime
-    /// of its own does its I/O there.
+    /// A store on a pool of its own, of `max_connections`, opened lazily.
+    /// Its connections belong to the runtime that first uses them, so a
+    /// task on a runtime of its own does its I/O there.
     pub fn with_own_pool(&self, max_connections: u32) -> Result<Self> {
         Self::connect_lazy(&StoreOptions {
             max_connections,
-            generic_plans: true,
             ..self.opts.clone()
         })
     }

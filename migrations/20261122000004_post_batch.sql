@@ -1,0 +1,82 @@
+-- Group commit in one round trip: a batch of members' sends, called as one
+-- statement (its own transaction). Two steps, because each statement of a
+-- function in READ COMMITTED takes a new snapshot:
+--   1. lock the batch's conversations in id order (no deadlock between
+--      batches of this node or another);
+--   2. under the locks, read members and last_seq (the members at commit),
+--      judge each send, number the accepted ones in the batch's order, and
+--      write last_seq, the events and the messages.
+-- Returns one row per send (kind 'send': idx, status, seq, message id) and
+-- one per conversation (kind 'members': its members at commit).
+-- Statuses: fresh, earlier (the id of the message with the same key),
+-- missing (no such conversation), denied (not a member), foreign (not a
+-- member, conversation of another subscriber), stranger (a recipient is not
+-- a member).
+CREATE FUNCTION parley_post_batch(
+    p_conv uuid[], p_subscriber uuid[], p_author uuid[], p_id uuid[], p_text text[],
+    p_data text[], p_actions text[], p_recipients text[], p_key text[],
+    p_created timestamptz[], p_body text[]
+) RETURNS TABLE (kind text, idx bigint, status text, seq bigint, id uuid, conv uuid, members uuid[])
+LANGUAGE plpgsql
+-- The same statement runs with arrays of every length: plan it once.
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM 1 FROM conversations c WHERE c.id = ANY(p_conv) ORDER BY c.id FOR UPDATE;
+    RETURN QUERY
+    WITH input AS (
+        SELECT * FROM unnest(p_conv, p_subscriber, p_author, p_id, p_text, p_data, p_actions,
+                             p_recipients, p_key, p_created, p_body)
+             WITH ORDINALITY AS t(conv, sub, author, id, text, data, actions, recipients, key,
+                                  created, body, idx)
+    ), convs AS (
+        SELECT c.id, c.subscriber_id, c.last_seq,
+               ARRAY(SELECT m.user_id FROM members m WHERE m.conversation_id = c.id
+                     ORDER BY m.joined_at, m.user_id) AS members
+        FROM conversations c WHERE c.id = ANY(p_conv)
+    ), judged AS (
+        SELECT i.*, e.id AS earlier, c.last_seq,
+               CASE
+                   WHEN c.id IS NULL THEN 'missing'
+                   WHEN NOT (i.author = ANY(c.members)) THEN
+                       CASE WHEN c.subscriber_id = i.sub THEN 'denied' ELSE 'foreign' END
+                   WHEN i.recipients IS NOT NULL AND NOT (i.recipients::uuid[] <@ c.members)
+                       THEN 'stranger'
+                   WHEN e.id IS NOT NULL THEN 'earlier'
+                   ELSE 'fresh'
+               END AS status
+        FROM input i
+        LEFT JOIN convs c ON c.id = i.conv
+        LEFT JOIN messages e ON i.key IS NOT NULL AND e.conversation_id = i.conv
+                            AND e.author_id = i.author AND e.idempotency_key = i.key
+    ), numbered AS (
+        SELECT j.*, CASE WHEN j.status = 'fresh' THEN
+                   j.last_seq + row_number() OVER (PARTITION BY j.conv, j.status = 'fresh'
+                                                   ORDER BY j.idx)
+               END AS new_seq
+        FROM judged j
+    ), bump AS (
+        UPDATE conversations c SET last_seq = n.top, last_activity = now()
+        FROM (SELECT n.conv, max(n.new_seq) AS top FROM numbered n
+              WHERE n.status = 'fresh' GROUP BY n.conv) n
+        WHERE c.id = n.conv
+    ), ev AS (
+        INSERT INTO events (conversation_id, seq, recipients, body)
+        SELECT n.conv, n.new_seq, n.recipients::uuid[],
+               jsonb_set(jsonb_set(n.body::jsonb, '{seq}', to_jsonb(n.new_seq)),
+                         '{message,seq}', to_jsonb(n.new_seq))
+        FROM numbered n WHERE n.status = 'fresh'
+    ), msg AS (
+        INSERT INTO messages (id, conversation_id, seq, author_id, text, data, actions,
+                              recipients, idempotency_key, created_at)
+        SELECT n.id, n.conv, n.new_seq, n.author, n.text, n.data::jsonb, n.actions::jsonb,
+               n.recipients::uuid[], n.key, n.created
+        FROM numbered n WHERE n.status = 'fresh'
+    )
+    SELECT 'send', n.idx, n.status, n.new_seq, COALESCE(n.earlier, n.id), n.conv, NULL::uuid[]
+    FROM numbered n
+    UNION ALL
+    SELECT 'members', NULL, NULL, NULL, NULL, c.id, c.members FROM convs c;
+END
+$$;
