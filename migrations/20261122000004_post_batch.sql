@@ -35,21 +35,27 @@ BEGIN
                ARRAY(SELECT m.user_id FROM members m WHERE m.conversation_id = c.id
                      ORDER BY m.joined_at, m.user_id) AS members
         FROM conversations c WHERE c.id = ANY(p_conv)
-    ), judged AS (
-        SELECT i.*, e.id AS earlier, c.last_seq,
-               CASE
-                   WHEN c.id IS NULL THEN 'missing'
-                   WHEN NOT (i.author = ANY(c.members)) THEN
-                       CASE WHEN c.subscriber_id = i.sub THEN 'denied' ELSE 'foreign' END
-                   WHEN i.recipients IS NOT NULL AND NOT (i.recipients::uuid[] <@ c.members)
-                       THEN 'stranger'
-                   WHEN e.id IS NOT NULL THEN 'earlier'
-                   ELSE 'fresh'
-               END AS status
+    ), probed AS (
+        SELECT i.*, c.id AS found, c.subscriber_id, c.last_seq, c.members,
+               -- A correlated lookup: one index probe per send whatever plan
+               -- is chosen (a join could scan every message).
+               (SELECT e.id FROM messages e
+                WHERE i.key IS NOT NULL AND e.conversation_id = i.conv
+                  AND e.author_id = i.author AND e.idempotency_key = i.key) AS earlier
         FROM input i
         LEFT JOIN convs c ON c.id = i.conv
-        LEFT JOIN messages e ON i.key IS NOT NULL AND e.conversation_id = i.conv
-                            AND e.author_id = i.author AND e.idempotency_key = i.key
+    ), judged AS (
+        SELECT p.*,
+               CASE
+                   WHEN p.found IS NULL THEN 'missing'
+                   WHEN NOT (p.author = ANY(p.members)) THEN
+                       CASE WHEN p.subscriber_id = p.sub THEN 'denied' ELSE 'foreign' END
+                   WHEN p.recipients IS NOT NULL AND NOT (p.recipients::uuid[] <@ p.members)
+                       THEN 'stranger'
+                   WHEN p.earlier IS NOT NULL THEN 'earlier'
+                   ELSE 'fresh'
+               END AS status
+        FROM probed p
     ), numbered AS (
         SELECT j.*, CASE WHEN j.status = 'fresh' THEN
                    j.last_seq + row_number() OVER (PARTITION BY j.conv, j.status = 'fresh'
@@ -57,10 +63,12 @@ BEGIN
                END AS new_seq
         FROM judged j
     ), bump AS (
-        UPDATE conversations c SET last_seq = n.top, last_activity = now()
-        FROM (SELECT n.conv, max(n.new_seq) AS top FROM numbered n
-              WHERE n.status = 'fresh' GROUP BY n.conv) n
-        WHERE c.id = n.conv
+        UPDATE conversations c
+        SET last_seq = (SELECT max(n.new_seq) FROM numbered n
+                        WHERE n.conv = c.id AND n.status = 'fresh'),
+            last_activity = now()
+        WHERE c.id = ANY(p_conv)
+          AND EXISTS (SELECT 1 FROM numbered n WHERE n.conv = c.id AND n.status = 'fresh')
     ), ev AS (
         INSERT INTO events (conversation_id, seq, recipients, body)
         SELECT n.conv, n.new_seq, n.recipients::uuid[],
