@@ -310,12 +310,6 @@ impl Config {
                 "must be between 1 and 1000",
             ));
         }
-        if self.commit.workers >= self.database.max_connections as usize {
-            return Err(bad(
-                "commit.workers",
-                "must be below database.max_connections (each worker holds a connection while it commits)",
-            ));
-        }
         if !(1..=300).contains(&self.database.acquire_timeout_secs) {
             return Err(bad(
                 "database.acquire_timeout_secs",

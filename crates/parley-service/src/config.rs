@@ -314,8 +314,8 @@ impl MaintenanceConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CommitConfig {
-    /// Transactions that commit sends at once, each with its own database
-    /// connection (taken from `database.max_connections` while it runs).
+    /// Batches that commit at once, each worker with a database connection
+    /// of its own (besides `database.max_connections`).
     /// A conversation always commits on the same one, so its sends keep
     /// their order.
     pub workers: usize,
