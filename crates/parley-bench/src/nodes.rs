@@ -9,6 +9,9 @@ const DEFAULT_MAX_SESSIONS: usize = 10_000;
 pub struct Nodes {
     children: Vec<Child>,
     pub ports: Vec<u16>,
+    /// The nodes serve `GET /metrics` (Parley does, the peer does not: it
+    /// leaves the request unanswered).
+    metrics: bool,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -46,6 +49,7 @@ impl Nodes {
         let mut nodes = Nodes {
             children: Vec::new(),
             ports: Vec::new(),
+            metrics: true,
         };
         for i in 0..o.count {
             let port = free_port()?;
@@ -100,6 +104,7 @@ impl Nodes {
         let mut nodes = Nodes {
             children: Vec::new(),
             ports: Vec::new(),
+            metrics: false,
         };
         for _ in 0..count {
             let port = free_port()?;
@@ -140,27 +145,15 @@ impl Nodes {
         self.children.iter().map(|c| c.id()).collect()
     }
 
-    /// `GET /metrics` of each node (empty for the peer, which has none).
+    /// The `/metrics` text of each node (blocking: keep it off the task
+    /// that sends on schedule); nothing for the peer, which has none.
     pub fn metrics(&self) -> Vec<String> {
-        use std::io::{Read, Write};
-        self.ports
-            .iter()
-            .map(|port| {
-                let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", *port)) else {
-                    return String::new();
-                };
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                if s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_err() {
-                    return String::new();
-                }
-                let mut out = String::new();
-                let _ = s.read_to_string(&mut out);
-                match out.split_once("\r\n\r\n") {
-                    Some((head, body)) if head.contains(" 200 ") => body.to_owned(),
-                    _ => String::new(),
-                }
-            })
-            .collect()
+        scrape(&self.ports, self.metrics)
+    }
+
+    /// What [`scrape`] needs, to scrape from another thread.
+    pub fn scraper(&self) -> (Vec<u16>, bool) {
+        (self.ports.clone(), self.metrics)
     }
 
     /// Resident memory of each node, KiB.
@@ -200,4 +193,31 @@ impl Drop for Nodes {
             let _ = c.wait();
         }
     }
+}
+
+/// `GET /metrics` of each port (blocking); nothing when the nodes do not
+/// serve it.
+pub fn scrape(ports: &[u16], served: bool) -> Vec<String> {
+    use std::io::{Read, Write};
+    if !served {
+        return Vec::new();
+    }
+    ports
+        .iter()
+        .map(|port| {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", *port)) else {
+                return String::new();
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            if s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_err() {
+                return String::new();
+            }
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            match out.split_once("\r\n\r\n") {
+                Some((head, body)) if head.contains(" 200 ") => body.to_owned(),
+                _ => String::new(),
+            }
+        })
+        .collect()
 }

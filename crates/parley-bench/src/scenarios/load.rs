@@ -245,7 +245,7 @@ impl Load {
         let last = first + total;
         let errors0 = self.shared.errors.load(Ordering::Relaxed);
         let mut cpu0 = Vec::new();
-        let mut metrics0 = BTreeMap::new();
+        let mut metrics0 = None;
         self.shared.measured_from.store(measured, Ordering::Relaxed);
         if let Ok(mut h) = self.shared.hist.lock() {
             h.reset();
@@ -261,7 +261,12 @@ impl Load {
                 window_start = Instant::now();
                 acks_at_window = self.shared.acks.load(Ordering::Relaxed);
                 cpu0 = self.cpu.sample();
-                metrics0 = counters(&self.nodes.metrics());
+                // Scraped on another thread: a blocking read here would
+                // hold the sends that are due (and the peer never answers).
+                let (ports, served) = self.nodes.scraper();
+                metrics0 = Some(tokio::task::spawn_blocking(move || {
+                    crate::nodes::scrape(&ports, served)
+                }));
             }
             let offset = (k as f64 * period_ns) as u64;
             let due = i0 + Duration::from_nanos(offset);
@@ -288,6 +293,10 @@ impl Load {
         let acks = self.shared.acks.load(Ordering::Relaxed) - acks_at_window;
         let cpu1 = self.cpu.sample();
         let metrics1 = counters(&self.nodes.metrics());
+        let metrics0 = match metrics0 {
+            Some(task) => counters(&task.await.unwrap_or_default()),
+            None => BTreeMap::new(),
+        };
         // Deliveries of the measured messages may still be on their way.
         let expect = |n: u64| self.groups[(n as usize) % self.groups.len()].1.len() as u64;
         let deadline = Instant::now() + drain;
