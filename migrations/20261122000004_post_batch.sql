@@ -66,7 +66,12 @@ BEGIN
         UPDATE conversations c
         SET last_seq = (SELECT max(n.new_seq) FROM numbered n
                         WHERE n.conv = c.id AND n.status = 'fresh'),
-            last_activity = now()
+            -- `last_activity` is indexed: changing it makes the update a
+            -- non-HOT one (a new index entry in every index of the table).
+            -- A second's precision is enough for ordering lists, so a busy
+            -- conversation's row is rewritten in place between changes.
+            last_activity = CASE WHEN c.last_activity < now() - interval '1 second'
+                                 THEN now() ELSE c.last_activity END
         WHERE c.id = ANY(p_conv)
           AND EXISTS (SELECT 1 FROM numbered n WHERE n.conv = c.id AND n.status = 'fresh')
     ), ev AS (

@@ -152,8 +152,28 @@ impl GroupCommit {
     }
 }
 
+/// A committed batch on its way to the fan-out: each send's outcome and
+/// the sender waiting for it.
+struct Done {
+    outcomes: Vec<Result<PostOutcome>>,
+    replies: Vec<oneshot::Sender<Result<Posted>>>,
+}
+
 impl Worker {
-    async fn run(self, mut rx: mpsc::Receiver<Pending>) {
+    /// Commits batches and, alongside, fans out the previous one: the next
+    /// statement is under way while the last batch's frames are built.
+    /// One fan-out loop per worker keeps its batches in commit order.
+    async fn run(self, rx: mpsc::Receiver<Pending>) {
+        let (done_tx, done_rx) = mpsc::channel::<Done>(4);
+        let announcer = Arc::clone(&self.announcer);
+        futures_util::future::join(
+            self.commit_loop(rx, done_tx),
+            announce_loop(announcer, done_rx),
+        )
+        .await;
+    }
+
+    async fn commit_loop(&self, mut rx: mpsc::Receiver<Pending>, done: mpsc::Sender<Done>) {
         let mut batch = Vec::with_capacity(self.batch_max);
         while rx.recv_many(&mut batch, self.batch_max).await > 0 {
             let m = &self.announcer.metrics;
@@ -167,10 +187,10 @@ impl Worker {
                 batch.drain(..).map(|p| (p.send, p.reply)).unzip();
             let result = self.store.post_batch(&sends).await;
             m.commit_seconds.record(started.elapsed().as_secs_f64());
-            let answers = match result {
+            let outcomes = match result {
                 Ok(outcomes) => outcomes
                     .into_iter()
-                    .map(|o| o.map(|o| self.announcer.announce(o)).map_err(Error::from))
+                    .map(|o| o.map_err(Error::from))
                     .collect(),
                 Err(StoreError::Unavailable(why)) => sends
                     .iter()
@@ -180,26 +200,31 @@ impl Worker {
                 // all. Each one alone gets its own answer.
                 Err(e) => {
                     tracing::warn!(error = %e, sends = sends.len(), "batch failed; committing its sends one by one");
-                    let mut answers = Vec::with_capacity(sends.len());
+                    let mut outcomes = Vec::with_capacity(sends.len());
                     for s in &sends {
                         let join = JoinPolicy::MemberOnly {
                             subscriber: s.subscriber,
                         };
                         let outcome = self.store.post_message(s.conversation, &s.row, join).await;
-                        answers.push(
-                            outcome
-                                .map(|o| self.announcer.announce(o))
-                                .map_err(Error::from),
-                        );
+                        outcomes.push(outcome.map_err(Error::from));
                     }
-                    answers
+                    outcomes
                 }
             };
-            for (reply, answer) in replies.into_iter().zip(answers) {
-                // A sender that went away (its session closed) learns of
-                // its message on resume.
-                let _ = reply.send(answer);
+            if done.send(Done { outcomes, replies }).await.is_err() {
+                break;
             }
+        }
+    }
+}
+
+/// Fans out committed batches in order and answers their senders.
+async fn announce_loop(announcer: Arc<Announcer>, mut done: mpsc::Receiver<Done>) {
+    while let Some(Done { outcomes, replies }) = done.recv().await {
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            // A sender that went away (its session closed) learns of its
+            // message on resume.
+            let _ = reply.send(outcome.map(|o| announcer.announce(o)));
         }
     }
 }

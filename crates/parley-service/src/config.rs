@@ -315,7 +315,8 @@ impl MaintenanceConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct CommitConfig {
     /// Batches that commit at once, each worker with a database connection
-    /// of its own (besides `database.max_connections`).
+    /// of its own (besides `database.max_connections`). One gathers the
+    /// largest batches, the cheapest for the database.
     /// A conversation always commits on the same one, so its sends keep
     /// their order.
     pub workers: usize,
@@ -329,7 +330,7 @@ pub struct CommitConfig {
 impl Default for CommitConfig {
     fn default() -> Self {
         Self {
-            workers: 4,
+            workers: 1,
             batch_max: 256,
             queue: 4096,
         }
