@@ -66,6 +66,37 @@ async fn a_client_that_misses_100_messages_gets_exactly_those_on_resume() {
 }
 
 #[actix_web::test]
+async fn a_gap_that_fills_while_held_is_delivered_without_reading_the_store() {
+    // A long wait, and the store paused while the session sorts two
+    // reordered envelopes out: reading the store would hang the test.
+    let env = TestEnv::with_db_proxy(|c| c.ws.gap_wait_ms = 10_000).await;
+    let p = pair_in(env).await;
+    let group = group(&p.ca, "held", &[p.bob]).await;
+    let warm = send(&p.ca, group.id, text("warm")).await;
+    assert_eq!(collect(&p.cb, group.id, 1).await[0].id, warm.id);
+    p.env.bus.reorder_next_pair();
+    let x = send(&p.ca, group.id, text("x")).await;
+    let y = send(&p.ca, group.id, text("y")).await;
+    // Both envelopes are in Bob's queue once Alice has both acks (the
+    // fan-out precedes the ack); now the store stops answering.
+    let proxy = p.env.db_proxy.as_ref().expect("proxy");
+    proxy.pause(true);
+    let got: Vec<_> = collect(&p.cb, group.id, 2)
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    proxy.pause(false);
+    assert_eq!(
+        got,
+        vec![x.id, y.id],
+        "in seq order, from the held envelope"
+    );
+    assert_eq!(p.env.bus.faults().2, 1, "one pair was reordered");
+    receive_exactly(&p.cb, &p.ca, group.id, &[]).await;
+}
+
+#[actix_web::test]
 async fn a_client_that_stops_reading_is_cut_off_and_recovers_everything() {
     let p = pair_with(|c| {
         c.ws.queue_capacity = 8;

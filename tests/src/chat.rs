@@ -104,7 +104,11 @@ pub async fn pair() -> Pair {
 }
 
 pub async fn pair_with(tweak: impl FnOnce(&mut parley_server::config::Config)) -> Pair {
-    let env = TestEnv::new(tweak).await;
+    pair_in(TestEnv::new(tweak).await).await
+}
+
+/// Two connected users, as [`pair`], in a given environment.
+pub async fn pair_in(env: TestEnv) -> Pair {
     let app = env.app().await;
     let a = register(&app, &email("rt-a"), "A").await;
     let b = sibling(&app, &env, &a, "B").await;

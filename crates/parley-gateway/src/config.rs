@@ -72,6 +72,11 @@ pub struct WsConfig {
     pub max_connections: usize,
     pub max_connections_per_user: usize,
     pub resume_max_events: u32,
+    /// How long a session holds events that follow a gap in `seq` before
+    /// it reads the missing ones from PostgreSQL (0: at once). In a cluster
+    /// a node's own events reach its sessions before another node's
+    /// earlier ones arrive through Redis; the wait saves the read.
+    pub gap_wait_ms: u64,
     /// Longest client-chosen request `id`.
     pub max_request_id_bytes: usize,
     /// Longest wait for a close or error frame to leave before the socket is
@@ -91,6 +96,7 @@ impl Default for WsConfig {
             max_connections: 10_000,
             max_connections_per_user: 16,
             resume_max_events: 1000,
+            gap_wait_ms: 20,
             max_request_id_bytes: 128,
             close_timeout_secs: 2,
         }
@@ -138,6 +144,11 @@ impl WsConfig {
             self.max_connections_per_user >= 1,
             "ws.max_connections_per_user",
             "must be at least 1",
+        )?;
+        check(
+            self.gap_wait_ms <= 10_000,
+            "ws.gap_wait_ms",
+            "must be at most 10000",
         )?;
         check(
             (1..=100_000).contains(&self.resume_max_events),

@@ -94,21 +94,8 @@ impl Store {
                 }
                 first_of_key.insert(k, i);
             }
-            let message = Message {
-                // Time-ordered ids: the primary key index grows at one end.
-                id: MessageId(Uuid::now_v7()),
-                conversation_id: s.conversation,
-                seq: 0,
-                author_id: m.author,
-                text: m.text.clone(),
-                data: m.data.clone(),
-                actions: m.actions.clone(),
-                recipients: m.recipients.clone(),
-                attachments: Vec::new(),
-                created_at: chrono::Utc::now(),
-                edited_at: None,
-                deleted: false,
-            };
+            // Time-ordered ids: the primary key index grows at one end.
+            let message = m.message(MessageId(Uuid::now_v7()), s.conversation, Vec::new());
             cols.conversations.push(s.conversation.0);
             cols.subscribers.push(s.subscriber.0);
             cols.authors.push(m.author.0);

@@ -115,6 +115,31 @@ pub struct NewMessageRow {
     pub idempotency_key: Option<String>,
 }
 
+impl NewMessageRow {
+    /// The message this row makes, before its `seq` is known (0).
+    pub(crate) fn message(
+        &self,
+        id: MessageId,
+        conversation: ConversationId,
+        attachments: Vec<Attachment>,
+    ) -> Message {
+        Message {
+            id,
+            conversation_id: conversation,
+            seq: 0,
+            author_id: self.author,
+            text: self.text.clone(),
+            data: self.data.clone(),
+            actions: self.actions.clone(),
+            recipients: self.recipients.clone(),
+            attachments,
+            created_at: chrono::Utc::now(),
+            edited_at: None,
+            deleted: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct PostOutcome {
     pub message: Message,
@@ -274,20 +299,7 @@ impl Store {
         // Time-ordered ids: the primary key index grows at one end.
         let id = MessageId(Uuid::now_v7());
         let attachments = attach_files(&mut tx, conversation, m.author, id, &m.attachments).await?;
-        let mut message = Message {
-            id,
-            conversation_id: conversation,
-            seq: 0,
-            author_id: m.author,
-            text: m.text.clone(),
-            data: m.data.clone(),
-            actions: m.actions.clone(),
-            recipients: m.recipients.clone(),
-            attachments,
-            created_at: chrono::Utc::now(),
-            edited_at: None,
-            deleted: false,
-        };
+        let mut message = m.message(id, conversation, attachments);
         // The event as sent on the wire, with its `seq` filled in by the
         // statement that assigns it.
         let body = serde_json::to_value(Event::MessageCreated {

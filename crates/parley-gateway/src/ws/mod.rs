@@ -16,7 +16,7 @@ use parley_core::protocol::{close, ClientFrame, Ready, Request, ServerFrame};
 use parley_core::{ConversationId, ErrorCode, SessionId, UserActor};
 use parley_service::{frame_text, Error};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -248,6 +248,7 @@ async fn run(
         id,
         overflow,
         last: HashMap::new(),
+        held: HashMap::new(),
         typing_at: HashMap::new(),
     };
     let stop = s.serve(stream, rx, auth_id, first).await;
@@ -269,7 +270,17 @@ struct Session {
     /// Highest `seq` delivered per conversation: live events at or below it
     /// are duplicates, above it + 1 reveal a gap filled from PostgreSQL.
     last: HashMap<ConversationId, i64>,
+    /// Live events past a gap, waiting `ws.gap_wait_ms` for the missing
+    /// ones (empty, and so unallocated, almost always).
+    held: HashMap<ConversationId, Held>,
     typing_at: HashMap<ConversationId, Instant>,
+}
+
+/// Events of one conversation held behind a gap.
+struct Held {
+    /// When the gap was seen.
+    since: Instant,
+    events: BTreeMap<i64, Arc<Envelope>>,
 }
 
 impl Session {
@@ -325,6 +336,9 @@ impl Session {
                     Some(env) => self.deliver(env).await,
                     None => Err(Stop::new(close::INTERNAL, "queue closed")),
                 },
+                _ = tokio::time::sleep_until(self.gap_deadline().into()), if !self.held.is_empty() => {
+                    self.fill_gaps().await
+                }
                 _ = ticker.tick() => {
                     if last_seen.elapsed() > timeout {
                         Err(Stop::new(close::IDLE, "no pong within ws.heartbeat_timeout_secs"))
@@ -469,26 +483,110 @@ impl Session {
     }
 
     /// Delivers a live envelope in `seq` order, dropping duplicates and
-    /// filling gaps from PostgreSQL.
+    /// holding what follows a gap until the gap fills or `ws.gap_wait_ms`
+    /// passes (then the missing events are read from PostgreSQL).
     async fn deliver(&mut self, env: Arc<Envelope>) -> Result<(), Stop> {
         if env.resync {
             return self.resync().await;
         }
-        if let Some((conv, seq)) = env.position {
-            match self.last.get(&conv).copied() {
-                Some(last) if seq <= last => return Ok(()),
-                Some(last) if seq > last + 1 => {
-                    metrics::counter!("parley_gap_replays_total").increment(1);
-                    self.replay(conv, last, Some(seq)).await.map(|_| ())?
+        let Some((conv, seq)) = env.position else {
+            return self.send(env.frame.clone()).await;
+        };
+        match self.last.get(&conv).copied() {
+            Some(last) if seq <= last => return Ok(()),
+            Some(last) if seq > last + 1 => {
+                if self.st.ws.gap_wait_ms > 0 {
+                    self.held
+                        .entry(conv)
+                        .or_insert_with(|| Held {
+                            since: Instant::now(),
+                            events: BTreeMap::new(),
+                        })
+                        .events
+                        .insert(seq, env);
+                    return Ok(());
                 }
-                _ => {}
+                metrics::counter!("parley_gap_replays_total").increment(1);
+                self.replay(conv, last, Some(seq)).await.map(|_| ())?
             }
-            self.last.insert(conv, seq);
-            if !env.visible_to(self.me.id()) {
+            _ => {}
+        }
+        self.deliver_next(conv, seq, &env).await?;
+        self.release(conv).await
+    }
+
+    /// Delivers the event that follows the conversation's last one.
+    async fn deliver_next(
+        &mut self,
+        conv: ConversationId,
+        seq: i64,
+        env: &Envelope,
+    ) -> Result<(), Stop> {
+        self.last.insert(conv, seq);
+        if env.visible_to(self.me.id()) {
+            self.send(env.frame.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Delivers the held events of `conv` that now follow without a gap.
+    async fn release(&mut self, conv: ConversationId) -> Result<(), Stop> {
+        loop {
+            let Some(held) = self.held.get_mut(&conv) else {
+                return Ok(());
+            };
+            let last = self.last.get(&conv).copied().unwrap_or(0);
+            let Some(entry) = held.events.first_entry() else {
+                self.held.remove(&conv);
+                return Ok(());
+            };
+            let seq = *entry.key();
+            if seq > last + 1 {
                 return Ok(());
             }
+            let env = entry.remove();
+            if seq == last + 1 {
+                self.deliver_next(conv, seq, &env).await?;
+            }
         }
-        self.send(env.frame.clone()).await
+    }
+
+    /// When the oldest gap stops waiting.
+    fn gap_deadline(&self) -> Instant {
+        let wait = Duration::from_millis(self.st.ws.gap_wait_ms);
+        self.held
+            .values()
+            .map(|h| h.since + wait)
+            .min()
+            .unwrap_or_else(|| Instant::now() + wait)
+    }
+
+    /// Reads from PostgreSQL the missing events of every gap that waited
+    /// long enough, then delivers what was held behind it.
+    async fn fill_gaps(&mut self) -> Result<(), Stop> {
+        let wait = Duration::from_millis(self.st.ws.gap_wait_ms);
+        let due: Vec<(ConversationId, i64)> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.since + wait <= Instant::now())
+            .filter_map(|(c, h)| h.events.keys().next().map(|s| (*c, *s)))
+            .collect();
+        for (conv, first_held) in due {
+            let last = self.last.get(&conv).copied().unwrap_or(0);
+            if first_held > last + 1 {
+                metrics::counter!("parley_gap_replays_total").increment(1);
+                self.replay(conv, last, Some(first_held)).await?;
+                // Everything before the held event was replayed (or is not
+                // this user's to see).
+                self.last.insert(conv, first_held - 1);
+            }
+            self.release(conv).await?;
+            if let Some(h) = self.held.get_mut(&conv) {
+                // A later gap behind the first: it waits from now.
+                h.since = Instant::now();
+            }
+        }
+        Ok(())
     }
 
     /// Sends the stored events of `conv` after `after` (and before `until`)
@@ -544,6 +642,11 @@ impl Session {
                     self.last.insert(conv, db_seq);
                 }
             }
+        }
+        // What was held behind a gap the replay filled goes out now.
+        let held: Vec<ConversationId> = self.held.keys().copied().collect();
+        for conv in held {
+            self.release(conv).await?;
         }
         Ok(())
     }
