@@ -220,7 +220,7 @@ async fn standard(env: &mut Env) -> Res<()> {
         for peer in [false, true] {
             env.idle(10_000, nodes, 2, peer).await?;
             env.capacity("chat", nodes, peer, 1000, 10).await?;
-            env.capacity("fanout", nodes, peer, 50, 10).await?;
+            env.capacity("fanout", nodes, peer, 20, 10).await?;
         }
         env.storm(2000, 100, nodes).await?;
     }
