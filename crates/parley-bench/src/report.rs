@@ -80,7 +80,11 @@ impl Report {
         let mut header = false;
         for p in self.rows.iter().filter(|r| r["target"] == "parley") {
             let same = |q: &&Value| {
-                q["target"] == "peer" && q["scenario"] == p["scenario"] && q["nodes"] == p["nodes"]
+                // Capacity rows of chat and fan-out differ by workload.
+                q["target"] == "peer"
+                    && q["scenario"] == p["scenario"]
+                    && q["nodes"] == p["nodes"]
+                    && q["params"]["workload"] == p["params"]["workload"]
             };
             let Some(q) = self.rows.iter().find(same) else {
                 continue;
@@ -90,6 +94,7 @@ impl Report {
                 header = true;
             }
             let keys = [
+                "max_rate",
                 "connect_per_s",
                 "kib_per_session",
                 "committed_per_s",
@@ -107,8 +112,9 @@ impl Report {
                 )
                 .collect();
             println!(
-                "{:<8} {:>5}  {}",
+                "{:<8} {:<6} {:>5}  {}",
                 p["scenario"].as_str().unwrap_or(""),
+                p["params"]["workload"].as_str().unwrap_or(""),
                 p["nodes"],
                 parts.join("  ")
             );
