@@ -66,15 +66,38 @@ bash scripts/check-deploy.sh
 log "README walk-through against scripts/run.sh"
 run_port=$(free_port)
 run_pg_port=$(free_port)
-PARLEY_PROFILE=dev PARLEY_PORT=$run_port PARLEY_PG_PORT=$run_pg_port PARLEY_DATA_DIR="$work/run" \
-    bash scripts/run.sh >"$work/run.out" 2>&1 &
-run_pid=$!
-for _ in $(seq 1 600); do
-    grep -q "Parley is running" "$work/run.out" 2>/dev/null && break
-    kill -0 "$run_pid" 2>/dev/null || { cat "$work/run.out"; die "scripts/run.sh exited"; }
-    sleep 0.2
-done
-grep -q "Parley is running" "$work/run.out" || { cat "$work/run.out"; die "scripts/run.sh did not come up"; }
+# run.sh as a terminal would start it: its own process group, SIGINT not
+# ignored (a background job of this script would ignore it).
+start_run() {
+    PARLEY_PROFILE=dev PARLEY_PORT=$run_port PARLEY_PG_PORT=$run_pg_port PARLEY_DATA_DIR="$work/run" \
+        /usr/bin/python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.setsid()
+os.execvp("bash", ["bash", "scripts/run.sh"])' >"$work/run.out" 2>&1 &
+    run_pid=$!
+    for _ in $(seq 1 600); do
+        grep -q "Parley is running" "$work/run.out" 2>/dev/null && break
+        kill -0 "$run_pid" 2>/dev/null || { cat "$work/run.out"; die "scripts/run.sh exited"; }
+        sleep 0.2
+    done
+    grep -q "Parley is running" "$work/run.out" || { cat "$work/run.out"; die "scripts/run.sh did not come up"; }
+}
+# stop_run SIGNAL: sends it to run.sh's whole process group (the node, tee
+# and run.sh itself, as Ctrl-C or a service manager would); run.sh must stop
+# the node and PostgreSQL and exit.
+stop_run() {
+    kill "-$1" -- "-$run_pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$run_pid" 2>/dev/null && { cat "$work/run.out"; die "scripts/run.sh did not exit on SIG$1 to its process group"; }
+    wait "$run_pid" 2>/dev/null || true
+    run_pid=""
+    for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$run_port/healthz" >/dev/null 2>&1 || break; sleep 0.1; done
+    curl -fsS "http://127.0.0.1:$run_port/healthz" >/dev/null 2>&1 && die "the node still runs after SIG$1 to run.sh's group"
+    for _ in $(seq 1 50); do "$(pg_bindir)/pg_isready" -q -h 127.0.0.1 -p "$run_pg_port" || break; sleep 0.1; done
+    "$(pg_bindir)/pg_isready" -q -h 127.0.0.1 -p "$run_pg_port" && die "PostgreSQL still runs after SIG$1 to run.sh's group"
+    log "scripts/run.sh stopped the node and PostgreSQL on SIG$1"
+}
+start_run
 curl -fsS "http://127.0.0.1:$run_port/readyz" | jq -e '.components.database.status == "ready"' >/dev/null \
     || die "/readyz does not report the database ready"
 awk '/<!-- walkthrough:start -->/{on=1; next} /<!-- walkthrough:end -->/{on=0} on && !/^```/' README.md \
@@ -85,3 +108,6 @@ PARLEY_URL="http://127.0.0.1:$run_port" PARLEY_DATA_DIR="$work/run" \
     || { cat "$work/walkthrough.out"; tail -n 30 "$work/run.out"; die "README walk-through failed"; }
 grep -q '"id"' "$work/walkthrough.out" || { cat "$work/walkthrough.out"; die "walk-through did not end with the user"; }
 log "README walk-through passed"
+stop_run TERM
+start_run
+stop_run INT

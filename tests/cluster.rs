@@ -392,3 +392,85 @@ async fn redis_work_per_message_does_not_grow_with_members() {
     );
     assert!(per_message["200"] <= 1.5, "{per_message:?}");
 }
+
+/// An operator starts the node with its output piped into `tee`, and the
+/// pipe's reader dies (e.g. a SIGTERM to the process group): the node must
+/// go on answering, mail included (the log transport prints it), and must
+/// still stop on SIGTERM.
+#[actix_web::test]
+async fn a_node_whose_log_pipe_closed_still_serves_and_stops() {
+    use std::process::{Command, Stdio};
+    let env = TestEnv::default().await;
+    let port = parley_tests::cluster::free_port();
+    let dir = std::env::temp_dir().join(format!("parley-pipe-{}", uuid::Uuid::new_v4().simple()));
+    let mut child = Command::new(parley_tests::cluster::parley_bin())
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("PARLEY_DATABASE__URL", &env.cfg.database.url)
+        .env("PARLEY_DATABASE__MIGRATE_ON_START", "false")
+        .env("PARLEY_HTTP__BIND", format!("127.0.0.1:{port}"))
+        .env("PARLEY_HTTP__WORKERS", "1")
+        .env("PARLEY_MAIL__TRANSPORT", "log")
+        .env("PARLEY_FILES__LOCAL_DIR", dir.join("files"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start parley");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_status(port, "/readyz").await != Some(200) {
+        assert!(Instant::now() < deadline, "node not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Whatever read the output is gone.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+
+    for i in 0..3 {
+        let body = format!(r#"{{"email":"pipe{i}@example.com"}}"#);
+        let status = post_status(port, "/v1/registration/code", &body).await;
+        assert_eq!(status, Some(202), "registration with the log transport");
+    }
+    for path in ["/healthz", "/readyz", "/v1/openapi.json", "/metrics"] {
+        assert_eq!(http_status(port, path).await, Some(200), "{path}");
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node did not stop on SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `POST path` with a JSON body on 127.0.0.1:port; the status, None when
+/// the connection failed or the reply was empty.
+async fn post_status(port: u16, path: &str, body: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!(
+        "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let cfg = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("parley: configuration error: {e}");
+            say(&format!("parley: configuration error: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -19,13 +19,41 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi)
+        .with_writer(|| LogOut)
+        // Its default reports a failed write with eprintln!, which panics
+        // when stderr is the same closed pipe.
+        .log_internal_errors(false)
         .init();
     let result = actix_web::rt::System::new().block_on(cli::run(cli, cfg));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("parley: {e}");
+            say(&format!("parley: {e}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The log's destination, standard output, written so that it never fails:
+/// when whatever reads it has gone (a `tee` killed with its process group,
+/// a closed pipe), lines are lost but requests, the log mail transport and
+/// shutdown go on.
+struct LogOut;
+
+impl std::io::Write for LogOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stdout().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stdout().flush();
+        Ok(())
+    }
+}
+
+/// A last word on standard error; `eprintln!` would panic on a closed pipe.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
