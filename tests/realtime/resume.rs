@@ -261,3 +261,39 @@ async fn a_cut_refused_client_and_a_paused_store_lose_nothing() {
     let late = pending.await;
     receive_exactly(&ca, &cb, g.id, &[late.id]).await;
 }
+
+/// The publisher dies between commit and publish, or the bus loses the
+/// envelope, in a conversation with no later traffic to reveal the gap:
+/// PostgreSQL's commit notice makes the node read the event back, and both
+/// members get it live, once, without reconnecting.
+#[actix_web::test]
+async fn a_lost_envelope_in_a_quiet_conversation_arrives_from_the_commit_notice() {
+    let p = pair().await;
+    let g = group(&p.ca, "quiet", &[p.bob]).await;
+    let before = send(&p.ca, g.id, text("before")).await;
+    receive_exactly(&p.cb, &p.ca, g.id, &[before.id]).await;
+    let connects = (p.ca.connects(), p.cb.connects());
+
+    p.env.bus.drop_next(1);
+    let lost = send(&p.ca, g.id, text("lost on the bus")).await;
+    assert_eq!(p.env.bus.faults().0, 1, "the envelope was dropped");
+    // Nothing follows that could reveal a gap. The documented bound is about
+    // twice recovery.grace_ms (500 ms) plus one read; waited for with slack.
+    // (Alice's own earlier messages may still be queued for her.)
+    for c in [&p.cb, &p.ca] {
+        let got = loop {
+            match c.next_event(Duration::from_secs(5)).await {
+                Some(Event::MessageCreated { message, seq, .. }) if seq >= lost.seq => {
+                    break message.id
+                }
+                Some(_) => continue,
+                None => panic!("the lost message never arrived"),
+            }
+        };
+        assert_eq!(got, lost.id);
+    }
+    assert_eq!((p.ca.connects(), p.cb.connects()), connects, "no reconnect");
+    // Exactly once: the next message is the very next event.
+    let after = send(&p.ca, g.id, text("after")).await;
+    receive_exactly(&p.cb, &p.ca, g.id, &[after.id]).await;
+}

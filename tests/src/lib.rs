@@ -118,6 +118,9 @@ impl TestEnv {
         };
         parley_server::metrics_handle();
         let svc = Arc::new(ChatService::new(parts, parley_server::service_config(&cfg)));
+        // As `parley serve` does (the other background loops would only
+        // purge and sweep).
+        svc.start_recovery();
         let state = parley_server::app_state_for(&cfg, svc);
         let db = PgPoolOptions::new()
             .max_connections(2)

@@ -1,10 +1,10 @@
 //! The sessions of this node, by user, and delivery into their bounded queues.
 
 use crate::Envelope;
-use parley_core::{SessionId, UserId};
+use parley_core::{ConversationId, SessionId, UserId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{mpsc, Notify};
 
 /// Set when a session must end: its queue overflowed, or the node is going
@@ -76,6 +76,10 @@ pub enum Registered {
 #[derive(Debug, Default)]
 pub struct Hub {
     sessions: RwLock<HashMap<UserId, Vec<SessionHandle>>>,
+    /// The highest `seq` of each conversation that reached this hub (from
+    /// this node or over the bus), whoever it was for: what the recovery
+    /// compares with PostgreSQL's commit notices.
+    seen: Mutex<Seen>,
     count: AtomicUsize,
     delivered: AtomicU64,
     overflowed: AtomicU64,
@@ -100,9 +104,45 @@ pub struct HubStats {
     pub bus_dropped: u64,
 }
 
+/// Two generations of positions, so that forgetting quiet conversations
+/// costs nothing per delivery: [`Hub::age_positions`] drops the older one.
+#[derive(Debug, Default)]
+struct Seen {
+    current: HashMap<ConversationId, i64>,
+    older: HashMap<ConversationId, i64>,
+}
+
 impl Hub {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The highest `seq` of the conversation that reached this hub lately,
+    /// None when nothing did.
+    pub fn seen_seq(&self, conversation: ConversationId) -> Option<i64> {
+        let seen = self.seen();
+        let a = seen.current.get(&conversation).copied();
+        let b = seen.older.get(&conversation).copied();
+        a.max(b)
+    }
+
+    /// Forgets conversations not heard of since the previous call.
+    pub fn age_positions(&self) {
+        let mut seen = self.seen();
+        let current = std::mem::take(&mut seen.current);
+        seen.older = current;
+    }
+
+    fn note_position(&self, conversation: ConversationId, seq: i64) {
+        let mut seen = self.seen();
+        let top = seen.current.entry(conversation).or_insert(seq);
+        if *top < seq {
+            *top = seq;
+        }
     }
 
     pub fn register(&self, handle: SessionHandle, limits: HubLimits) -> Registered {
@@ -151,6 +191,9 @@ impl Hub {
     /// Puts the envelope in the queue of every session of its targets. A full
     /// queue trips the session's overflow instead of waiting.
     pub fn deliver(&self, env: &Arc<Envelope>) {
+        if let Some((conversation, seq)) = env.position {
+            self.note_position(conversation, seq);
+        }
         let map = match self.sessions.read() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -199,6 +242,15 @@ impl Hub {
         for h in self.all() {
             h.overflow.trip_going_away();
         }
+    }
+
+    /// Whether any of `users` has a session on this node.
+    pub fn holds_any(&self, users: &[UserId]) -> bool {
+        let map = match self.sessions.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        users.iter().any(|u| map.contains_key(u))
     }
 
     pub fn sessions_of(&self, user: UserId) -> usize {

@@ -7,7 +7,7 @@ use parley_files::FilesConfig;
 use parley_gateway::config::{HttpConfig, WebConfig, WsConfig};
 use parley_mail::MailConfig;
 use parley_service::config::{
-    AuthConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RegistrationConfig,
+    AuthConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RecoveryConfig, RegistrationConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -106,6 +106,7 @@ pub struct Config {
     pub web: WebConfig,
     pub maintenance: MaintenanceConfig,
     pub commit: CommitConfig,
+    pub recovery: RecoveryConfig,
     pub log: LogConfig,
 }
 
@@ -294,6 +295,7 @@ impl Config {
         self.limits.validate().map_err(wrap)?;
         self.maintenance.validate().map_err(wrap)?;
         self.commit.validate().map_err(wrap)?;
+        self.recovery.validate().map_err(wrap)?;
         let bad = |key: &str, message: &str| ConfigError::BadValue {
             key: key.into(),
             origin: "configuration".into(),

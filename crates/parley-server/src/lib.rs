@@ -84,6 +84,7 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         files: cfg.files.clone(),
         maintenance: cfg.maintenance.clone(),
         commit: cfg.commit.clone(),
+        recovery: cfg.recovery.clone(),
         dev_signin: cfg.web.dev_signin,
     }
 }

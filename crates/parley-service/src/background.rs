@@ -40,5 +40,6 @@ impl Service {
             }
         });
         tokio::spawn(Arc::clone(self).watch_departures());
+        self.start_recovery();
     }
 }

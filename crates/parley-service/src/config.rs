@@ -356,3 +356,43 @@ impl CommitConfig {
         )
     }
 }
+
+/// `[recovery]`: how a node catches what the bus did not bring. PostgreSQL
+/// announces every commit; an event this node has not seen `grace_ms` after
+/// its announcement is read back and delivered to the sessions here.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecoveryConfig {
+    /// How long the bus may take to bring a committed event before it is
+    /// read from PostgreSQL instead. Shorter heals sooner but reads events
+    /// that were merely slow; a lost event reaches the sessions within about
+    /// twice this.
+    pub grace_ms: u64,
+    /// Most events of one conversation read back at once; sessions further
+    /// behind fill the rest from PostgreSQL themselves (`ws.resume_max_events`).
+    pub max_events: u32,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        Self {
+            grace_ms: 500,
+            max_events: 100,
+        }
+    }
+}
+
+impl RecoveryConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            (50..=60_000).contains(&self.grace_ms),
+            "recovery.grace_ms",
+            "must be between 50 and 60000",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_events),
+            "recovery.max_events",
+            "must be between 1 and 10000",
+        )
+    }
+}

@@ -54,18 +54,23 @@ pub(crate) fn publish(bus: &dyn Bus, committed: Committed) {
 }
 
 pub(crate) fn publish_event(bus: &dyn Bus, ev: StoredEvent, targets: Vec<UserId>) {
+    bus.publish(Arc::new(envelope(ev, targets)));
+}
+
+/// The envelope of a history event: serialized once for all its targets.
+pub(crate) fn envelope(ev: StoredEvent, targets: Vec<UserId>) -> Envelope {
     let author = match &ev.event {
         Event::MessageCreated { message, .. } | Event::MessageEdited { message, .. } => {
             Some(message.author_id)
         }
         _ => None,
     };
-    bus.publish(Arc::new(Envelope {
+    Envelope {
         targets,
         position: Some((ev.conversation_id, ev.seq)),
         recipients: ev.recipients,
         author,
         frame: frame_text(&ServerFrame::Event(ev.event)),
         resync: false,
-    }));
+    }
 }

@@ -24,6 +24,7 @@ mod infobases;
 mod messages;
 mod metrics;
 mod presence;
+mod recovery;
 mod registration;
 mod sessions;
 
@@ -35,7 +36,9 @@ pub use health::Readiness;
 pub use infobases::UserQuery;
 pub use messages::{HistoryQuery, Posted};
 
-use config::{AuthConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RegistrationConfig};
+use config::{
+    AuthConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RecoveryConfig, RegistrationConfig,
+};
 use parley_bus::Bus;
 use parley_files::{FilesConfig, Storage};
 use parley_mail::Mailer;
@@ -52,6 +55,7 @@ pub struct ServiceConfig {
     pub files: FilesConfig,
     pub maintenance: MaintenanceConfig,
     pub commit: CommitConfig,
+    pub recovery: RecoveryConfig,
     /// `POST /v1/dev/signin` is allowed (development only).
     pub dev_signin: bool,
 }

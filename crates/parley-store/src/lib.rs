@@ -6,6 +6,7 @@ mod conversations;
 mod files;
 mod infobases;
 mod messages;
+mod notices;
 mod registration;
 mod tokens;
 mod users;
@@ -19,6 +20,7 @@ pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
 pub use messages::{
     EventPage, JoinPolicy, LoggedEvent, NewMessageRow, PostOutcome, ReadMarker, StoredEvent,
 };
+pub use notices::{CommitNotice, Heard, LoggedEnvelope, NoticeListener};
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use tokens::NewToken;
 pub use users::UserFields;
@@ -60,6 +62,15 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            // The server going away: shutdown or restart (57), connection
+            // failures (08), out of connections or memory (53).
+            sqlx::Error::Database(ref d)
+                if d.code().is_some_and(|c| {
+                    c.starts_with("57") || c.starts_with("08") || c.starts_with("53")
+                }) =>
+            {
+                StoreError::Unavailable(e.to_string())
+            }
             other => StoreError::Database(other),
         }
     }
