@@ -474,3 +474,142 @@ async fn post_status(port: u16, path: &str, body: &str) -> Option<u16> {
         .parse()
         .ok()
 }
+
+/// Waits until `GET /readyz` of node `i` answers `want`.
+async fn ready_becomes(cl: &Cluster, i: usize, want: u16, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while http_status(cl.nodes[i].port, "/readyz").await != Some(want) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: /readyz never answered {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The pub/sub connection of a node stops carrying bytes without closing
+/// (a silent network cut; its command connection still works): the node
+/// notices by its own pings, `/readyz` says the bus is unavailable, messages
+/// still reach its sessions (from PostgreSQL's commit notices), and once the
+/// cut ends it subscribes again by itself.
+#[actix_web::test]
+async fn a_deaf_subscription_is_noticed_and_healed() {
+    use parley_tests::faults::Proxy;
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 2).await;
+    let mut cl = Cluster::start(&env, 1, false, &[]).await;
+    let redis: std::net::SocketAddr = format!("127.0.0.1:{}", cl.redis_port)
+        .parse()
+        .expect("address");
+    let proxy = Proxy::start(redis).await;
+    let url = format!("redis://{}", proxy.addr);
+    let b = cl.add_node(&[("PARLEY_BUS__REDIS_URL", &url)]).await;
+    // The node opens its command connection first, then the subscription.
+    let links = proxy.connections();
+    assert_eq!(links.len(), 2, "command and subscription: {links:?}");
+    let c0 = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
+    let c1 = connect(&cl.nodes[b].ws_url(), &u[1].1).await;
+    let g: Conversation = c0
+        .call(Request::CreateGroup {
+            title: "deaf".into(),
+            members: vec![u[1].0],
+        })
+        .await
+        .expect("group");
+    let m = send_reliably(&c0, g.id, "before".into(), "k0".into()).await;
+    assert_eq!(collect(&c1, g.id, 1).await[0].id, m.id);
+
+    proxy.pause_one(links[1], true);
+    ready_becomes(&cl, b, 503, "deaf subscription").await;
+    // Still delivered while deaf, without reconnecting.
+    let connects = c1.connects();
+    let m = send_reliably(&c0, g.id, "while deaf".into(), "k1".into()).await;
+    assert_eq!(collect(&c1, g.id, 1).await[0].id, m.id);
+    assert_eq!(c1.connects(), connects);
+
+    proxy.pause_one(links[1], false);
+    ready_becomes(&cl, b, 200, "subscription restored").await;
+    for i in 0..5 {
+        let m = send_reliably(&c0, g.id, format!("after {i}"), format!("a{i}")).await;
+        assert_eq!(collect(&c1, g.id, 1).await[0].id, m.id);
+    }
+    assert!(
+        cl.node_log(b).contains("bus subscription lost"),
+        "{}",
+        cl.node_log(b)
+    );
+}
+
+/// Redis stops answering the publishing node: its publish queue (16 here)
+/// fills and envelopes are dropped; every member on another node still gets
+/// every message, in order, once.
+#[actix_web::test]
+async fn a_full_publish_queue_loses_nothing() {
+    use parley_tests::faults::Proxy;
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 2).await;
+    let mut cl = Cluster::start(&env, 1, false, &[]).await;
+    let redis: std::net::SocketAddr = format!("127.0.0.1:{}", cl.redis_port)
+        .parse()
+        .expect("address");
+    let proxy = Proxy::start(redis).await;
+    let url = format!("redis://{}", proxy.addr);
+    let a = cl
+        .add_node(&[
+            ("PARLEY_BUS__REDIS_URL", &url),
+            ("PARLEY_BUS__PUBLISH_QUEUE", "16"),
+        ])
+        .await;
+    let ca = connect(&cl.nodes[a].ws_url(), &u[0].1).await;
+    let cb = connect(&cl.nodes[0].ws_url(), &u[1].1).await;
+    let g: Conversation = ca
+        .call(Request::CreateGroup {
+            title: "full".into(),
+            members: vec![u[1].0],
+        })
+        .await
+        .expect("group");
+    let first = send_reliably(&ca, g.id, "first".into(), "f".into()).await;
+    assert_eq!(collect(&cb, g.id, 1).await[0].id, first.id);
+
+    proxy.pause(true);
+    let mut sent = Vec::new();
+    for i in 0..60 {
+        sent.push(
+            send_reliably(&ca, g.id, format!("m{i}"), format!("m{i}"))
+                .await
+                .id,
+        );
+    }
+    let got: Vec<_> = collect(&cb, g.id, sent.len())
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, sent, "every message once, in order");
+    proxy.pause(false);
+    let last = send_reliably(&ca, g.id, "last".into(), "l".into()).await;
+    let next = collect(&cb, g.id, 1).await;
+    assert_eq!(next[0].id, last.id, "nothing twice");
+    let metrics = reqwest_metrics(cl.nodes[a].port).await;
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("parley_bus_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(dropped > 0.0, "the queue never filled:\n{metrics}");
+}
+
+/// The text of `GET /metrics` on a node.
+async fn reqwest_metrics(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}

@@ -156,7 +156,21 @@ impl Cluster {
         }
     }
 
+    /// Starts one more node with settings of its own on top of the
+    /// cluster's (e.g. another Redis address); returns its index.
+    pub async fn add_node(&mut self, own: &[(&str, &str)]) -> usize {
+        let node = self.spawn_node_with(free_port(), own);
+        self.nodes.push(node);
+        let i = self.nodes.len() - 1;
+        self.wait_ready(i).await;
+        i
+    }
+
     fn spawn_node(&self, port: u16) -> Node {
+        self.spawn_node_with(port, &[])
+    }
+
+    fn spawn_node_with(&self, port: u16, own: &[(&str, &str)]) -> Node {
         let log = self.dir.join(format!("node-{port}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
@@ -179,6 +193,9 @@ impl Cluster {
             .stdout(out)
             .stderr(err);
         for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        for (k, v) in own {
             cmd.env(k, v);
         }
         let child = cmd

@@ -155,6 +155,8 @@ impl Bus for FaultBus {
 struct Link {
     id: u64,
     task: tokio::task::AbortHandle,
+    /// Pauses this connection alone.
+    paused: watch::Sender<bool>,
 }
 
 struct Ctl {
@@ -198,11 +200,16 @@ impl Proxy {
                     continue;
                 };
                 let id = c.next.fetch_add(1, Ordering::SeqCst);
-                let paused = c.paused.subscribe();
-                let task = tokio::spawn(pipe(client, server, paused)).abort_handle();
+                let all = c.paused.subscribe();
+                let (mine, this) = watch::channel(false);
+                let task = tokio::spawn(pipe(client, server, [all, this])).abort_handle();
                 let mut links = c.links();
                 links.retain(|l| !l.task.is_finished());
-                links.push(Link { id, task });
+                links.push(Link {
+                    id,
+                    task,
+                    paused: mine,
+                });
             }
         })
         .abort_handle();
@@ -217,6 +224,14 @@ impl Proxy {
     /// Bytes stop flowing both ways (connections stay open) until resumed.
     pub fn pause(&self, paused: bool) {
         self.ctl.paused.send_replace(paused);
+    }
+
+    /// Bytes stop flowing both ways on one connection (it stays open): a
+    /// network that silently lost one peer.
+    pub fn pause_one(&self, id: u64, paused: bool) {
+        if let Some(l) = self.ctl.links().iter().find(|l| l.id == id) {
+            l.paused.send_replace(paused);
+        }
     }
 
     /// Open connections, oldest first (by id).
@@ -251,7 +266,7 @@ impl Drop for Proxy {
     }
 }
 
-async fn pipe(a: TcpStream, b: TcpStream, paused: watch::Receiver<bool>) {
+async fn pipe(a: TcpStream, b: TcpStream, paused: [watch::Receiver<bool>; 2]) {
     let (ar, aw) = a.into_split();
     let (br, bw) = b.into_split();
     tokio::select! {
@@ -263,7 +278,7 @@ async fn pipe(a: TcpStream, b: TcpStream, paused: watch::Receiver<bool>) {
 async fn copy(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut paused: watch::Receiver<bool>,
+    mut paused: [watch::Receiver<bool>; 2],
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -271,8 +286,15 @@ async fn copy(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if paused.wait_for(|p| !*p).await.is_err() {
-            return;
+        // Both the proxy-wide and this connection's switch must be off.
+        loop {
+            let [all, mine] = &mut paused;
+            if all.wait_for(|p| !*p).await.is_err() || mine.wait_for(|p| !*p).await.is_err() {
+                return;
+            }
+            if !*all.borrow() {
+                break;
+            }
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;

@@ -103,12 +103,23 @@ impl Keys {
     }
 }
 
+/// What the publisher and subscriber tasks tell the rest of the node.
+#[derive(Debug, Default)]
+struct Health {
+    /// The subscription is established and answered its last ping.
+    listening: AtomicBool,
+    /// Envelopes were lost on the way out (queue full, Redis error or
+    /// timeout): the other nodes must resync once Redis answers.
+    dirty: AtomicBool,
+}
+
 pub struct RedisBus {
     opts: RedisOptions,
     keys: Arc<Keys>,
     hub: Arc<Hub>,
     conn: ConnectionManager,
     publish: mpsc::Sender<Vec<u8>>,
+    health: Arc<Health>,
     departures: Mutex<Option<mpsc::UnboundedReceiver<UserId>>>,
     /// Set by shutdown so no heartbeat re-registers the node afterwards.
     stopped: Arc<AtomicBool>,
@@ -145,12 +156,14 @@ impl RedisBus {
         let (ptx, prx) = mpsc::channel(opts.publish_queue.max(16));
         let (dtx, drx) = mpsc::unbounded_channel();
         let stopped = Arc::new(AtomicBool::new(false));
+        let health = Arc::new(Health::default());
         let bus = Arc::new(RedisBus {
             opts: opts.clone(),
             keys: Arc::clone(&keys),
             hub: Arc::clone(&hub),
             conn: conn.clone(),
             publish: ptx,
+            health: Arc::clone(&health),
             departures: Mutex::new(Some(drx)),
             stopped: Arc::clone(&stopped),
         });
@@ -159,12 +172,15 @@ impl RedisBus {
             Arc::clone(&keys),
             opts.node_id.clone(),
             Arc::clone(&hub),
+            Arc::clone(&health),
+            opts.heartbeat,
         ));
         tokio::spawn(publisher(
             conn.clone(),
             Arc::clone(&keys),
             opts.node_id.clone(),
             prx,
+            Arc::clone(&health),
         ));
         tokio::spawn(heartbeat(conn, keys, opts, hub, Utc::now(), dtx, stopped));
         Ok(bus)
@@ -218,44 +234,77 @@ fn decode(payload: &[u8]) -> Option<(String, Envelope)> {
     ))
 }
 
-/// One subscription, re-established after any failure.
-async fn subscriber(client: redis::Client, keys: Arc<Keys>, me: String, hub: Arc<Hub>) {
+/// One subscription, re-established after any failure. A connection can
+/// die without closing (a cut network, a frozen Redis): the subscriber pings
+/// over it every `every` and gives it up when no answer comes within the
+/// same time, so the node is never deaf for long while looking alive.
+async fn subscriber(
+    client: redis::Client,
+    keys: Arc<Keys>,
+    me: String,
+    hub: Arc<Hub>,
+    health: Arc<Health>,
+    every: Duration,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     loop {
-        match client.get_async_pubsub().await {
-            Ok(mut ps) => match ps.subscribe(&keys.channel).await {
-                Ok(()) => {
-                    backoff = Duration::from_millis(100);
-                    if !first {
-                        tracing::info!("bus subscription restored; resyncing sessions");
-                        hub.resync_all();
-                    }
-                    let mut stream = ps.into_on_message();
-                    while let Some(msg) = stream.next().await {
-                        match decode(msg.get_payload_bytes()) {
-                            Some((node, env)) if env.resync => {
-                                if node != me {
-                                    hub.resync_all();
-                                }
-                            }
-                            Some((node, env)) if node != me => {
-                                hub.note_received();
-                                hub.deliver(&Arc::new(env))
-                            }
-                            Some(_) => {}
-                            None => tracing::warn!("undecodable bus message"),
-                        }
-                    }
-                    tracing::warn!("bus subscription lost");
+        let connect = async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&keys.channel).await?;
+            Ok::<_, redis::RedisError>(ps)
+        };
+        match tokio::time::timeout(every.max(Duration::from_secs(1)), connect).await {
+            Ok(Ok(ps)) => {
+                backoff = Duration::from_millis(100);
+                health.listening.store(true, Ordering::Release);
+                if !first {
+                    tracing::info!("bus subscription restored; resyncing sessions");
+                    hub.resync_all();
                 }
-                Err(e) => tracing::warn!(error = %e, "bus subscribe failed"),
-            },
-            Err(e) => tracing::warn!(error = %e, "bus connection failed"),
+                let why = listen(ps, &me, &hub, every).await;
+                health.listening.store(false, Ordering::Release);
+                tracing::warn!(reason = why, "bus subscription lost");
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "bus subscribe failed"),
+            Err(_) => tracing::warn!("bus subscribe timed out"),
         }
         first = false;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Delivers what the subscription brings until it ends or stops answering.
+async fn listen(ps: redis::aio::PubSub, me: &str, hub: &Hub, every: Duration) -> &'static str {
+    let (mut sink, mut stream) = ps.split();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return "closed" };
+                match decode(msg.get_payload_bytes()) {
+                    Some((node, env)) if env.resync => {
+                        if node != me {
+                            hub.resync_all();
+                        }
+                    }
+                    Some((node, env)) if node != me => {
+                        hub.note_received();
+                        hub.deliver(&Arc::new(env))
+                    }
+                    Some(_) => {}
+                    None => tracing::warn!("undecodable bus message"),
+                }
+            }
+            _ = tick.tick() => {
+                match tokio::time::timeout(every, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return "ping failed",
+                    Err(_) => return "no answer to ping",
+                }
+            }
+        }
     }
 }
 
@@ -266,8 +315,8 @@ async fn publisher(
     keys: Arc<Keys>,
     me: String,
     mut rx: mpsc::Receiver<Vec<u8>>,
+    health: Arc<Health>,
 ) {
-    let mut dirty = false;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         let mut batch = Vec::new();
@@ -284,6 +333,7 @@ async fn publisher(
                 Err(_) => break,
             }
         }
+        let dirty = health.dirty.swap(false, Ordering::AcqRel);
         if dirty {
             let resync = Envelope {
                 targets: Vec::new(),
@@ -305,15 +355,14 @@ async fn publisher(
         match pipe.query_async::<()>(&mut conn).await {
             Ok(()) => {
                 if dirty {
-                    tracing::info!("bus publishing restored");
+                    tracing::info!("bus publishing restored; other nodes resync");
                 }
-                dirty = false;
             }
             Err(e) => {
                 if !dirty {
                     tracing::warn!(error = %e, dropped = batch.len(), "bus publish failed; other nodes will resync");
                 }
-                dirty = true;
+                health.dirty.store(true, Ordering::Release);
             }
         }
     }
@@ -457,7 +506,9 @@ impl Bus for RedisBus {
         let payload = encode(&self.opts.node_id, &envelope);
         if self.publish.try_send(payload).is_err() {
             self.hub.note_dropped();
-            tracing::warn!("bus publish queue full; other nodes will recover from PostgreSQL");
+            if !self.health.dirty.swap(true, Ordering::AcqRel) {
+                tracing::warn!("bus publish queue full; other nodes will resync");
+            }
         } else {
             self.hub.note_published();
         }
@@ -485,6 +536,11 @@ impl Bus for RedisBus {
 
     fn check(&self) -> BoxFuture<'_, Result<(), BusError>> {
         Box::pin(async move {
+            if !self.health.listening.load(Ordering::Acquire) {
+                return Err(BusError::Unavailable(
+                    "not subscribed: this node hears nothing from the other nodes".into(),
+                ));
+            }
             let mut conn = self.conn.clone();
             redis::cmd("PING")
                 .query_async::<String>(&mut conn)

@@ -67,6 +67,14 @@ impl Metrics {
             "parley_bus_dropped_total",
             "Events the bus could not take (queue full; recovered from PostgreSQL)"
         );
+        describe_counter!(
+            "parley_recovered_events_total",
+            "Committed events the bus did not bring, read back from PostgreSQL after its commit notice"
+        );
+        describe_counter!(
+            "parley_recovery_resyncs_total",
+            "Times the commit-notice connection was interrupted and every session resynced"
+        );
         describe_gauge!("parley_db_pool_connections", "Open PostgreSQL connections");
         describe_gauge!("parley_db_pool_idle", "Idle PostgreSQL connections");
         describe_histogram!(
