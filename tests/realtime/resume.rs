@@ -297,3 +297,54 @@ async fn a_lost_envelope_in_a_quiet_conversation_arrives_from_the_commit_notice(
     let after = send(&p.ca, g.id, text("after")).await;
     receive_exactly(&p.cb, &p.ca, g.id, &[after.id]).await;
 }
+
+/// A live session falls behind by more than `ws.resume_max_events` (here
+/// 20 + 500 events lost on the way, recovery held off): it sends the first
+/// 20 from PostgreSQL, then a `gap` event naming the rest, never a silent
+/// skip; the Rust client reads the rest with `history` and the application
+/// ends with every message exactly once, in order.
+#[actix_web::test]
+async fn a_gap_beyond_the_replay_limit_is_reported_and_read_as_history() {
+    let p = pair_with(|cfg| {
+        cfg.ws.resume_max_events = 20;
+        // The node-level recovery would close the gap in small steps.
+        cfg.recovery.grace_ms = 60_000;
+    })
+    .await;
+    let g = group(&p.ca, "big gap", &[p.bob]).await;
+    let first = send(&p.ca, g.id, text("first")).await;
+    receive_exactly(&p.cb, &p.ca, g.id, &[first.id]).await;
+    p.cb.drain_events().await;
+
+    p.env.bus.drop_next(520);
+    let mut sent = Vec::new();
+    for i in 0..520 {
+        sent.push(send(&p.ca, g.id, text(&format!("m{i}"))).await);
+    }
+    assert_eq!(p.env.bus.faults().0, 520);
+    // The next one arrives live and reveals the gap.
+    sent.push(send(&p.ca, g.id, text("reveals")).await);
+
+    let mut got = Vec::new();
+    let mut gaps = Vec::new();
+    while got.len() < sent.len() {
+        match p.cb.next_event(WAIT).await {
+            Some(Event::MessageCreated { message, .. }) => got.push(message.id),
+            Some(Event::Gap {
+                conversation_id,
+                after_seq,
+                before_seq,
+            }) => gaps.push((conversation_id, after_seq, before_seq)),
+            Some(_) => {}
+            None => panic!("only {} of {} arrived", got.len(), sent.len()),
+        }
+    }
+    let ids: Vec<_> = sent.iter().map(|m| m.id).collect();
+    assert_eq!(got, ids, "every message once, in order");
+    // The first 20 were replayed, the rest reported up to the live one.
+    let last = sent.last().map(|m| m.seq).unwrap_or_default();
+    assert_eq!(gaps, vec![(g.id, sent[19].seq, last)]);
+    // Nothing twice afterwards.
+    let after = send(&p.ca, g.id, text("after")).await;
+    receive_exactly(&p.cb, &p.ca, g.id, &[after.id]).await;
+}

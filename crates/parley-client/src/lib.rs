@@ -6,9 +6,14 @@
 //! connection drops (network, node restart, queue overflow) the task
 //! reconnects with backoff and sends `resume` with the last `seq` it saw of
 //! every conversation, so nothing is missed and nothing is shown twice.
+//! When the server reports more missed than it replays (a `truncated`
+//! resume, a `gap` event), the task reads those messages with `history` and
+//! passes them on as `message.created`, in order, before what follows.
 
 use futures_util::{SinkExt, StreamExt};
-use parley_core::protocol::{ClientFrame, Event, Ready, Request, ServerFrame};
+use parley_core::protocol::{
+    ClientFrame, Event, MessagePage, Ready, Request, Resumed, ServerFrame,
+};
 use parley_core::{ConversationId, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -290,6 +295,10 @@ enum End {
 
 const RESUME_ID: &str = "resume";
 
+/// Messages per `history` page when catching up (within the server's
+/// default `limits.max_history_page`).
+const CATCH_UP_PAGE: u32 = 100;
+
 impl Task {
     async fn run(mut self) {
         let mut backoff = Duration::from_millis(50);
@@ -417,6 +426,7 @@ impl Task {
             // come before the replayed ones: hold everything until the
             // result, then apply in `seq` order so de-duplication keeps all.
             let mut held: Vec<Event> = Vec::new();
+            let mut truncated = Vec::new();
             loop {
                 let msg = tokio::time::timeout(self.opts.request_timeout, ws.next())
                     .await
@@ -424,12 +434,13 @@ impl Task {
                 match msg {
                     Some(Ok(WsMessage::Text(t))) => match serde_json::from_str::<ServerFrame>(&t) {
                         Ok(ServerFrame::Event(ev)) => held.push(ev),
-                        Ok(ServerFrame::Result { id, .. })
-                        | Ok(ServerFrame::Error { id: Some(id), .. })
-                            if id == RESUME_ID =>
-                        {
-                            break
+                        Ok(ServerFrame::Result { id, result }) if id == RESUME_ID => {
+                            if let Ok(r) = serde_json::from_value::<Resumed>(result) {
+                                truncated = r.truncated;
+                            }
+                            break;
                         }
+                        Ok(ServerFrame::Error { id: Some(id), .. }) if id == RESUME_ID => break,
                         _ => {}
                     },
                     Some(Ok(WsMessage::Close(frame))) => return Err(self.closed(frame)),
@@ -442,6 +453,11 @@ impl Task {
             held.sort_by_key(|e| e.position().map(|(_, seq)| seq).unwrap_or(i64::MIN));
             for ev in held {
                 self.event(ev);
+            }
+            // More was missed than the server replays: read it as history.
+            for conv in truncated {
+                let after = lock(&self.shared).last.get(&conv).copied().unwrap_or(0);
+                self.catch_up(&mut ws, conv, after, None).await?;
             }
         }
         lock(&self.shared).connects += 1;
@@ -470,6 +486,137 @@ impl Task {
             *last = seq;
         }
         let _ = self.events.send(ev);
+    }
+
+    /// Reads with `history` the messages of `conv` after `after` (and before
+    /// `before`) that the server reported it could not replay, and passes
+    /// each on as `message.created`, in order; events that arrive meanwhile
+    /// follow, in `seq` order. Answers to the application's requests that
+    /// arrive meanwhile are delivered as usual.
+    async fn catch_up(
+        &mut self,
+        ws: &mut Ws,
+        conv: ConversationId,
+        mut after: i64,
+        before: Option<i64>,
+    ) -> Result<(), ClientError> {
+        let from = after;
+        let mut held: Vec<Event> = Vec::new();
+        let mut page_no = 0u64;
+        loop {
+            page_no += 1;
+            let id = format!("catch-up-{page_no}");
+            let frame = ClientFrame {
+                id: id.clone(),
+                request: Request::History {
+                    conversation_id: conv,
+                    before: None,
+                    after: Some(after),
+                    limit: Some(CATCH_UP_PAGE),
+                },
+            };
+            let text =
+                serde_json::to_string(&frame).map_err(|e| ClientError::Decode(e.to_string()))?;
+            ws.send(WsMessage::text(text))
+                .await
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
+            let page = loop {
+                let msg = tokio::time::timeout(self.opts.request_timeout, ws.next())
+                    .await
+                    .map_err(|_| ClientError::Timeout(self.opts.request_timeout))?;
+                let text = match msg {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Close(frame))) => return Err(self.closed(frame)),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(ClientError::Connect(e.to_string())),
+                    None => return Err(ClientError::Connect("closed while catching up".into())),
+                };
+                match serde_json::from_str::<ServerFrame>(&text) {
+                    Ok(ServerFrame::Event(ev)) => held.push(ev),
+                    Ok(ServerFrame::Result { id: rid, result }) if rid == id => {
+                        break serde_json::from_value::<MessagePage>(result)
+                            .map_err(|e| ClientError::Decode(e.to_string()))?;
+                    }
+                    Ok(ServerFrame::Error {
+                        id: Some(rid),
+                        code,
+                        message,
+                    }) if rid == id => {
+                        return Err(ClientError::Server { code, message });
+                    }
+                    Ok(other) => self.answer(other),
+                    Err(e) => tracing::warn!(error = %e, "undecodable frame"),
+                }
+            };
+            let mut reached = !page.has_more || page.messages.is_empty();
+            for m in page.messages {
+                if before.is_some_and(|b| m.seq >= b) {
+                    reached = true;
+                    break;
+                }
+                after = m.seq;
+                self.event(Event::MessageCreated {
+                    conversation_id: conv,
+                    seq: m.seq,
+                    message: m,
+                });
+            }
+            if reached {
+                break;
+            }
+        }
+        if let Some(b) = before {
+            {
+                let mut s = lock(&self.shared);
+                let last = s.last.entry(conv).or_insert(0);
+                *last = (*last).max(b - 1);
+            }
+            // Passed on for information, after the messages it names.
+            let _ = self.events.send(Event::Gap {
+                conversation_id: conv,
+                after_seq: from,
+                before_seq: b,
+            });
+        }
+        held.sort_by_key(|e| e.position().map(|(_, seq)| seq).unwrap_or(i64::MIN));
+        for ev in held {
+            self.event(ev);
+        }
+        Ok(())
+    }
+
+    /// Answers a pending request from a frame that is not an event.
+    fn answer(&mut self, frame: ServerFrame) {
+        match frame {
+            ServerFrame::Result { id, result } => {
+                if let Some(r) = self.pending.remove(&id) {
+                    let _ = r.send(Ok(result));
+                }
+            }
+            ServerFrame::Pong { id } => {
+                if let Some(r) = self.pending.remove(&id) {
+                    let _ = r.send(Ok(Value::Null));
+                }
+            }
+            ServerFrame::Error {
+                id: Some(id),
+                code,
+                message,
+            } => {
+                if let Some(r) = self.pending.remove(&id) {
+                    let _ = r.send(Err(ClientError::Server { code, message }));
+                }
+            }
+            ServerFrame::Error {
+                id: None,
+                code,
+                message,
+            } => {
+                tracing::warn!(%code, %message, "server error without id");
+            }
+            ServerFrame::Ready(r) => lock(&self.shared).ready = Some(r),
+            ServerFrame::Event(ev) => self.event(ev),
+        }
     }
 
     async fn serve(&mut self, mut ws: Ws) -> End {
@@ -501,20 +648,14 @@ impl Task {
                 },
                 msg = ws.next() => match msg {
                     Some(Ok(WsMessage::Text(t))) => match serde_json::from_str::<ServerFrame>(&t) {
-                        Ok(ServerFrame::Event(ev)) => self.event(ev),
-                        Ok(ServerFrame::Result { id, result }) => {
-                            if let Some(r) = self.pending.remove(&id) { let _ = r.send(Ok(result)); }
+                        Ok(ServerFrame::Event(Event::Gap { conversation_id, after_seq, before_seq })) => {
+                            if let Err(e) = self.catch_up(&mut ws, conversation_id, after_seq, Some(before_seq)).await {
+                                tracing::debug!(error = %e, "catching up a gap failed");
+                                return End::Dropped;
+                            }
+
                         }
-                        Ok(ServerFrame::Pong { id }) => {
-                            if let Some(r) = self.pending.remove(&id) { let _ = r.send(Ok(Value::Null)); }
-                        }
-                        Ok(ServerFrame::Error { id: Some(id), code, message }) => {
-                            if let Some(r) = self.pending.remove(&id) { let _ = r.send(Err(ClientError::Server { code, message })); }
-                        }
-                        Ok(ServerFrame::Error { id: None, code, message }) => {
-                            tracing::warn!(%code, %message, "server error without id");
-                        }
-                        Ok(ServerFrame::Ready(r)) => { lock(&self.shared).ready = Some(r); }
+                        Ok(other) => self.answer(other),
                         Err(e) => tracing::warn!(error = %e, "undecodable frame"),
                     },
                     Some(Ok(WsMessage::Close(frame))) => {

@@ -461,6 +461,17 @@ pub enum Event {
     /// Pushed by the user's infobase.
     #[serde(rename = "notification")]
     Notification { data: Value },
+    /// Events of the conversation after `after_seq` and before `before_seq`
+    /// were not sent to this session (more were missing than
+    /// `ws.resume_max_events`): read them with `history` (`after` =
+    /// `after_seq`). Live events continue with `before_seq`. No `seq`: not
+    /// part of the history.
+    #[serde(rename = "gap")]
+    Gap {
+        conversation_id: ConversationId,
+        after_seq: i64,
+        before_seq: i64,
+    },
 }
 
 impl Event {

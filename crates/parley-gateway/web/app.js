@@ -69,7 +69,9 @@
     for (const [c, s] of state.lastSeq) since[c] = s;
     if (Object.keys(since).length) {
       // Events that arrive before the result are applied in seq order by onEvent's dedup.
-      await request("resume", { conversations: since }).catch(() => {});
+      const r = await request("resume", { conversations: since }).catch(() => null);
+      // More was missed than the server replays: read it as history.
+      for (const c of (r && r.truncated) || []) catchUp(c, since[c]);
     }
     setStatus("live");
     await loadConversations();
@@ -118,7 +120,27 @@
       case "presence": state.presence.set(e.user_id, e.online); renderList(); break;
       case "read": break;
       case "notification": console.info("notification", e.data); break;
+      case "gap": catchUp(c, e.after_seq, e.before_seq); break;
     }
+  }
+
+  // Messages the server could not replay (more than ws.resume_max_events
+  // were missed): read them with history, page by page, up to `before`.
+  async function catchUp(c, after, before) {
+    for (;;) {
+      const page = await request("history", { conversation_id: c, after, limit: 100 }).catch(() => null);
+      if (!page || !page.messages.length) break;
+      let reached = !page.has_more;
+      for (const m of page.messages) {
+        if (before !== undefined && m.seq >= before) { reached = true; break; }
+        if (!msgs(c).has(m.id)) msgs(c).set(m.id, m);
+        after = m.seq;
+      }
+      ensureNames(page.messages.map((m) => m.author_id));
+      if (reached) break;
+    }
+    if (c === state.active) renderMessages();
+    renderList();
   }
 
   // Names of users, fetched once per user.

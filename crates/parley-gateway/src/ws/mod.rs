@@ -12,7 +12,7 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
 use futures_util::StreamExt;
 use parley_bus::{Envelope, HubLimits, Overflow, Registered, SessionHandle};
-use parley_core::protocol::{close, ClientFrame, Ready, Request, ServerFrame};
+use parley_core::protocol::{close, ClientFrame, Event, Ready, Request, ServerFrame};
 use parley_core::{ConversationId, ErrorCode, SessionId, UserActor};
 use parley_service::{frame_text, Error};
 use serde_json::Value;
@@ -507,7 +507,7 @@ impl Session {
                     return Ok(());
                 }
                 metrics::counter!("parley_gap_replays_total").increment(1);
-                self.replay(conv, last, Some(seq)).await.map(|_| ())?
+                self.fill(conv, seq).await?
             }
             _ => {}
         }
@@ -575,10 +575,7 @@ impl Session {
             let last = self.last.get(&conv).copied().unwrap_or(0);
             if first_held > last + 1 {
                 metrics::counter!("parley_gap_replays_total").increment(1);
-                self.replay(conv, last, Some(first_held)).await?;
-                // Everything before the held event was replayed (or is not
-                // this user's to see).
-                self.last.insert(conv, first_held - 1);
+                self.fill(conv, first_held).await?;
             }
             self.release(conv).await?;
             if let Some(h) = self.held.get_mut(&conv) {
@@ -586,6 +583,28 @@ impl Session {
                 h.since = Instant::now();
             }
         }
+        Ok(())
+    }
+
+    /// Sends what `conv` misses between the session's last `seq` and
+    /// `until` (exclusive) from PostgreSQL. When more is missing than one
+    /// replay may send, the rest is reported with a `gap` event: the
+    /// session never moves past a `seq` it neither delivered nor reported.
+    async fn fill(&mut self, conv: ConversationId, until: i64) -> Result<(), Stop> {
+        let last = self.last.get(&conv).copied().unwrap_or(0);
+        let r = self.replay(conv, last, Some(until)).await?;
+        if r.more {
+            metrics::counter!("parley_gaps_reported_total").increment(1);
+            let gap = Event::Gap {
+                conversation_id: conv,
+                after_seq: r.top,
+                before_seq: until,
+            };
+            self.send(frame_text(&ServerFrame::Event(gap))).await?;
+        }
+        // Everything before `until` was sent, reported, or is not this
+        // user's to see.
+        self.last.insert(conv, until - 1);
         Ok(())
     }
 
@@ -633,10 +652,7 @@ impl Session {
         for s in seqs {
             let (conv, db_seq) = (s.conversation_id, s.last_seq);
             match self.last.get(&conv).copied() {
-                Some(last) if db_seq > last => {
-                    let r = self.replay(conv, last, Some(db_seq + 1)).await?;
-                    self.last.insert(conv, r.top.max(db_seq));
-                }
+                Some(last) if db_seq > last => self.fill(conv, db_seq + 1).await?,
                 Some(_) => {}
                 None => {
                     self.last.insert(conv, db_seq);
