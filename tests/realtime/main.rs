@@ -7,6 +7,7 @@ mod chatting;
 mod contexts;
 mod events;
 mod lists;
+mod outage;
 mod resume;
 
 pub use parley_bus::Bus;

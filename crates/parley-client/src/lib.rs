@@ -440,7 +440,16 @@ impl Task {
                             }
                             break;
                         }
-                        Ok(ServerFrame::Error { id: Some(id), .. }) if id == RESUME_ID => break,
+                        // Not resumed (e.g. the server's database is down):
+                        // going live now would skip what was missed, so
+                        // reconnect and resume again after a pause.
+                        Ok(ServerFrame::Error {
+                            id: Some(id),
+                            code,
+                            message,
+                        }) if id == RESUME_ID => {
+                            return Err(ClientError::Server { code, message });
+                        }
                         _ => {}
                     },
                     Some(Ok(WsMessage::Close(frame))) => return Err(self.closed(frame)),

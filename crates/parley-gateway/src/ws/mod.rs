@@ -250,6 +250,7 @@ async fn run(
         last: HashMap::new(),
         held: HashMap::new(),
         typing_at: HashMap::new(),
+        resync_due: None,
     };
     let stop = s.serve(stream, rx, auth_id, first).await;
     if st.svc.session_closed(user, id).await {
@@ -274,6 +275,8 @@ struct Session {
     /// ones (empty, and so unallocated, almost always).
     held: HashMap<ConversationId, Held>,
     typing_at: HashMap<ConversationId, Instant>,
+    /// A resync PostgreSQL could not answer, to be tried again then.
+    resync_due: Option<Instant>,
 }
 
 /// Events of one conversation held behind a gap.
@@ -338,6 +341,9 @@ impl Session {
                 },
                 _ = tokio::time::sleep_until(self.gap_deadline().into()), if !self.held.is_empty() => {
                     self.fill_gaps().await
+                }
+                _ = tokio::time::sleep_until(self.resync_due.unwrap_or_else(Instant::now).into()), if self.resync_due.is_some() => {
+                    self.resync_or_later().await
                 }
                 _ = ticker.tick() => {
                     if last_seen.elapsed() > timeout {
@@ -487,7 +493,7 @@ impl Session {
     /// passes (then the missing events are read from PostgreSQL).
     async fn deliver(&mut self, env: Arc<Envelope>) -> Result<(), Stop> {
         if env.resync {
-            return self.resync().await;
+            return self.resync_or_later().await;
         }
         let Some((conv, seq)) = env.position else {
             return self.send(env.frame.clone()).await;
@@ -507,7 +513,22 @@ impl Session {
                     return Ok(());
                 }
                 metrics::counter!("parley_gap_replays_total").increment(1);
-                self.fill(conv, seq).await?
+                match self.fill(conv, seq).await {
+                    Ok(()) => {}
+                    Err(Missed::Stop(s)) => return Err(s),
+                    Err(Missed::Later(_)) => {
+                        // Held until PostgreSQL answers.
+                        self.held
+                            .entry(conv)
+                            .or_insert_with(|| Held {
+                                since: Instant::now() + RETRY_STORE,
+                                events: BTreeMap::new(),
+                            })
+                            .events
+                            .insert(seq, env);
+                        return Ok(());
+                    }
+                }
             }
             _ => {}
         }
@@ -575,7 +596,19 @@ impl Session {
             let last = self.last.get(&conv).copied().unwrap_or(0);
             if first_held > last + 1 {
                 metrics::counter!("parley_gap_replays_total").increment(1);
-                self.fill(conv, first_held).await?;
+                match self.fill(conv, first_held).await {
+                    Ok(()) => {}
+                    Err(Missed::Stop(s)) => return Err(s),
+                    Err(Missed::Later(e)) => {
+                        tracing::warn!(error = %e.message, "gap fill postponed");
+                        // Every gap waits; the store is down for all.
+                        let later = Instant::now() + RETRY_STORE;
+                        for h in self.held.values_mut() {
+                            h.since = later;
+                        }
+                        return Ok(());
+                    }
+                }
             }
             self.release(conv).await?;
             if let Some(h) = self.held.get_mut(&conv) {
@@ -590,7 +623,7 @@ impl Session {
     /// `until` (exclusive) from PostgreSQL. When more is missing than one
     /// replay may send, the rest is reported with a `gap` event: the
     /// session never moves past a `seq` it neither delivered nor reported.
-    async fn fill(&mut self, conv: ConversationId, until: i64) -> Result<(), Stop> {
+    async fn fill(&mut self, conv: ConversationId, until: i64) -> Result<(), Missed> {
         let last = self.last.get(&conv).copied().unwrap_or(0);
         let r = self.replay(conv, last, Some(until)).await?;
         if r.more {
@@ -615,14 +648,13 @@ impl Session {
         conv: ConversationId,
         after: i64,
         until: Option<i64>,
-    ) -> Result<Replayed, Stop> {
+    ) -> Result<Replayed, Missed> {
         let limit = self.st.ws.resume_max_events;
         let page = self
             .st
             .svc
             .events_after(&self.me, conv, after, until, limit)
-            .await
-            .map_err(|e| Stop::new(close::INTERNAL, e.message))?;
+            .await?;
         let mut out = Replayed {
             sent: 0,
             more: page.more,
@@ -642,13 +674,25 @@ impl Session {
 
     /// The bus may have lost events: replay whatever PostgreSQL has beyond
     /// what this session delivered.
-    async fn resync(&mut self) -> Result<(), Stop> {
-        let seqs = self
-            .st
-            .svc
-            .member_seqs(&self.me)
-            .await
-            .map_err(|e| Stop::new(close::INTERNAL, e.message))?;
+    /// Resyncs now; when PostgreSQL does not answer, again later (the
+    /// session stays open).
+    async fn resync_or_later(&mut self) -> Result<(), Stop> {
+        match self.resync().await {
+            Ok(()) => {
+                self.resync_due = None;
+                Ok(())
+            }
+            Err(Missed::Later(e)) => {
+                tracing::warn!(error = %e.message, "resync postponed");
+                self.resync_due = Some(Instant::now() + RETRY_STORE);
+                Ok(())
+            }
+            Err(Missed::Stop(s)) => Err(s),
+        }
+    }
+
+    async fn resync(&mut self) -> Result<(), Missed> {
+        let seqs = self.st.svc.member_seqs(&self.me).await?;
         for s in seqs {
             let (conv, db_seq) = (s.conversation_id, s.last_seq);
             match self.last.get(&conv).copied() {
@@ -667,6 +711,35 @@ impl Session {
         Ok(())
     }
 }
+
+/// Why missed events were not sent.
+enum Missed {
+    /// The session must end.
+    Stop(Stop),
+    /// PostgreSQL did not answer: the session stays open and asks again
+    /// after [`RETRY_STORE`].
+    Later(Error),
+}
+
+impl From<Stop> for Missed {
+    fn from(s: Stop) -> Self {
+        Missed::Stop(s)
+    }
+}
+
+impl From<Error> for Missed {
+    fn from(e: Error) -> Self {
+        if e.code == ErrorCode::Unavailable {
+            Missed::Later(e)
+        } else {
+            Missed::Stop(Stop::new(close::INTERNAL, e.message))
+        }
+    }
+}
+
+/// Pause before a session asks a PostgreSQL that did not answer again (for
+/// a gap or a resync; sends are answered `unavailable` meanwhile).
+const RETRY_STORE: Duration = Duration::from_secs(1);
 
 /// What a replay sent.
 struct Replayed {

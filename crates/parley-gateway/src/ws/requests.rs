@@ -40,7 +40,11 @@ impl Session {
                         self.last.remove(&conv);
                         continue;
                     }
-                    let r = self.replay(conv, seen, None).await?;
+                    let r = match self.replay(conv, seen, None).await {
+                        Ok(r) => r,
+                        Err(super::Missed::Stop(s)) => return Err(s.into()),
+                        Err(super::Missed::Later(e)) => return Err(e.into()),
+                    };
                     self.last.insert(conv, r.top);
                     replayed += r.sent;
                     if r.more {
