@@ -6,12 +6,15 @@
 # cores),
 # prints the table and appends JSON lines to bench/results/results.jsonl.
 # Extra arguments replace `standard`, e.g.: scripts/bench.sh idle --sessions 100000 --nodes 6
+# `scripts/bench.sh chaos` runs the fault scenario (3 nodes behind nginx, 3 000
+# sessions, 2 minutes of node kills, a frozen Redis and a PostgreSQL restart).
 set -euo pipefail
 source "$(dirname "$0")/lib/services.sh"
 cd "$PARLEY_ROOT"
 
 ensure_postgres
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || ensure_debs redis-server
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
 
 work=$(mktemp -d /tmp/parley-bench.XXXXXX)
 chmod 755 "$work"
@@ -42,5 +45,12 @@ target="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/release"
 export PARLEY_BIN="$target/parley"
 export PARLEY_BENCH_DATABASE_URL="postgres://parley@127.0.0.1:$pg_port/bench"
 export PARLEY_BENCH_REDIS_URL="redis://127.0.0.1:$redis_port"
+# For `chaos`: how to restart PostgreSQL, and which process is Redis.
+cat >"$work/pg-restart.sh" <<EOF
+source "$PARLEY_ROOT/scripts/lib/services.sh"
+_pg "\$(pg_bindir)/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -m fast -w -t 60 restart >/dev/null
+EOF
+export PARLEY_BENCH_PG_RESTART="bash $work/pg-restart.sh"
+export PARLEY_BENCH_REDIS_PID_FILE="$work/redis.pid"
 if [ $# -eq 0 ]; then set -- standard; fi
 "$target/parley-bench" "$@"

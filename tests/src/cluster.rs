@@ -287,12 +287,7 @@ impl Cluster {
         let upstream: String = self
             .nodes
             .iter()
-            .map(|n| {
-                format!(
-                    "        server 127.0.0.1:{} max_fails=1 fail_timeout=2s;\n",
-                    n.port
-                )
-            })
+            .map(|n| format!("        server 127.0.0.1:{} max_fails=0;\n", n.port))
             .collect();
         let d_s = d.display();
         let conf = format!(
@@ -374,6 +369,15 @@ impl Drop for Cluster {
             }
         }
         if let Some(mut c) = self.nginx.take() {
+            // SIGTERM: the master stops its workers (after a SIGKILL they
+            // would live on, holding the port).
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !matches!(c.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

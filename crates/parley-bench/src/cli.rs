@@ -80,6 +80,20 @@ pub enum Cmd {
         #[arg(long, default_value_t = 1)]
         nodes: usize,
     },
+    /// 3 nodes behind nginx under faults (node kills, Redis frozen,
+    /// PostgreSQL restart) with the Rust client; lost, duplicated and out
+    /// of order messages at the end. Needs scripts/bench.sh (it restarts
+    /// PostgreSQL and freezes Redis).
+    Chaos {
+        #[arg(long, default_value_t = 3000)]
+        sessions: usize,
+        /// Seconds of traffic (faults every 20 s).
+        #[arg(long, default_value_t = 120)]
+        duration: u64,
+        /// Messages per second.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+    },
     /// The standard small set: every scenario on 1 and on 2 nodes.
     /// Capacity search of `chat` (1 000 users, 100 conversations of 10) or
     /// `fanout` (one conversation of 1 000): the rate grows ×1.5 per step.

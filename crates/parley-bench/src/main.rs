@@ -7,7 +7,8 @@
 //! for D seconds; committed/s, deliveries/s, latency), `fanout` (one
 //! conversation of M members), `storm` (all sessions drop and resume at once;
 //! time until live, messages lost). `standard` runs a small set of all four
-//! on 1 node and on 2 nodes behind Redis.
+//! on 1 node and on 2 nodes behind Redis. `chaos` kills nodes, freezes Redis
+//! and restarts PostgreSQL under traffic, then counts what was lost.
 
 mod cli;
 mod conn;
@@ -202,6 +203,11 @@ async fn main() -> std::process::ExitCode {
             start,
             window,
         } => env.capacity(&workload, nodes, peer, start, window).await,
+        Cmd::Chaos {
+            sessions,
+            duration,
+            rate,
+        } => env.chaos(sessions, duration, rate).await,
         Cmd::Standard => standard(&mut env).await,
         Cmd::Worker { .. } => Ok(()),
     };

@@ -12,6 +12,8 @@ pub struct Nodes {
     /// The nodes serve `GET /metrics` (Parley does, the peer does not: it
     /// leaves the request unanswered).
     metrics: bool,
+    /// How each node was started, to start it again after a kill.
+    commands: Vec<Command>,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -34,6 +36,30 @@ fn ready(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
 }
 
+/// The node's log (warnings and errors), appended across restarts:
+/// `$TMPDIR/parley-bench-node-PORT.log`.
+fn log_file(port: u16) -> Result<std::fs::File, String> {
+    let path = std::env::temp_dir().join(format!("parley-bench-node-{port}.log"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Waits until the node on `port` answers `/readyz` with 200 (a minute
+/// at most).
+pub fn wait_ready(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(port) {
+        if Instant::now() > deadline {
+            return Err(format!("node on port {port} not ready"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
 pub struct NodeOptions<'a> {
     pub bin: &'a str,
     pub database_url: &'a str,
@@ -50,6 +76,7 @@ impl Nodes {
             children: Vec::new(),
             ports: Vec::new(),
             metrics: true,
+            commands: Vec::new(),
         };
         for i in 0..o.count {
             let port = free_port()?;
@@ -66,7 +93,7 @@ impl Nodes {
                     "PARLEY_FILES__LOCAL_DIR",
                     std::env::temp_dir().join("parley-bench-files"),
                 )
-                .stdout(Stdio::null())
+                .stdout(log_file(port)?)
                 .stderr(Stdio::inherit());
             // Defaults everywhere else: the only setting an admin of a big
             // node would change is the session cap, when it is exceeded.
@@ -81,16 +108,28 @@ impl Nodes {
             let child = cmd.spawn().map_err(|e| format!("start {}: {e}", o.bin))?;
             nodes.children.push(child);
             nodes.ports.push(port);
+            nodes.commands.push(cmd);
             // The first node migrates; the others start after it.
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !ready(port) {
-                if Instant::now() > deadline {
-                    return Err(format!("node on port {port} not ready"));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            wait_ready(port)?;
         }
         Ok(nodes)
+    }
+
+    /// SIGKILL to node `i`: it vanishes without a word.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(c) = self.children.get_mut(i) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node `i` again as it was started (same port), without
+    /// waiting for it to be ready.
+    pub fn respawn(&mut self, i: usize) -> Result<(), String> {
+        let cmd = self.commands.get_mut(i).ok_or("no such node")?;
+        let child = cmd.spawn().map_err(|e| format!("restart node {i}: {e}"))?;
+        self.children[i] = child;
+        Ok(())
     }
 
     /// Peer nodes: `node server.js` of bench/peers/socketio.
@@ -105,6 +144,7 @@ impl Nodes {
             children: Vec::new(),
             ports: Vec::new(),
             metrics: false,
+            commands: Vec::new(),
         };
         for _ in 0..count {
             let port = free_port()?;
@@ -220,4 +260,82 @@ pub fn scrape(ports: &[u16], served: bool) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// nginx in front of the nodes (round robin; a node that refuses is skipped
+/// for that request), as in deploy/nginx.
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    pub fn start(ports: &[u16]) -> Result<Nginx, String> {
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!("parley-bench-nginx-{port}"));
+        std::fs::create_dir_all(dir.join("tmp")).map_err(|e| e.to_string())?;
+        let d = dir.display();
+        let upstream: String = ports
+            .iter()
+            // As deploy/nginx: max_fails=0 (see the comment there).
+            .map(|p| format!("server 127.0.0.1:{p} max_fails=0; "))
+            .collect();
+        let conf = format!(
+            "worker_processes 1; worker_rlimit_nofile 65536; daemon off; pid {d}/nginx.pid; error_log {d}/error.log warn;\n\
+             events {{ worker_connections 32768; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/tmp/b; proxy_temp_path {d}/tmp/p; fastcgi_temp_path {d}/tmp/f; uwsgi_temp_path {d}/tmp/u; scgi_temp_path {d}/tmp/s;\n\
+             map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
+             upstream parley {{ {upstream} }}\n\
+             server {{ listen 127.0.0.1:{port} backlog=4096; location / {{ proxy_pass http://parley; proxy_http_version 1.1;\n\
+             proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;\n\
+             proxy_connect_timeout 1s; proxy_read_timeout 300s; proxy_next_upstream error timeout; }} }} }}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+        let bin = ["/usr/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|b| std::path::Path::new(b).exists())
+            .unwrap_or("nginx");
+        let child = Command::new(bin)
+            .args([
+                "-p",
+                &dir.display().to_string(),
+                "-c",
+                &path.display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("start nginx (install it; scripts/bench.sh does): {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("nginx did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Nginx { child, port, dir })
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (after a SIGKILL they would
+        // live on, holding the port).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -110,3 +110,28 @@ impl Fixture {
         }
     }
 }
+
+impl Fixture {
+    /// The dialog of two users.
+    pub async fn dialog(&self, a: UserId, b: UserId) -> Result<ConversationId> {
+        let new = NewConversation {
+            subscriber_id: self.subscriber,
+            kind: ConversationKind::Dialog,
+            title: String::new(),
+            hidden: false,
+            infobase_id: Some(self.infobase),
+            key: None,
+            object_ref: None,
+            created_by: None,
+            members: vec![a, b],
+        };
+        match self
+            .store
+            .create_conversation(&new, 2)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            CreateOutcome::Created(id, _) | CreateOutcome::Existing(id) => Ok(id),
+        }
+    }
+}

@@ -85,6 +85,8 @@ struct Shared {
     ready: Option<Ready>,
     /// Sessions established so far (1 + reconnects).
     connects: u64,
+    /// Why the last attempt to connect failed.
+    last_error: Option<ClientError>,
 }
 
 /// A handle on one user's connection; clone it freely.
@@ -189,6 +191,11 @@ impl Client {
     }
 
     /// Sessions established so far: 1 plus the reconnects.
+    /// Why the last attempt to (re)connect failed, if one did.
+    pub fn last_error(&self) -> Option<ClientError> {
+        lock(&self.shared).last_error.clone()
+    }
+
     pub fn connects(&self) -> u64 {
         lock(&self.shared).connects
     }
@@ -332,7 +339,10 @@ impl Task {
                     }
                 }
                 Err(ClientError::Closed(why)) => return self.finish(&why),
-                Err(e) => tracing::debug!(error = %e, "connect failed"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "connect failed");
+                    lock(&self.shared).last_error = Some(e);
+                }
             }
             self.fail_pending();
             let _ = self.state.send(State::Reconnecting);

@@ -27,6 +27,7 @@ pub use users::UserFields;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The embedded schema migrations (`migrations/` at the top of the repo).
@@ -55,13 +56,41 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// When a query last found PostgreSQL gone (ms since the Unix epoch; 0 =
+/// never). Connections opened before that are not trusted again: after a
+/// restart every pooled connection is dead, and without this each would
+/// fail one request before being dropped (a ping per acquire would cost a
+/// round trip on every query instead).
+static BROKEN_AT_MS: AtomicU64 = AtomicU64::new(0);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn note_broken() {
+    BROKEN_AT_MS.store(now_ms(), Ordering::Relaxed);
+}
+
+/// The connection was opened before PostgreSQL was last found gone.
+fn opened_before_break(age: Duration) -> bool {
+    let broken = BROKEN_AT_MS.load(Ordering::Relaxed);
+    broken != 0 && now_ms().saturating_sub(broken) < age.as_millis() as u64
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        let unavailable = |e: sqlx::Error| {
+            note_broken();
+            StoreError::Unavailable(e.to_string())
+        };
         match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) => unavailable(e),
             // The server going away: shutdown or restart (57), connection
             // failures (08), out of connections or memory (53).
             sqlx::Error::Database(ref d)
@@ -69,7 +98,7 @@ impl From<sqlx::Error> for StoreError {
                     c.starts_with("57") || c.starts_with("08") || c.starts_with("53")
                 }) =>
             {
-                StoreError::Unavailable(e.to_string())
+                unavailable(e)
             }
             other => StoreError::Database(other),
         }
@@ -127,6 +156,7 @@ impl Store {
             // a broken connection fails its query, which is retried by the
             // caller or answered `unavailable`.
             .test_before_acquire(false)
+            .before_acquire(|_, meta| Box::pin(async move { Ok(!opened_before_break(meta.age)) }))
             .acquire_timeout(opts.acquire_timeout)
             .connect_lazy_with(connect);
         Ok(Self {
