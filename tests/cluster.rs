@@ -490,7 +490,7 @@ async fn ready_becomes(cl: &Cluster, i: usize, want: u16, what: &str) {
 /// The pub/sub connection of a node stops carrying bytes without closing
 /// (a silent network cut; its command connection still works): the node
 /// notices by its own pings, `/readyz` says the bus is unavailable, messages
-/// still reach its sessions (from PostgreSQL's commit notices), and once the
+/// still reach its sessions (read back from PostgreSQL), and once the
 /// cut ends it subscribes again by itself.
 #[actix_web::test]
 async fn a_deaf_subscription_is_noticed_and_healed() {

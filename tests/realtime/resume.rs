@@ -264,7 +264,8 @@ async fn a_cut_refused_client_and_a_paused_store_lose_nothing() {
 
 /// The publisher dies between commit and publish, or the bus loses the
 /// envelope, in a conversation with no later traffic to reveal the gap:
-/// PostgreSQL's commit notice makes the node read the event back, and both
+/// the node sees in PostgreSQL that the conversation moved on, reads the event
+/// back, and both
 /// members get it live, once, without reconnecting.
 #[actix_web::test]
 async fn a_lost_envelope_in_a_quiet_conversation_arrives_from_the_commit_notice() {

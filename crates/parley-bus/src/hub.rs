@@ -78,7 +78,7 @@ pub struct Hub {
     sessions: RwLock<HashMap<UserId, Vec<SessionHandle>>>,
     /// The highest `seq` of each conversation that reached this hub (from
     /// this node or over the bus), whoever it was for: what the recovery
-    /// compares with PostgreSQL's commit notices.
+    /// compares with the conversations PostgreSQL says changed lately.
     seen: Mutex<Seen>,
     count: AtomicUsize,
     delivered: AtomicU64,

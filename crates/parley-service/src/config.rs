@@ -357,14 +357,15 @@ impl CommitConfig {
     }
 }
 
-/// `[recovery]`: how a node catches what the bus did not bring. PostgreSQL
-/// announces every commit; an event this node has not seen `grace_ms` after
-/// its announcement is read back and delivered to the sessions here.
+/// `[recovery]`: how a node catches what the bus did not bring. Every
+/// `grace_ms` it reads which conversations changed lately in PostgreSQL; a
+/// `seq` that has not reached it one `grace_ms` later is read back and
+/// delivered to the sessions here.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecoveryConfig {
-    /// How long the bus may take to bring a committed event before it is
-    /// read from PostgreSQL instead. Shorter heals sooner but reads events
+    /// How often to poll, and how long the bus may take to bring a
+    /// committed event before it is read from PostgreSQL instead. Shorter heals sooner but reads events
     /// that were merely slow; a lost event reaches the sessions within about
     /// twice this.
     pub grace_ms: u64,

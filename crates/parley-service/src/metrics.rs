@@ -69,11 +69,7 @@ impl Metrics {
         );
         describe_counter!(
             "parley_recovered_events_total",
-            "Committed events the bus did not bring, read back from PostgreSQL after its commit notice"
-        );
-        describe_counter!(
-            "parley_recovery_resyncs_total",
-            "Times the commit-notice connection was interrupted and every session resynced"
+            "Committed events the bus did not bring within recovery.grace_ms, read back from PostgreSQL"
         );
         describe_gauge!("parley_db_pool_connections", "Open PostgreSQL connections");
         describe_gauge!("parley_db_pool_idle", "Idle PostgreSQL connections");

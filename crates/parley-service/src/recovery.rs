@@ -1,21 +1,27 @@
-//! Live delivery that does not depend on the bus. PostgreSQL announces every
-//! committed event (a trigger NOTIFYs "conversation:seq" at commit); each
-//! node listens, and an announced event that has not reached this node's hub
-//! `recovery.grace_ms` later — its publisher died between commit and
-//! publish, Redis dropped it, the publish queue was full, this node's
-//! subscription is deaf — is read back ONCE per node and handed to the
-//! local sessions, which order and de-duplicate by `seq` as for any
-//! envelope. A lost LISTEN connection makes every session resync, since
-//! the notices sent meanwhile are gone.
+//! Live delivery that does not depend on the bus. Every `recovery.grace_ms`
+//! each node reads which conversations changed lately and their last `seq`
+//! (one index range scan on `conversations.last_activity`); a `seq` that has
+//! not reached this node's hub one grace later — its publisher died between
+//! commit and publish, Redis dropped it, the publish queue was full, this
+//! node's subscription is deaf — is read back ONCE per node and handed to
+//! the local sessions, which order and de-duplicate by `seq` as for any
+//! envelope.
 
 use crate::fanout::envelope;
 use crate::Service;
 use parley_core::protocol::Event;
 use parley_core::ConversationId;
-use parley_store::{CommitNotice, Heard, StoredEvent};
+use parley_store::{LastSeq, StoredEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How far back each poll looks: `last_activity` trails the newest event by
+/// up to a second (the group commit rewrites it at most once a second) and
+/// is the time its transaction began; a transaction longer than the rest of
+/// this window is not seen here (its next event in the conversation, or a
+/// reconnect, still brings it).
+const LOOK_BACK: Duration = Duration::from_secs(5);
 
 /// Positions forgotten by the hub after two of these without news.
 const AGE_POSITIONS_EVERY: Duration = Duration::from_secs(60);
@@ -25,6 +31,9 @@ const AGE_POSITIONS_EVERY: Duration = Duration::from_secs(60);
 #[derive(Default)]
 struct Watch {
     due: HashMap<ConversationId, Due>,
+    /// The `seq` last checked per conversation: polls repeat what they saw
+    /// for a few seconds, and a check is not repeated.
+    checked: HashMap<ConversationId, i64>,
 }
 
 struct Due {
@@ -34,7 +43,14 @@ struct Due {
 }
 
 impl Watch {
-    fn heard(&mut self, n: CommitNotice, now: Instant) {
+    fn heard(&mut self, n: LastSeq, now: Instant) {
+        if self
+            .checked
+            .get(&n.conversation)
+            .is_some_and(|s| *s >= n.seq)
+        {
+            return;
+        }
         match self.due.get_mut(&n.conversation) {
             None => {
                 self.due.insert(
@@ -63,6 +79,7 @@ impl Watch {
                 return true;
             }
             out.push((*conv, d.seq));
+            self.checked.insert(*conv, d.seq);
             match d.next.take() {
                 Some((seq, at)) => {
                     d.seq = seq;
@@ -77,63 +94,56 @@ impl Watch {
 }
 
 impl Service {
-    /// Starts listening for commit notices on the current Tokio runtime.
+    /// Starts the recovery loop on the current Tokio runtime.
     pub fn start_recovery(self: &Arc<Self>) {
         tokio::spawn(Arc::clone(self).recover_forever());
     }
 
     async fn recover_forever(self: Arc<Self>) {
         let grace = Duration::from_millis(self.cfg.recovery.grace_ms);
-        let mut backoff = Duration::from_millis(100);
-        let mut first = true;
+        let mut watch = Watch::default();
+        let mut tick = tokio::time::interval(grace);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut age = tokio::time::interval(AGE_POSITIONS_EVERY);
+        let mut first = true;
+        let mut failing = false;
         loop {
-            let mut listener = match self.store.listen_commits().await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "listening for commits failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = age.tick() => {
+                    self.bus.hub().age_positions();
+                    watch.checked.clear();
                     continue;
                 }
-            };
-            backoff = Duration::from_millis(100);
-            if !first {
-                tracing::info!("listening for commits again; resyncing sessions");
-                self.bus.hub().resync_all();
             }
-            first = false;
-            let mut watch = Watch::default();
-            let mut tick = tokio::time::interval((grace / 4).max(Duration::from_millis(20)));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    heard = listener.next() => match heard {
-                        Ok(Heard::Notices(list)) => {
-                            let now = Instant::now();
-                            for n in list {
-                                watch.heard(n, now);
-                            }
-                        }
-                        Ok(Heard::Reconnected) => {
-                            tracing::info!("commit notices were interrupted; resyncing sessions");
-                            metrics::counter!("parley_recovery_resyncs_total").increment(1);
-                            self.bus.hub().resync_all();
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "commit notices lost");
-                            break;
-                        }
-                    },
-                    _ = tick.tick() => {
-                        for (conv, seq) in watch.take_due(grace, Instant::now()) {
-                            self.check_delivered(conv, seq).await;
+            let now = Instant::now();
+            match self.store.recently_active(LOOK_BACK).await {
+                Ok(list) => {
+                    if failing {
+                        tracing::info!("recovery reads PostgreSQL again");
+                        failing = false;
+                    }
+                    for n in list {
+                        if first {
+                            // What committed before this node started is
+                            // its sessions' to read at connect.
+                            watch.checked.insert(n.conversation, n.seq);
+                        } else {
+                            watch.heard(n, now);
                         }
                     }
-                    _ = age.tick() => self.bus.hub().age_positions(),
+                    first = false;
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "recovery cannot read PostgreSQL");
+                        failing = true;
+                    }
                 }
             }
-            tokio::time::sleep(backoff).await;
+            for (conv, seq) in watch.take_due(grace, now) {
+                self.check_delivered(conv, seq).await;
+            }
         }
     }
 
@@ -208,21 +218,21 @@ mod tests {
         let t0 = Instant::now();
         let grace = Duration::from_millis(100);
         w.heard(
-            CommitNotice {
+            LastSeq {
                 conversation: c,
                 seq: 1,
             },
             t0,
         );
         w.heard(
-            CommitNotice {
+            LastSeq {
                 conversation: c,
                 seq: 5,
             },
             t0 + Duration::from_millis(50),
         );
         w.heard(
-            CommitNotice {
+            LastSeq {
                 conversation: c,
                 seq: 9,
             },

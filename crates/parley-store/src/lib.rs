@@ -6,7 +6,7 @@ mod conversations;
 mod files;
 mod infobases;
 mod messages;
-mod notices;
+mod recovery;
 mod registration;
 mod tokens;
 mod users;
@@ -20,7 +20,7 @@ pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
 pub use messages::{
     EventPage, JoinPolicy, LoggedEvent, NewMessageRow, PostOutcome, ReadMarker, StoredEvent,
 };
-pub use notices::{CommitNotice, Heard, LoggedEnvelope, NoticeListener};
+pub use recovery::{LastSeq, LoggedEnvelope};
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use tokens::NewToken;
 pub use users::UserFields;
