@@ -2,7 +2,7 @@
 //! failover): cross-node chat, failover with nothing lost, Redis restart,
 //! presence of a dead node's users, SIGTERM drain, Redis work per message.
 
-use parley_client::{Client, ClientError};
+use parley_client::Client;
 use parley_core::protocol::{close, Conversation, Event, Message, NewMessage, Request};
 use parley_core::{ConversationId, UserId};
 use parley_tests::chat::{collect, connect, expect_event, WAIT};
@@ -24,32 +24,17 @@ async fn users(env: &TestEnv, n: usize) -> (Ib, Vec<(UserId, String)>) {
     (ib, out)
 }
 
-/// Sends with retries on disconnect, with one idempotency key, as a real
-/// client must: the message is stored once whatever happens.
+/// Sends with one idempotency key until acknowledged, as a real client
+/// must across node failures: the message is stored once.
 async fn send_reliably(c: &Client, conv: ConversationId, text: String, key: String) -> Message {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = c
-            .call::<Message>(Request::Send {
-                conversation_id: conv,
-                message: NewMessage {
-                    text: text.clone(),
-                    idempotency_key: Some(key.clone()),
-                    ..Default::default()
-                },
-            })
-            .await;
-        match r {
-            Ok(m) => return m,
-            Err(ClientError::Disconnected)
-            | Err(ClientError::Closed(_))
-            | Err(ClientError::Timeout(_)) => {
-                assert!(Instant::now() < deadline, "could not send {text}");
-                let _ = c.wait_live(Duration::from_secs(10)).await;
-            }
-            Err(e) => panic!("send {text}: {e}"),
-        }
-    }
+    let m = NewMessage {
+        text: text.clone(),
+        idempotency_key: Some(key),
+        ..Default::default()
+    };
+    c.send_reliably(conv, m, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("send {text}: {e}"))
 }
 
 #[actix_web::test]
@@ -475,6 +460,24 @@ async fn post_status(port: u16, path: &str, body: &str) -> Option<u16> {
         .ok()
 }
 
+/// Node 0 on Redis directly, and one more node (its index returned) that
+/// reaches Redis through a [`Proxy`] able to cut it, with settings of its own.
+async fn with_proxied_node(
+    env: &TestEnv,
+    own: &[(&str, &str)],
+) -> (Cluster, parley_tests::faults::Proxy, usize) {
+    let mut cl = Cluster::start(env, 1, false, &[]).await;
+    let redis: std::net::SocketAddr = format!("127.0.0.1:{}", cl.redis_port)
+        .parse()
+        .expect("address");
+    let proxy = parley_tests::faults::Proxy::start(redis).await;
+    let url = format!("redis://{}", proxy.addr);
+    let mut settings = vec![("PARLEY_BUS__REDIS_URL", url.as_str())];
+    settings.extend_from_slice(own);
+    let i = cl.add_node(&settings).await;
+    (cl, proxy, i)
+}
+
 /// Waits until `GET /readyz` of node `i` answers `want`.
 async fn ready_becomes(cl: &Cluster, i: usize, want: u16, what: &str) {
     let deadline = Instant::now() + WAIT;
@@ -494,16 +497,9 @@ async fn ready_becomes(cl: &Cluster, i: usize, want: u16, what: &str) {
 /// cut ends it subscribes again by itself.
 #[actix_web::test]
 async fn a_deaf_subscription_is_noticed_and_healed() {
-    use parley_tests::faults::Proxy;
     let env = TestEnv::default().await;
     let (_ib, u) = users(&env, 2).await;
-    let mut cl = Cluster::start(&env, 1, false, &[]).await;
-    let redis: std::net::SocketAddr = format!("127.0.0.1:{}", cl.redis_port)
-        .parse()
-        .expect("address");
-    let proxy = Proxy::start(redis).await;
-    let url = format!("redis://{}", proxy.addr);
-    let b = cl.add_node(&[("PARLEY_BUS__REDIS_URL", &url)]).await;
+    let (cl, proxy, b) = with_proxied_node(&env, &[]).await;
     // The node opens its command connection first, then the subscription.
     let links = proxy.connections();
     assert_eq!(links.len(), 2, "command and subscription: {links:?}");
@@ -545,21 +541,9 @@ async fn a_deaf_subscription_is_noticed_and_healed() {
 /// every message, in order, once.
 #[actix_web::test]
 async fn a_full_publish_queue_loses_nothing() {
-    use parley_tests::faults::Proxy;
     let env = TestEnv::default().await;
     let (_ib, u) = users(&env, 2).await;
-    let mut cl = Cluster::start(&env, 1, false, &[]).await;
-    let redis: std::net::SocketAddr = format!("127.0.0.1:{}", cl.redis_port)
-        .parse()
-        .expect("address");
-    let proxy = Proxy::start(redis).await;
-    let url = format!("redis://{}", proxy.addr);
-    let a = cl
-        .add_node(&[
-            ("PARLEY_BUS__REDIS_URL", &url),
-            ("PARLEY_BUS__PUBLISH_QUEUE", "16"),
-        ])
-        .await;
+    let (cl, proxy, a) = with_proxied_node(&env, &[("PARLEY_BUS__PUBLISH_QUEUE", "16")]).await;
     let ca = connect(&cl.nodes[a].ws_url(), &u[0].1).await;
     let cb = connect(&cl.nodes[0].ws_url(), &u[1].1).await;
     let g: Conversation = ca

@@ -329,7 +329,7 @@ async fn the_embedded_view_shows_and_sends_in_the_objects_discussion() {
 #[actix_web::test]
 async fn a_browser_survives_the_death_of_its_node() {
     use parley_client::{Client, Options};
-    use parley_core::protocol::{Message, NewMessage, Request};
+    use parley_core::protocol::NewMessage;
     use parley_tests::cluster::Cluster;
     let Two {
         env, ta, tb, conv, ..
@@ -380,24 +380,15 @@ async fn a_browser_survives_the_death_of_its_node() {
         }
         let text = format!("m{i}");
         let key = format!("k{i}");
-        loop {
-            let r: Result<Message, _> = bob_client
-                .call(Request::Send {
-                    conversation_id: conv,
-                    message: NewMessage {
-                        text: text.clone(),
-                        idempotency_key: Some(key.clone()),
-                        ..Default::default()
-                    },
-                })
-                .await;
-            if r.is_ok() {
-                break;
-            }
-            let _ = bob_client
-                .wait_live(std::time::Duration::from_secs(10))
-                .await;
-        }
+        let m = NewMessage {
+            text: text.clone(),
+            idempotency_key: Some(key),
+            ..Default::default()
+        };
+        bob_client
+            .send_reliably(conv, m, std::time::Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("send {text}: {e}"));
         texts.push(text);
     }
     a.wait(

@@ -12,7 +12,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use parley_core::protocol::{
-    ClientFrame, Event, MessagePage, Ready, Request, Resumed, ServerFrame,
+    ClientFrame, Event, Message, MessagePage, NewMessage, Ready, Request, Resumed, ServerFrame,
 };
 use parley_core::{ConversationId, ErrorCode};
 use serde::de::DeserializeOwned;
@@ -227,6 +227,46 @@ impl Client {
     pub async fn call<T: DeserializeOwned>(&self, request: Request) -> Result<T, ClientError> {
         let v = self.request(request).await?;
         serde_json::from_value(v).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// Sends a message and waits for its acknowledgement across disconnects,
+    /// node failures and `unavailable` answers, retrying with one
+    /// idempotency key (the message's own, or a new one) so that it is
+    /// stored once, until `give_up` has passed. Other refusals are returned
+    /// at once.
+    pub async fn send_reliably(
+        &self,
+        conversation: ConversationId,
+        mut message: NewMessage,
+        give_up: Duration,
+    ) -> Result<Message, ClientError> {
+        if message.idempotency_key.is_none() {
+            message.idempotency_key = Some(uuid::Uuid::new_v4().simple().to_string());
+        }
+        let deadline = tokio::time::Instant::now() + give_up;
+        loop {
+            let r = self
+                .call::<Message>(Request::Send {
+                    conversation_id: conversation,
+                    message: message.clone(),
+                })
+                .await;
+            let retry = match &r {
+                Ok(_) => false,
+                Err(ClientError::Server { code, .. }) => {
+                    matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited)
+                }
+                Err(ClientError::Disconnected | ClientError::Timeout(_)) => true,
+                Err(ClientError::Closed(_)) => !matches!(self.state(), State::Closed(_)),
+                Err(_) => false,
+            };
+            if !retry || tokio::time::Instant::now() >= deadline {
+                return r;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _ = self.wait_live(left.min(Duration::from_secs(10))).await;
+            tokio::time::sleep(Duration::from_millis(100).min(left)).await;
+        }
     }
 
     /// The next event, or None after `timeout`.

@@ -10,9 +10,9 @@ use crate::nodes::Nginx;
 use crate::report::{now_ns, Res};
 use crate::Env;
 use futures_util::stream::{self, StreamExt};
-use parley_client::{Client, ClientError, Options, State};
-use parley_core::protocol::{Event, Message, NewMessage, Request};
-use parley_core::{ConversationId, ErrorCode, UserId};
+use parley_client::{Client, Options, State};
+use parley_core::protocol::{Event, NewMessage};
+use parley_core::{ConversationId, UserId};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -52,42 +52,6 @@ fn signal(pid: &str, sig: &str) -> Res<()> {
     } else {
         Err(format!("kill {sig} {pid} failed"))
     }
-}
-
-/// Sends with one idempotency key until the server acknowledges, as a real
-/// client must across node deaths and outages; None when it never did.
-async fn send_reliably(
-    c: &Client,
-    conv: ConversationId,
-    text: String,
-    key: String,
-) -> Option<Message> {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Instant::now() < deadline {
-        let r = c
-            .call::<Message>(Request::Send {
-                conversation_id: conv,
-                message: NewMessage {
-                    text: text.clone(),
-                    idempotency_key: Some(key.clone()),
-                    ..Default::default()
-                },
-            })
-            .await;
-        match r {
-            Ok(m) => return Some(m),
-            Err(ClientError::Server { code, .. })
-                if !matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited) =>
-            {
-                return None
-            }
-            Err(_) => {
-                let _ = c.wait_live(Duration::from_secs(10)).await;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    None
 }
 
 impl Env {
@@ -214,8 +178,12 @@ impl Env {
                         break;
                     };
                     sends.push(tokio::spawn(async move {
-                        let r = send_reliably(&c, conv, format!("c:{}", now_ns()), format!("k{n}"))
-                            .await;
+                        let m = NewMessage {
+                            text: format!("c:{}", now_ns()),
+                            idempotency_key: Some(format!("k{n}")),
+                            ..Default::default()
+                        };
+                        let r = c.send_reliably(conv, m, Duration::from_secs(90)).await.ok();
                         drop(permit);
                         r
                     }));
