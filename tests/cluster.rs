@@ -439,12 +439,27 @@ async fn a_node_whose_log_pipe_closed_still_serves_and_stops() {
 /// `POST path` with a JSON body on 127.0.0.1:port; the status, None when
 /// the connection failed or the reply was empty.
 async fn post_status(port: u16, path: &str, body: &str) -> Option<u16> {
+    request_status(port, "POST", path, None, body).await
+}
+
+/// `method path` with a JSON body and an `Authorization` header on
+/// 127.0.0.1:port; the status, None when nothing came back.
+async fn request_status(
+    port: u16,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
     let req = format!(
-        "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.ok()?;
@@ -596,4 +611,85 @@ async fn reqwest_metrics(port: u16) -> String {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Waits until the client was closed with `code` (the promise is 1 s; the
+/// wait allows for a loaded machine).
+async fn closed_with(c: &Client, code: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.close_codes().contains(&code) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not closed with {code}: {:?}",
+            c.close_codes()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The application takes access away and the open sessions end on every
+/// node, whichever node was told: locking a user closes that user's
+/// sessions only; unregistering the infobase closes all of its users'.
+#[actix_web::test]
+async fn locking_or_unregistering_closes_open_sessions_on_every_node() {
+    use base64::Engine;
+    let env = TestEnv::default().await;
+    let (ib, u) = users(&env, 3).await;
+    let cl = Cluster::start(&env, 2, false, &[]).await;
+    let locked = connect(&cl.nodes[1].ws_url(), &u[0].1).await;
+    let other = connect(&cl.nodes[1].ws_url(), &u[1].1).await;
+    let third = connect(&cl.nodes[0].ws_url(), &u[2].1).await;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ib.id, ib.key))
+    );
+    let status = request_status(
+        cl.nodes[0].port,
+        "POST",
+        &format!("/v1/infobases/{}/users", ib.id),
+        Some(&basic),
+        r#"{"external_id":"u0","name":"u0","locked":true}"#,
+    )
+    .await;
+    assert_eq!(status, Some(200), "lock the user");
+    closed_with(&locked, 4003, "the locked user's session on the other node").await;
+    assert!(matches!(locked.state(), parley_client::State::Closed(_)));
+    // Nobody else is touched.
+    for c in [&other, &third] {
+        c.call::<serde_json::Value>(Request::Ping)
+            .await
+            .expect("still served");
+        assert!(!c.close_codes().contains(&4003));
+    }
+
+    let status = request_status(
+        cl.nodes[1].port,
+        "DELETE",
+        &format!("/v1/infobases/{}", ib.id),
+        Some(&basic),
+        "",
+    )
+    .await;
+    assert_eq!(status, Some(204), "unregister");
+    closed_with(&other, 4003, "a user of the unregistered infobase").await;
+    closed_with(
+        &third,
+        4003,
+        "a user of the unregistered infobase, other node",
+    )
+    .await;
+}
+
+/// A session ends when its token expires, though it keeps answering pings.
+#[actix_web::test]
+async fn a_session_ends_when_its_token_expires() {
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 1).await;
+    sqlx::query("UPDATE session_tokens SET expires_at = now() + interval '2 seconds'")
+        .execute(&env.db)
+        .await
+        .expect("shorten the token");
+    let cl = Cluster::start(&env, 1, false, &[]).await;
+    let c = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
+    closed_with(&c, 4003, "the expired token's session").await;
 }

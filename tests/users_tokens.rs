@@ -315,8 +315,18 @@ async fn admin_unregister_through_the_store_revokes_too() {
     let app = env.app().await;
     let ib = register(&app, &email("admin"), "Admin").await;
     let id: parley_core::InfobaseId = ib.id.parse().expect("id");
-    assert!(env.store.unregister_infobase(id).await.expect("unregister"));
-    assert!(!env.store.unregister_infobase(id).await.expect("again"));
+    assert!(env
+        .store
+        .unregister_infobase(id)
+        .await
+        .expect("unregister")
+        .is_some());
+    assert!(env
+        .store
+        .unregister_infobase(id)
+        .await
+        .expect("again")
+        .is_none());
     call(
         &app,
         "GET",

@@ -233,6 +233,7 @@ impl Hub {
             author: None,
             frame: bytestring::ByteString::new(),
             resync: true,
+            revoke: None,
         });
         self.deliver(&env);
     }
@@ -326,6 +327,7 @@ mod tests {
             author: None,
             frame: ByteString::from_static("{}"),
             resync: false,
+            revoke: None,
         })
     }
 

@@ -13,7 +13,7 @@ pub use redis_bus::{list_nodes, NodeInfo, RedisBus, RedisOptions};
 
 use bytestring::ByteString;
 use futures_util::future::BoxFuture;
-use parley_core::{ConversationId, UserId};
+use parley_core::{ConversationId, TokenId, UserId};
 use std::sync::Arc;
 
 /// One event on its way to the sessions of some users, serialized once.
@@ -31,6 +31,34 @@ pub struct Envelope {
     pub frame: ByteString,
     /// Not a frame: the sessions compare their `seq`s with PostgreSQL.
     pub resync: bool,
+    /// Not a frame: the targets' sessions (or those of one token) lost
+    /// their access and must close.
+    pub revoke: Option<Revoke>,
+}
+
+/// Whose sessions a revocation ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revoke {
+    /// Every session of the target users (locked, deleted, infobase gone).
+    Users,
+    /// The sessions opened with this token only (revoked, logged out).
+    Token(TokenId),
+}
+
+impl Envelope {
+    /// A revocation for the sessions of `targets`.
+    pub fn revocation(targets: Vec<UserId>, revoke: Revoke) -> Self {
+        Envelope {
+            targets,
+            position: None,
+            recipients: None,
+            author: None,
+            frame: ByteString::new(),
+            resync: false,
+            revoke: Some(revoke),
+        }
+    }
 }
 
 impl Envelope {

@@ -76,6 +76,9 @@ struct Header {
     /// Resync: every node's sessions check PostgreSQL.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     s: bool,
+    /// Revocation: the targets' sessions close.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    v: Option<crate::Revoke>,
 }
 
 struct Keys {
@@ -210,6 +213,7 @@ fn encode(node: &str, env: &Envelope) -> Vec<u8> {
         r: env.recipients.clone(),
         a: env.author,
         s: env.resync,
+        v: env.revoke,
     };
     let mut out = serde_json::to_vec(&header).unwrap_or_default();
     out.push(b'\n');
@@ -230,6 +234,7 @@ fn decode(payload: &[u8]) -> Option<(String, Envelope)> {
             author: header.a,
             frame: ByteString::from(frame),
             resync: header.s,
+            revoke: header.v,
         },
     ))
 }
@@ -342,6 +347,7 @@ async fn publisher(
                 author: None,
                 frame: ByteString::new(),
                 resync: true,
+                revoke: None,
             };
             batch.push(encode(&me, &resync));
         }
@@ -666,6 +672,7 @@ mod tests {
             author: Some(UserId::new_random()),
             frame: ByteString::from("{\"type\":\"event\",\"text\":\"a\\nb\"}"),
             resync: false,
+            revoke: None,
         };
         let (node, back) = decode(&encode("n1", &env)).expect("decode");
         assert_eq!(node, "n1");

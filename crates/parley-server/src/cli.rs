@@ -242,7 +242,7 @@ async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
             }
         }
         Admin::Infobases(InfobasesCmd::Unregister { id }) => {
-            if store.unregister_infobase(id).await? {
+            if store.unregister_infobase(id).await?.is_some() {
                 println!("infobase {id} unregistered");
             } else {
                 println!("infobase {id} is not registered");

@@ -36,6 +36,7 @@ impl Service {
             author: None,
             frame: frame_text(&ServerFrame::Event(event)),
             resync: false,
+            revoke: None,
         }));
     }
 
@@ -72,5 +73,6 @@ pub(crate) fn envelope(ev: StoredEvent, targets: Vec<UserId>) -> Envelope {
         author,
         frame: frame_text(&ServerFrame::Event(ev.event)),
         resync: false,
+        revoke: None,
     }
 }

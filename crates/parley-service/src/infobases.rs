@@ -4,6 +4,7 @@
 
 use crate::{Error, Result, Service};
 use chrono::Utc;
+use parley_bus::Revoke;
 use parley_core::api::{
     Infobase, IssueToken, SessionToken, UpsertUser, UpsertedUser, User, UserPage,
 };
@@ -38,9 +39,10 @@ impl Service {
 
     /// Unregisters the infobase: its key and its users' tokens stop working.
     pub async fn unregister(&self, me: &InfobaseActor) -> Result<()> {
-        if !self.store.unregister_infobase(me.id).await? {
+        let Some(users) = self.store.unregister_infobase(me.id).await? else {
             return Err(Error::not_found("infobase"));
-        }
+        };
+        self.revoke_sessions(users, Revoke::Users);
         tracing::info!(infobase_id = %me.id, "infobase unregistered");
         Ok(())
     }
@@ -63,6 +65,10 @@ impl Service {
             locked: body.locked,
         };
         let (user, created) = self.store.upsert_user(me.id, &fields).await?;
+        if user.locked {
+            // Its tokens were revoked with the change; its open sessions end.
+            self.revoke_sessions(vec![user.id], Revoke::Users);
+        }
         Ok(UpsertedUser { created, user })
     }
 

@@ -35,6 +35,7 @@ pub use files::Download;
 pub use health::Readiness;
 pub use infobases::UserQuery;
 pub use messages::{HistoryQuery, Posted};
+pub use parley_store::TokenSession;
 
 use config::{
     AuthConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RecoveryConfig, RegistrationConfig,

@@ -3,7 +3,7 @@
 use crate::{Result, Store};
 use chrono::{DateTime, Utc};
 use parley_core::api::Infobase;
-use parley_core::{InfobaseId, SubscriberId};
+use parley_core::{InfobaseId, SubscriberId, UserId};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -75,8 +75,9 @@ impl Store {
     }
 
     /// Unregisters the infobase and revokes every session token of its users,
-    /// in one transaction. Returns false when it was not registered.
-    pub async fn unregister_infobase(&self, id: InfobaseId) -> Result<bool> {
+    /// in one transaction. Returns None when it was not registered, else the
+    /// users whose tokens were revoked (their open sessions must end).
+    pub async fn unregister_infobase(&self, id: InfobaseId) -> Result<Option<Vec<UserId>>> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE infobases SET unregistered_at = now()
@@ -87,17 +88,22 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
+        let mut users = Vec::new();
         if done {
-            sqlx::query(
+            let revoked: Vec<Uuid> = sqlx::query_scalar(
                 "UPDATE session_tokens SET revoked_at = now()
-                 WHERE infobase_id = $1 AND revoked_at IS NULL",
+                 WHERE infobase_id = $1 AND revoked_at IS NULL
+                 RETURNING user_id",
             )
             .bind(id.0)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
+            users = revoked.into_iter().map(UserId).collect();
+            users.sort_by_key(|u| u.0);
+            users.dedup();
         }
         tx.commit().await?;
-        Ok(done)
+        Ok(done.then_some(users))
     }
 
     /// The infobase named `name` of the subscriber `email`, created with

@@ -22,7 +22,7 @@ pub use messages::{
 };
 pub use recovery::{LastSeq, LoggedEnvelope};
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
-pub use tokens::NewToken;
+pub use tokens::{NewToken, TokenSession};
 pub use users::UserFields;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

@@ -40,9 +40,16 @@ impl Store {
     /// The user a live token belongs to: not expired, not revoked, user not
     /// locked, infobase still registered.
     pub async fn token_user(&self, token_hash: &[u8]) -> Result<Option<UserActor>> {
+        Ok(self.token_session(token_hash).await?.map(|t| t.actor))
+    }
+
+    /// As [`Store::token_user`], with the token's id and expiry (a live
+    /// session ends when its token does).
+    pub async fn token_session(&self, token_hash: &[u8]) -> Result<Option<TokenSession>> {
         let row = sqlx::query(
             "SELECT u.id, u.infobase_id, u.external_id, u.name, u.full_name, u.email, u.phone,
-                    u.picture, u.bot, u.locked, u.created_at, u.updated_at, i.subscriber_id
+                    u.picture, u.bot, u.locked, u.created_at, u.updated_at, i.subscriber_id,
+                    t.id AS token_id, t.expires_at
              FROM session_tokens t
              JOIN users u ON u.id = t.user_id
              JOIN infobases i ON i.id = t.infobase_id
@@ -54,11 +61,23 @@ impl Store {
         .await?;
         row.as_ref()
             .map(|r| {
-                Ok(UserActor {
-                    user: user_from_row(r)?,
-                    subscriber_id: SubscriberId(sqlx::Row::try_get(r, "subscriber_id")?),
+                Ok(TokenSession {
+                    actor: UserActor {
+                        user: user_from_row(r)?,
+                        subscriber_id: SubscriberId(sqlx::Row::try_get(r, "subscriber_id")?),
+                    },
+                    token_id: TokenId(sqlx::Row::try_get(r, "token_id")?),
+                    expires_at: sqlx::Row::try_get(r, "expires_at")?,
                 })
             })
             .transpose()
     }
+}
+
+/// A live token and whom it speaks for.
+#[derive(Clone, Debug)]
+pub struct TokenSession {
+    pub actor: UserActor,
+    pub token_id: TokenId,
+    pub expires_at: DateTime<Utc>,
 }

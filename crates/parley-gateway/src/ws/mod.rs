@@ -11,9 +11,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
 use futures_util::StreamExt;
-use parley_bus::{Envelope, HubLimits, Overflow, Registered, SessionHandle};
+use parley_bus::{Envelope, HubLimits, Overflow, Registered, Revoke, SessionHandle};
 use parley_core::protocol::{close, ClientFrame, Event, Ready, Request, ServerFrame};
-use parley_core::{ConversationId, ErrorCode, SessionId, UserActor};
+use parley_core::{ConversationId, ErrorCode, SessionId, TokenId, UserActor};
+use parley_service::TokenSession;
 use parley_service::{frame_text, Error};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -88,7 +89,7 @@ async fn auth_frame(
     st: &AppState,
     ws: &mut actix_ws::Session,
     stream: &mut Stream,
-) -> Result<(UserActor, Option<String>), Stop> {
+) -> Result<(TokenSession, Option<String>), Stop> {
     let deadline = tokio::time::sleep(Duration::from_secs(st.ws.auth_timeout_secs));
     tokio::pin!(deadline);
     loop {
@@ -145,8 +146,8 @@ async fn auth_frame(
                 "the first frame must be auth",
             ));
         };
-        return match st.svc.authenticate_token(&token).await {
-            Ok(actor) => Ok((actor, Some(frame.id))),
+        return match st.svc.authenticate_session(&token).await {
+            Ok(t) => Ok((t, Some(frame.id))),
             Err(e) => {
                 send_error(st, ws, Some(frame.id), e.code, &e.message).await;
                 Err(Stop::new(close_for(e.code), e.message))
@@ -195,8 +196,8 @@ async fn run(
     token: Option<String>,
 ) {
     let authed = match token {
-        Some(t) => match st.svc.authenticate_token(&t).await {
-            Ok(actor) => Ok((actor, None)),
+        Some(t) => match st.svc.authenticate_session(&t).await {
+            Ok(t) => Ok((t, None)),
             Err(e) => {
                 send_error(&st, &mut ws, None, e.code, &e.message).await;
                 Err(Stop::new(close_for(e.code), e.message))
@@ -204,7 +205,14 @@ async fn run(
         },
         None => auth_frame(&st, &mut ws, &mut stream).await,
     };
-    let (actor, auth_id) = match authed {
+    let (
+        TokenSession {
+            actor,
+            token_id,
+            expires_at,
+        },
+        auth_id,
+    ) = match authed {
         Ok(a) => a,
         Err(Stop(code, reason)) => {
             tracing::info!(code, %reason, "session refused");
@@ -251,6 +259,11 @@ async fn run(
         held: HashMap::new(),
         typing_at: HashMap::new(),
         resync_due: None,
+        token_id,
+        token_expires: Instant::now()
+            + (expires_at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO),
     };
     let stop = s.serve(stream, rx, auth_id, first).await;
     if st.svc.session_closed(user, id).await {
@@ -277,6 +290,10 @@ struct Session {
     typing_at: HashMap<ConversationId, Instant>,
     /// A resync PostgreSQL could not answer, to be tried again then.
     resync_due: Option<Instant>,
+    /// The token the session was opened with: it ends with it (expiry,
+    /// revocation).
+    token_id: TokenId,
+    token_expires: Instant,
 }
 
 /// Events of one conversation held behind a gap.
@@ -344,6 +361,9 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(self.resync_due.unwrap_or_else(Instant::now).into()), if self.resync_due.is_some() => {
                     self.resync_or_later().await
+                }
+                _ = tokio::time::sleep_until(self.token_expires.into()) => {
+                    Err(Stop::new(close::ACCESS_DENIED, "the session token expired"))
                 }
                 _ = ticker.tick() => {
                     if last_seen.elapsed() > timeout {
@@ -494,6 +514,22 @@ impl Session {
     async fn deliver(&mut self, env: Arc<Envelope>) -> Result<(), Stop> {
         if env.resync {
             return self.resync_or_later().await;
+        }
+        match env.revoke {
+            Some(Revoke::Users) => {
+                return Err(Stop::new(
+                    close::ACCESS_DENIED,
+                    "access revoked: the user is locked or gone, or the infobase unregistered",
+                ))
+            }
+            Some(Revoke::Token(t)) if t == self.token_id => {
+                return Err(Stop::new(
+                    close::ACCESS_DENIED,
+                    "access revoked: the session token was revoked",
+                ))
+            }
+            Some(Revoke::Token(_)) => return Ok(()),
+            None => {}
         }
         let Some((conv, seq)) = env.position else {
             return self.send(env.frame.clone()).await;
