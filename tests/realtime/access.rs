@@ -291,3 +291,110 @@ async fn a_member_removed_during_a_send_gets_it_only_if_it_precedes_the_removal(
     }
     eprintln!("{before} of {ROUNDS} messages preceded the removal");
 }
+
+/// Waits until the client was closed with 4003 (the promise is at once;
+/// the wait allows for a loaded machine).
+async fn revoked(c: &Client, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !c.close_codes().contains(&4003) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not closed with 4003: {:?}",
+            c.close_codes()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Tokens end when the infobase or the user says so, and the sessions
+/// opened with them end with them: one token revoked over REST closes its
+/// sessions only; `logout` closes the caller's; revoking all of a user's
+/// tokens closes every session of the user.
+#[actix_web::test]
+async fn revoking_a_token_or_logging_out_ends_its_sessions() {
+    let p = pair().await;
+    let app = p.env.app().await;
+    let bob = p.bob.to_string();
+    let issue = || async {
+        let r = call(
+            &app,
+            "POST",
+            &format!("/v1/infobases/{}/users/{bob}/tokens", p.b.id),
+            &p.b.auth(),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 201, "{r:?}");
+        (
+            r.body["token"].as_str().expect("token").to_owned(),
+            r.body["token_id"].as_str().expect("token id").to_owned(),
+        )
+    };
+    let (ta, ida) = issue().await;
+    let (tb, _) = issue().await;
+    let ca = client(&p.server, &ta).await;
+    let cb = client(&p.server, &tb).await;
+
+    let r = call(
+        &app,
+        "DELETE",
+        &format!("/v1/infobases/{}/users/{bob}/tokens/{ida}", p.b.id),
+        &p.b.auth(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    revoked(&ca, "the revoked token's session").await;
+    cb.call::<Value>(Request::Ping)
+        .await
+        .expect("the other token works");
+    let me = call(&app, "GET", "/v1/me", &Auth::Token(ta.clone()), None).await;
+    me.expect_error(403, "access_denied");
+    // Revoking it again: nothing to revoke.
+    let again = call(
+        &app,
+        "DELETE",
+        &format!("/v1/infobases/{}/users/{bob}/tokens/{ida}", p.b.id),
+        &p.b.auth(),
+        None,
+    )
+    .await;
+    again.expect_error(404, "not_found");
+    // Another infobase cannot revoke Bob's tokens.
+    let other = call(
+        &app,
+        "DELETE",
+        &format!("/v1/infobases/{}/users/{bob}/tokens", p.a.id),
+        &p.a.auth(),
+        None,
+    )
+    .await;
+    assert_ne!(other.status, 200, "{other:?}");
+    cb.call::<Value>(Request::Ping).await.expect("still works");
+
+    let out: Value = cb.call(Request::Logout).await.expect("logout");
+    assert_eq!(out["logged_out"], true);
+    revoked(&cb, "the session that logged out").await;
+    call(&app, "GET", "/v1/me", &Auth::Token(tb.clone()), None)
+        .await
+        .expect_error(403, "access_denied");
+
+    // Log out everywhere: every session of the user ends (p.cb too).
+    let (tc, _) = issue().await;
+    let cc = client(&p.server, &tc).await;
+    let r = call(
+        &app,
+        "DELETE",
+        &format!("/v1/infobases/{}/users/{bob}/tokens", p.b.id),
+        &p.b.auth(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body["revoked"].as_u64().unwrap_or(0) >= 2, "{r:?}");
+    revoked(&cc, "a session of the user").await;
+    revoked(&p.cb, "the user's first session").await;
+    p.ca.call::<Value>(Request::Ping)
+        .await
+        .expect("Alice is not touched");
+}

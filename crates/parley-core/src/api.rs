@@ -1,7 +1,7 @@
 //! JSON bodies of the REST API (`/v1/...`). Requests refuse unknown fields so
 //! a typo in an integration is an error, not a silently ignored value.
 
-use crate::{InfobaseId, SubscriberId, UserId};
+use crate::{InfobaseId, SubscriberId, TokenId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -127,6 +127,8 @@ pub struct IssueToken {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct SessionToken {
     pub token: String,
+    /// Names the token to revoke it (`DELETE …/tokens/{token_id}`).
+    pub token_id: TokenId,
     pub user_id: UserId,
     pub expires_at: DateTime<Utc>,
 }

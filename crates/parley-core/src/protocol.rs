@@ -261,6 +261,7 @@ impl Request {
         "typing",
         "presence.get",
         "users.get",
+        "logout",
     ];
 }
 
@@ -272,6 +273,10 @@ pub enum Request {
     Auth { token: String },
     #[serde(rename = "ping")]
     Ping,
+    /// Revokes the session's token: this session, and any other opened with
+    /// the same token, close with 4003 after the answer.
+    #[serde(rename = "logout")]
+    Logout,
     /// Replay what was missed: conversation id → last `seq` seen.
     #[serde(rename = "resume")]
     Resume {

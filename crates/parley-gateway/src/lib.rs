@@ -85,7 +85,12 @@ pub fn app(
         )
         .service(
             resource("/v1/infobases/{infobase_id}/users/{user_id}/tokens")
-                .route(web::post().to(infobases::issue_token)),
+                .route(web::post().to(infobases::issue_token))
+                .route(web::delete().to(infobases::revoke_user_tokens)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/users/{user_id}/tokens/{token_id}")
+                .route(web::delete().to(infobases::revoke_token)),
         )
         .service(
             resource("/v1/infobases/{infobase_id}/conversations")

@@ -40,6 +40,7 @@ impl Modify for Security {
         registration::request_code, registration::confirm,
         infobases::get_infobase, infobases::unregister,
         infobases::upsert_user, infobases::list_users, infobases::get_user, infobases::issue_token,
+        infobases::revoke_token, infobases::revoke_user_tokens,
         me::me,
         conversations::create, conversations::open_context, conversations::list, conversations::get,
         conversations::add_members, conversations::remove_member, conversations::post_message,

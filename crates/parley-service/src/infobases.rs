@@ -10,7 +10,7 @@ use parley_core::api::{
 };
 use parley_core::crypto::{self, sha256, SESSION_TOKEN_PREFIX};
 use parley_core::validate::{self, *};
-use parley_core::{InfobaseActor, InfobaseId, TokenId, UserId};
+use parley_core::{InfobaseActor, InfobaseId, TokenId, UserActor, UserId};
 use parley_store::{NewToken, UserFields};
 use std::time::Duration;
 
@@ -140,6 +140,37 @@ impl Service {
         self.mint_token(me.id, user_id, ttl).await
     }
 
+    /// Revokes one token of a user of the infobase; its open sessions end.
+    pub async fn revoke_token(
+        &self,
+        me: &InfobaseActor,
+        user: UserId,
+        token: TokenId,
+    ) -> Result<()> {
+        if !self.store.revoke_token(me.id, user, token).await? {
+            return Err(Error::not_found("token"));
+        }
+        self.revoke_sessions(vec![user], Revoke::Token(token));
+        Ok(())
+    }
+
+    /// Revokes every token of a user of the infobase ("log out everywhere");
+    /// every open session of the user ends. Returns how many were revoked.
+    pub async fn revoke_user_tokens(&self, me: &InfobaseActor, user: UserId) -> Result<u64> {
+        self.user_of(me, user).await?;
+        let n = self.store.revoke_user_tokens(me.id, user).await?;
+        self.revoke_sessions(vec![user], Revoke::Users);
+        Ok(n)
+    }
+
+    /// The user logs out: the token of the session is revoked and every
+    /// session opened with it ends.
+    pub async fn logout(&self, me: &UserActor, token: TokenId) -> Result<()> {
+        self.store.revoke_token_by_id(token).await?;
+        self.revoke_sessions(vec![me.id()], Revoke::Token(token));
+        Ok(())
+    }
+
     async fn mint_token(
         &self,
         infobase: InfobaseId,
@@ -161,6 +192,7 @@ impl Service {
         }
         Ok(SessionToken {
             token,
+            token_id: new.id,
             user_id,
             expires_at,
         })

@@ -37,6 +37,52 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Revokes one live token of a user of the infobase; false when there is
+    /// no such live token.
+    pub async fn revoke_token(
+        &self,
+        infobase: InfobaseId,
+        user: UserId,
+        token: TokenId,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE session_tokens SET revoked_at = now()
+             WHERE id = $1 AND user_id = $2 AND infobase_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(token.0)
+        .bind(user.0)
+        .bind(infobase.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Revokes every live token of a user of the infobase; how many.
+    pub async fn revoke_user_tokens(&self, infobase: InfobaseId, user: UserId) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE session_tokens SET revoked_at = now()
+             WHERE user_id = $1 AND infobase_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(user.0)
+        .bind(infobase.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Revokes a token by its id (the user logs out).
+    pub async fn revoke_token_by_id(&self, token: TokenId) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE session_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(token.0)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
     /// The user a live token belongs to: not expired, not revoked, user not
     /// locked, infobase still registered.
     pub async fn token_user(&self, token_hash: &[u8]) -> Result<Option<UserActor>> {

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use parley_core::api::{
     Infobase, IssueToken, SessionToken, UpsertUser, UpsertedUser, User, UserPage,
 };
-use parley_core::{ErrorBody, ErrorCode, InfobaseId, UserId};
+use parley_core::{ErrorBody, ErrorCode, InfobaseId, TokenId, UserId};
 use parley_service::UserQuery;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -177,4 +177,46 @@ pub async fn issue_token(
     let body: IssueToken = optional_json(payload, st.http.max_body_bytes).await?;
     let token: SessionToken = st.svc.issue_token(&me.actor, user_id, &body).await?;
     Ok(HttpResponse::Created().json(token))
+}
+
+/// Revokes one session token of the user: it stops working at once, and the
+/// WebSocket sessions opened with it close with 4003 on every node.
+#[utoipa::path(
+    delete, path = "/v1/infobases/{infobase_id}/users/{user_id}/tokens/{token_id}", tag = "users",
+    params(("infobase_id" = InfobaseId, Path), ("user_id" = UserId, Path), ("token_id" = TokenId, Path)),
+    security(("infobase" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "`not_found`: no such live token of this user", body = ErrorBody),
+    )
+)]
+pub async fn revoke_token(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    path: web::Path<(InfobaseId, UserId, TokenId)>,
+) -> ApiResult<HttpResponse> {
+    let (_, user_id, token_id) = path.into_inner();
+    st.svc.revoke_token(&me.actor, user_id, token_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Revokes every session token of the user ("log out everywhere"): every
+/// open session of the user closes with 4003 on every node.
+#[utoipa::path(
+    delete, path = "/v1/infobases/{infobase_id}/users/{user_id}/tokens", tag = "users",
+    params(("infobase_id" = InfobaseId, Path), ("user_id" = UserId, Path)),
+    security(("infobase" = [])),
+    responses(
+        (status = 200, description = "`{\"revoked\": n}`: how many live tokens were revoked"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    )
+)]
+pub async fn revoke_user_tokens(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    path: web::Path<(InfobaseId, UserId)>,
+) -> ApiResult<HttpResponse> {
+    let (_, user_id) = path.into_inner();
+    let n = st.svc.revoke_user_tokens(&me.actor, user_id).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": n })))
 }

@@ -27,6 +27,13 @@ impl Session {
                 Err(Error::invalid("this session is already authenticated").into())
             }
             Request::Ping => Ok(Value::Null),
+            Request::Logout => {
+                // The revocation comes back through the hub and closes this
+                // session (and any other with the same token) with 4003,
+                // after this answer.
+                svc.logout(me, self.token_id).await?;
+                Ok(json!({ "logged_out": true }))
+            }
             Request::Resume { conversations } => {
                 metrics::counter!("parley_resumes_total").increment(1);
                 if conversations.values().any(|seen| *seen < 0) {
