@@ -330,19 +330,17 @@ async fn revoking_a_token_or_logging_out_ends_its_sessions() {
             r.body["token_id"].as_str().expect("token id").to_owned(),
         )
     };
+    let delete = |ib: &Ib, path: String| {
+        let (app, auth) = (&app, ib.auth());
+        async move { call(app, "DELETE", &path, &auth, None).await }
+    };
+    let tokens = |ib: &Ib| format!("/v1/infobases/{}/users/{bob}/tokens", ib.id);
     let (ta, ida) = issue().await;
     let (tb, _) = issue().await;
     let ca = client(&p.server, &ta).await;
     let cb = client(&p.server, &tb).await;
 
-    let r = call(
-        &app,
-        "DELETE",
-        &format!("/v1/infobases/{}/users/{bob}/tokens/{ida}", p.b.id),
-        &p.b.auth(),
-        None,
-    )
-    .await;
+    let r = delete(&p.b, format!("{}/{ida}", tokens(&p.b))).await;
     assert_eq!(r.status, 204, "{r:?}");
     revoked(&ca, "the revoked token's session").await;
     cb.call::<Value>(Request::Ping)
@@ -351,24 +349,10 @@ async fn revoking_a_token_or_logging_out_ends_its_sessions() {
     let me = call(&app, "GET", "/v1/me", &Auth::Token(ta.clone()), None).await;
     me.expect_error(403, "access_denied");
     // Revoking it again: nothing to revoke.
-    let again = call(
-        &app,
-        "DELETE",
-        &format!("/v1/infobases/{}/users/{bob}/tokens/{ida}", p.b.id),
-        &p.b.auth(),
-        None,
-    )
-    .await;
+    let again = delete(&p.b, format!("{}/{ida}", tokens(&p.b))).await;
     again.expect_error(404, "not_found");
     // Another infobase cannot revoke Bob's tokens.
-    let other = call(
-        &app,
-        "DELETE",
-        &format!("/v1/infobases/{}/users/{bob}/tokens", p.a.id),
-        &p.a.auth(),
-        None,
-    )
-    .await;
+    let other = delete(&p.a, tokens(&p.a)).await;
     assert_ne!(other.status, 200, "{other:?}");
     cb.call::<Value>(Request::Ping).await.expect("still works");
 
@@ -382,14 +366,7 @@ async fn revoking_a_token_or_logging_out_ends_its_sessions() {
     // Log out everywhere: every session of the user ends (p.cb too).
     let (tc, _) = issue().await;
     let cc = client(&p.server, &tc).await;
-    let r = call(
-        &app,
-        "DELETE",
-        &format!("/v1/infobases/{}/users/{bob}/tokens", p.b.id),
-        &p.b.auth(),
-        None,
-    )
-    .await;
+    let r = delete(&p.b, tokens(&p.b)).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body["revoked"].as_u64().unwrap_or(0) >= 2, "{r:?}");
     revoked(&cc, "a session of the user").await;
