@@ -460,3 +460,51 @@ async fn database_down_answers_unavailable_and_readyz_says_so() {
     .await;
     r.expect_error(503, "unavailable");
 }
+
+/// Every answer tells browsers not to guess its type, errors included; the
+/// web client's pages carry a Content-Security-Policy whose frame-ancestors
+/// are the configured ERP origins.
+#[actix_web::test]
+async fn every_answer_says_nosniff_and_pages_carry_a_csp() {
+    use actix_web::test::{call_service, TestRequest};
+    let env = TestEnv::new(|c| {
+        c.web.frame_ancestors = vec!["https://erp.example.com".into()];
+    })
+    .await;
+    let app = env.app().await;
+    for (method, path) in [
+        ("GET", "/healthz"),
+        ("GET", "/v1/openapi.json"),
+        ("GET", "/v1/me"),
+        ("GET", "/no/such/route"),
+        ("POST", "/v1/registration/code"),
+        ("GET", "/"),
+        ("GET", "/app.js"),
+    ] {
+        let req = TestRequest::default()
+            .method(actix_web::http::Method::from_bytes(method.as_bytes()).expect("method"))
+            .uri(path)
+            .to_request();
+        let res = call_service(&app, req).await;
+        assert_eq!(
+            res.headers()
+                .get("x-content-type-options")
+                .and_then(|v| v.to_str().ok()),
+            Some("nosniff"),
+            "{method} {path} ({})",
+            res.status()
+        );
+    }
+    let res = call_service(&app, TestRequest::get().uri("/embed/context").to_request()).await;
+    let csp = res
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        csp.contains("frame-ancestors 'self' https://erp.example.com"),
+        "{csp}"
+    );
+}

@@ -175,4 +175,40 @@ pub struct WebConfig {
     /// `POST /v1/dev/signin` signs anyone in by name into a development
     /// infobase. Only for the embedded default on a developer's machine.
     pub dev_signin: bool,
+    /// Origins (e.g. `https://erp.example.com`) whose pages may embed the
+    /// web client in a frame (`/embed/context`); none by default: only
+    /// Parley's own pages.
+    pub frame_ancestors: Vec<String>,
+}
+
+impl WebConfig {
+    /// The Content-Security-Policy of the web client's pages: its own
+    /// scripts and styles only, WebSocket and API calls to this origin,
+    /// pictures from here or any https address (users' avatars), framed
+    /// only by `frame_ancestors`.
+    pub fn content_security_policy(&self) -> String {
+        let mut ancestors = String::from("'self'");
+        for o in &self.frame_ancestors {
+            ancestors.push(' ');
+            ancestors.push_str(o);
+        }
+        format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+             img-src 'self' data: blob: https:; media-src 'self' blob:; base-uri 'none'; \
+             form-action 'none'; frame-ancestors {ancestors}"
+        )
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        let ok = self.frame_ancestors.iter().all(|o| {
+            (o.starts_with("https://") || o.starts_with("http://"))
+                && o.len() <= 256
+                && !o.contains([' ', ';', ',', '\'', '"'])
+        });
+        check(
+            ok,
+            "web.frame_ancestors",
+            "each must be an origin such as https://erp.example.com",
+        )
+    }
 }

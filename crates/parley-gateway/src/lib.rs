@@ -51,6 +51,11 @@ pub fn app(
     let limit = state.http.max_body_bytes;
     let ws_path = state.ws.path.clone();
     App::new()
+        // Browsers must take every answer for what its Content-Type says.
+        .wrap(
+            actix_web::middleware::DefaultHeaders::new()
+                .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+        )
         .app_data(state)
         .app_data(
             web::JsonConfig::default()

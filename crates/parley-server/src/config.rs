@@ -292,6 +292,7 @@ impl Config {
         self.registration.validate().map_err(wrap)?;
         self.auth.validate().map_err(wrap)?;
         self.ws.validate().map_err(wrap)?;
+        self.web.validate().map_err(wrap)?;
         self.limits.validate().map_err(wrap)?;
         self.maintenance.validate().map_err(wrap)?;
         self.commit.validate().map_err(wrap)?;

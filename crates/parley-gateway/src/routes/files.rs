@@ -156,7 +156,7 @@ pub async fn download(
         }
     };
     res.insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header((header::CONTENT_TYPE, info.content_type.clone()))
+        .insert_header((header::CONTENT_TYPE, served_type(&info.content_type)))
         .insert_header((header::CONTENT_DISPOSITION, disposition));
     let stream = obj
         .stream
@@ -186,4 +186,57 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     st.svc.delete_file(&me.actor, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The Content-Type a download is served with: the uploader's, when a
+/// browser cannot run it (pictures without scripts, PDF, audio, video, plain
+/// text); anything else (HTML, SVG, scripts, unknown) as bytes.
+fn served_type(declared: &str) -> String {
+    const SAFE: &[&str] = &[
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "application/pdf",
+        "text/plain",
+    ];
+    let essence = declared
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let safe = SAFE.contains(&essence.as_str())
+        || essence.starts_with("audio/")
+        || essence.starts_with("video/");
+    if !safe {
+        return "application/octet-stream".into();
+    }
+    if essence == "text/plain" {
+        // No charset sniffing either.
+        return "text/plain; charset=utf-8".into();
+    }
+    essence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::served_type;
+
+    #[test]
+    fn only_inert_types_are_served_as_declared() {
+        assert_eq!(served_type("image/PNG"), "image/png");
+        assert_eq!(
+            served_type("text/html; charset=utf-8"),
+            "application/octet-stream"
+        );
+        assert_eq!(served_type("image/svg+xml"), "application/octet-stream");
+        assert_eq!(
+            served_type("application/javascript"),
+            "application/octet-stream"
+        );
+        assert_eq!(served_type("text/plain"), "text/plain; charset=utf-8");
+        assert_eq!(served_type("video/mp4"), "video/mp4");
+    }
 }

@@ -21,8 +21,12 @@ fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
 }
 
 /// `/` and `/embed/context`: the client (it reads its mode from the path).
-pub async fn index() -> HttpResponse {
-    asset(INDEX, "text/html; charset=utf-8")
+pub async fn index(st: web::Data<AppState>) -> HttpResponse {
+    let mut res = asset(INDEX, "text/html; charset=utf-8");
+    if let Ok(v) = header::HeaderValue::from_str(&st.web.content_security_policy()) {
+        res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    res
 }
 
 pub async fn app_js() -> HttpResponse {
