@@ -375,3 +375,36 @@ async fn revoking_a_token_or_logging_out_ends_its_sessions() {
         .await
         .expect("Alice is not touched");
 }
+
+/// A session that floods frames is refused `rate_limited` beyond its budget
+/// and closed with 4009 when it keeps on; the others are not slowed.
+#[actix_web::test]
+async fn a_session_flooding_frames_is_limited_alone() {
+    let p = pair_with(|c| {
+        c.ws.frames_per_sec = 5;
+        c.ws.frames_burst = 10;
+    })
+    .await;
+    let g = group(&p.ca, "flood", &[p.bob]).await;
+    let flood = futures_util::future::join_all((0..40).map(|_| p.cb.request(Request::Ping))).await;
+    let limited = flood
+        .iter()
+        .filter(|r| matches!(r, Err(e) if e.code() == Some(ErrorCode::RateLimited)))
+        .count();
+    assert!(limited >= 5, "refused: {limited} of 40");
+    // Ten refusals in a row end the session with 4009.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !p.cb.close_codes().contains(&4009) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            p.cb.close_codes()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Alice was never limited, and Bob comes back with a fresh budget.
+    let m = send(&p.ca, g.id, text("still here")).await;
+    p.cb.wait_live(Duration::from_secs(10)).await.expect("back");
+    let got = collect(&p.cb, g.id, 1).await;
+    assert_eq!(got[0].id, m.id);
+}

@@ -82,6 +82,12 @@ pub struct WsConfig {
     /// Longest wait for a close or error frame to leave before the socket is
     /// dropped (a peer that reads nothing must not hold the task).
     pub close_timeout_secs: u64,
+    /// Request frames a session may send per second on average…
+    pub frames_per_sec: u32,
+    /// …and at once after a quiet time (a resume, a burst of sends). Beyond
+    /// it a frame is answered `rate_limited`; a session refused `frames_burst`
+    /// times in a row is closed with 4009.
+    pub frames_burst: u32,
 }
 
 impl Default for WsConfig {
@@ -99,6 +105,8 @@ impl Default for WsConfig {
             gap_wait_ms: 20,
             max_request_id_bytes: 128,
             close_timeout_secs: 2,
+            frames_per_sec: 100,
+            frames_burst: 1000,
         }
     }
 }
@@ -144,6 +152,16 @@ impl WsConfig {
             self.max_connections_per_user >= 1,
             "ws.max_connections_per_user",
             "must be at least 1",
+        )?;
+        check(
+            (1..=100_000).contains(&self.frames_per_sec),
+            "ws.frames_per_sec",
+            "must be between 1 and 100000",
+        )?;
+        check(
+            (1..=100_000).contains(&self.frames_burst),
+            "ws.frames_burst",
+            "must be between 1 and 100000",
         )?;
         check(
             self.gap_wait_ms <= 10_000,

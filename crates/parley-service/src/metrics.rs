@@ -71,6 +71,10 @@ impl Metrics {
             "parley_recovered_events_total",
             "Committed events the bus did not bring within recovery.grace_ms, read back from PostgreSQL"
         );
+        describe_counter!(
+            "parley_ws_frames_refused_total",
+            "Request frames refused because a session exceeded ws.frames_per_sec"
+        );
         describe_gauge!("parley_db_pool_connections", "Open PostgreSQL connections");
         describe_gauge!("parley_db_pool_idle", "Idle PostgreSQL connections");
         describe_histogram!(

@@ -7,6 +7,40 @@ use std::time::{Duration, Instant};
 
 const SWEEP_EVERY: usize = 4096;
 
+/// One GCRA budget, owned by whoever it limits (e.g. one WebSocket session):
+/// `rate` events a second on average, bursts of `burst` after a quiet time.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    tat: Instant,
+    interval: Duration,
+    tolerance: Duration,
+}
+
+impl Budget {
+    pub fn new(rate: u32, burst: u32) -> Self {
+        let interval = Duration::from_secs(1) / rate.max(1);
+        Self {
+            tat: Instant::now(),
+            interval,
+            tolerance: interval * burst.max(1).saturating_sub(1),
+        }
+    }
+
+    /// Takes one event from the budget; false when it is spent.
+    pub fn take(&mut self) -> bool {
+        self.take_at(Instant::now())
+    }
+
+    fn take_at(&mut self, now: Instant) -> bool {
+        let tat = self.tat.max(now);
+        if tat - now > self.tolerance {
+            return false;
+        }
+        self.tat = tat + self.interval;
+        true
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     inner: Mutex<Inner>,
@@ -61,6 +95,17 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_budget_allows_its_burst_then_its_rate() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(10, 5);
+        b.tat = t0;
+        assert_eq!((0..8).filter(|_| b.take_at(t0)).count(), 5);
+        // 100 ms later one more event fits (10 a second).
+        assert!(b.take_at(t0 + Duration::from_millis(100)));
+        assert!(!b.take_at(t0 + Duration::from_millis(100)));
+    }
+
     use super::*;
 
     #[test]

@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 use parley_bus::{Envelope, HubLimits, Overflow, Registered, Revoke, SessionHandle};
 use parley_core::protocol::{close, ClientFrame, Event, Ready, Request, ServerFrame};
 use parley_core::{ConversationId, ErrorCode, SessionId, TokenId, UserActor};
+use parley_service::ratelimit::Budget;
 use parley_service::TokenSession;
 use parley_service::{frame_text, Error};
 use serde_json::Value;
@@ -260,6 +261,8 @@ async fn run(
         typing_at: HashMap::new(),
         resync_due: None,
         token_id,
+        frames: Budget::new(st.ws.frames_per_sec, st.ws.frames_burst),
+        refused_in_a_row: 0,
         token_expires: Instant::now()
             + (expires_at - chrono::Utc::now())
                 .to_std()
@@ -294,6 +297,9 @@ struct Session {
     /// revocation).
     token_id: TokenId,
     token_expires: Instant,
+    /// Request frames this session may still send (`ws.frames_per_sec`).
+    frames: Budget,
+    refused_in_a_row: u32,
 }
 
 /// Events of one conversation held behind a gap.
@@ -416,6 +422,24 @@ impl Session {
         if id.len() > self.st.ws.max_request_id_bytes {
             return self.refuse_long_id().await;
         }
+        if !self.frames.take() {
+            self.refused_in_a_row += 1;
+            metrics::counter!("parley_ws_frames_refused_total").increment(1);
+            if self.refused_in_a_row >= self.st.ws.frames_burst {
+                return Err(Stop::new(
+                    close::TOO_MANY_CONNECTIONS,
+                    "too many frames: ws.frames_per_sec exceeded persistently",
+                ));
+            }
+            let msg = format!(
+                "too many frames: at most {} a second (ws.frames_per_sec)",
+                self.st.ws.frames_per_sec
+            );
+            return self
+                .send_error(Some(id), ErrorCode::RateLimited, &msg)
+                .await;
+        }
+        self.refused_in_a_row = 0;
         if matches!(request, Request::Ping) {
             return self.send(frame_text(&ServerFrame::Pong { id })).await;
         }
