@@ -268,7 +268,7 @@ async fn a_cut_refused_client_and_a_paused_store_lose_nothing() {
 /// back, and both
 /// members get it live, once, without reconnecting.
 #[actix_web::test]
-async fn a_lost_envelope_in_a_quiet_conversation_arrives_from_the_commit_notice() {
+async fn a_lost_envelope_in_a_quiet_conversation_is_read_back_from_postgresql() {
     let p = pair().await;
     let g = group(&p.ca, "quiet", &[p.bob]).await;
     let before = send(&p.ca, g.id, text("before")).await;

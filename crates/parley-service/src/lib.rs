@@ -78,6 +78,8 @@ pub struct Service {
     limiter: RateLimiter,
     metrics: metrics::Metrics,
     commit: commit::GroupCommit,
+    /// The last readiness check and when it was made (see health.rs).
+    readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -105,6 +107,7 @@ impl Service {
             limiter: RateLimiter::new(),
             metrics,
             commit,
+            readiness: tokio::sync::Mutex::new(None),
         }
     }
 
