@@ -60,4 +60,21 @@ async fn conversation_lists_page_by_cursor_and_find_by_key() {
         .expect("list");
     assert_eq!(hidden.conversations.len(), 1);
     assert!(hidden.conversations[0].hidden);
+    // With no filter a user's list shows the displayed ones only.
+    let plain: parley_core::protocol::ConversationPage =
+        p.ca.call(Request::ListConversations {
+            filter: Default::default(),
+        })
+        .await
+        .expect("list");
+    assert!(
+        plain.conversations.iter().all(|c| !c.hidden),
+        "{:?}",
+        plain
+            .conversations
+            .iter()
+            .map(|c| &c.title)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(plain.conversations.len(), 4);
 }

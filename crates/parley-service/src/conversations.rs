@@ -92,6 +92,9 @@ impl Service {
         mut filter: ConversationFilter,
     ) -> Result<ConversationPage> {
         self.check_list(&mut filter)?;
+        // A user's list shows what is displayed unless hidden ones are
+        // asked for (docs/protocol.md); an infobase sees both by default.
+        filter.displayed.get_or_insert(true);
         Ok(self
             .store
             .list_conversations(Viewer::User(me.id()), &filter)
