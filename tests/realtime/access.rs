@@ -408,3 +408,50 @@ async fn a_session_flooding_frames_is_limited_alone() {
     let got = collect(&p.cb, g.id, 1).await;
     assert_eq!(got[0].id, m.id);
 }
+
+/// A locked user cannot be made a member: not in a new group, not in a
+/// dialog, not added later; the refusal says why.
+#[actix_web::test]
+async fn a_locked_user_cannot_be_made_a_member() {
+    let p = pair().await;
+    let app = p.env.app().await;
+    let carol = user(&app, &p.a, "carol").await;
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/users", p.a.id),
+        &p.a.auth(),
+        json_body(json!({"external_id": "carol", "name": "Carol", "locked": true})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let carol = uid(&carol);
+    let denied = |r: Result<Value, parley_client::ClientError>| {
+        assert_eq!(
+            r.expect_err("refused").code(),
+            Some(ErrorCode::AccessDenied)
+        );
+    };
+    denied(
+        p.ca.request(Request::CreateGroup {
+            title: "with carol".into(),
+            members: vec![carol],
+        })
+        .await,
+    );
+    denied(p.ca.request(Request::OpenDialog { user_id: carol }).await);
+    let g = group(&p.ca, "later", &[p.bob]).await;
+    denied(
+        p.ca.request(Request::AddMembers {
+            conversation_id: g.id,
+            user_ids: vec![carol],
+        })
+        .await,
+    );
+    // Presence of a locked user can still be asked.
+    p.ca.request(Request::Presence {
+        user_ids: vec![carol],
+    })
+    .await
+    .expect("presence");
+}

@@ -152,25 +152,37 @@ fn dialog_pair(a: UserId, b: UserId) -> String {
 
 /// All `users` exist, belong to registered infobases of `subscriber`, and
 /// are not locked.
+/// Every user exists in the subscriber (else `NotFound`, as for another
+/// subscriber's); with `members`, none is locked (a locked user cannot
+/// become a member).
 async fn check_users(
     tx: &mut Transaction<'_, Postgres>,
     subscriber: SubscriberId,
     users: &[UserId],
+    members: bool,
 ) -> Result<()> {
     let mut ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
     ids.sort();
     ids.dedup();
-    let found: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM users u JOIN infobases i ON i.id = u.infobase_id
+    let row = sqlx::query(
+        "SELECT count(*) AS found, count(*) FILTER (WHERE u.locked) AS locked
+         FROM users u JOIN infobases i ON i.id = u.infobase_id
          WHERE u.id = ANY($1) AND i.subscriber_id = $2 AND i.unregistered_at IS NULL",
     )
     .bind(&ids)
     .bind(subscriber.0)
     .fetch_one(&mut **tx)
     .await?;
+    let found: i64 = row.try_get("found")?;
+    let locked: i64 = row.try_get("locked")?;
     if found != ids.len() as i64 {
         // Users of other subscribers look exactly like users that do not exist.
         return Err(StoreError::NotFound("user"));
+    }
+    if members && locked > 0 {
+        return Err(StoreError::Denied(
+            "a locked user cannot be made a member".into(),
+        ));
     }
     Ok(())
 }
@@ -235,7 +247,7 @@ impl Store {
             _ => None,
         };
         let mut tx = self.pool.begin().await?;
-        check_users(&mut tx, c.subscriber_id, &members).await?;
+        check_users(&mut tx, c.subscriber_id, &members, true).await?;
         let id = ConversationId::new_random();
         let inserted: Option<Uuid> = sqlx::query_scalar(
             "INSERT INTO conversations (id, subscriber_id, kind, title, hidden, infobase_id, key,
@@ -433,7 +445,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         // Lock the conversation first so the member count check holds.
         lock_conversation(&mut tx, id).await?;
-        check_users(&mut tx, subscriber, users).await?;
+        check_users(&mut tx, subscriber, users, true).await?;
         let mut new: Vec<UserId> = users.to_vec();
         new.sort();
         new.dedup();
@@ -550,7 +562,7 @@ impl Store {
         users: &[UserId],
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let ok = check_users(&mut tx, subscriber, users).await.is_ok();
+        let ok = check_users(&mut tx, subscriber, users, false).await.is_ok();
         tx.rollback().await?;
         Ok(ok)
     }
