@@ -530,6 +530,9 @@ async fn a_deaf_subscription_is_noticed_and_healed() {
     let m = send_reliably(&c0, g.id, "before".into(), "k0".into()).await;
     assert_eq!(collect(&c1, g.id, 1).await[0].id, m.id);
 
+    // The subscription goes silent, and so does any new one (else the node
+    // would heal at once by subscribing again over a fresh connection).
+    proxy.refuse_new(true);
     proxy.pause_one(links[1], true);
     ready_becomes(&cl, b, 503, "deaf subscription").await;
     // Still delivered while deaf, without reconnecting.
@@ -538,6 +541,7 @@ async fn a_deaf_subscription_is_noticed_and_healed() {
     assert_eq!(collect(&c1, g.id, 1).await[0].id, m.id);
     assert_eq!(c1.connects(), connects);
 
+    proxy.refuse_new(false);
     proxy.pause_one(links[1], false);
     ready_becomes(&cl, b, 200, "subscription restored").await;
     for i in 0..5 {
