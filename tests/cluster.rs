@@ -689,11 +689,11 @@ async fn locking_or_unregistering_closes_open_sessions_on_every_node() {
 async fn a_session_ends_when_its_token_expires() {
     let env = TestEnv::default().await;
     let (_ib, u) = users(&env, 1).await;
-    sqlx::query("UPDATE session_tokens SET expires_at = now() + interval '2 seconds'")
+    let cl = Cluster::start(&env, 1, false, &[]).await;
+    sqlx::query("UPDATE session_tokens SET expires_at = now() + interval '3 seconds'")
         .execute(&env.db)
         .await
         .expect("shorten the token");
-    let cl = Cluster::start(&env, 1, false, &[]).await;
     let c = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
     closed_with(&c, 4003, "the expired token's session").await;
 }
