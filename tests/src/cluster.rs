@@ -362,6 +362,18 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // A failed test shows what its nodes said (their logs go with the
+        // cluster's folder).
+        if std::thread::panicking() {
+            for (i, n) in self.nodes.iter().enumerate() {
+                let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- node {i} (port {}), last lines:", n.port);
+                for l in tail.into_iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
         for n in &mut self.nodes {
             if let Some(mut c) = n.child.take() {
                 let _ = c.kill();

@@ -86,6 +86,7 @@ pub struct Hub {
     published: AtomicU64,
     received: AtomicU64,
     dropped: AtomicU64,
+    duplicates: AtomicU64,
 }
 
 /// Counters of a node's delivery since it started (exported at `/metrics`).
@@ -108,8 +109,43 @@ pub struct HubStats {
 /// costs nothing per delivery: [`Hub::age_positions`] drops the older one.
 #[derive(Debug, Default)]
 struct Seen {
-    current: HashMap<ConversationId, i64>,
-    older: HashMap<ConversationId, i64>,
+    current: HashMap<ConversationId, Window>,
+    older: HashMap<ConversationId, Window>,
+}
+
+/// The highest `seq` of a conversation that reached the hub, and which of
+/// the 128 below it did too.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    max: i64,
+    /// Bit i: `max - i` arrived.
+    bits: u128,
+}
+
+impl Window {
+    fn new(seq: i64) -> Self {
+        Self { max: seq, bits: 1 }
+    }
+
+    /// Records `seq`; false when it arrived before (a duplicate).
+    fn note(&mut self, seq: i64) -> bool {
+        if seq > self.max {
+            let shift = seq - self.max;
+            self.bits = if shift >= 128 { 0 } else { self.bits << shift };
+            self.bits |= 1;
+            self.max = seq;
+            return true;
+        }
+        let back = self.max - seq;
+        if back >= 128 {
+            // Too old to tell: let the sessions judge.
+            return true;
+        }
+        let bit = 1u128 << back;
+        let new = self.bits & bit == 0;
+        self.bits |= bit;
+        new
+    }
 }
 
 impl Hub {
@@ -125,8 +161,8 @@ impl Hub {
     /// None when nothing did.
     pub fn seen_seq(&self, conversation: ConversationId) -> Option<i64> {
         let seen = self.seen();
-        let a = seen.current.get(&conversation).copied();
-        let b = seen.older.get(&conversation).copied();
+        let a = seen.current.get(&conversation).map(|w| w.max);
+        let b = seen.older.get(&conversation).map(|w| w.max);
         a.max(b)
     }
 
@@ -137,11 +173,26 @@ impl Hub {
         seen.older = current;
     }
 
-    fn note_position(&self, conversation: ConversationId, seq: i64) {
+    /// Records a position; false when this very event reached the hub before
+    /// (a copy from the recovery or a duplicate from the bus). Every session
+    /// that could want it got the first copy, or started later and read its
+    /// `seq`s from PostgreSQL, where the event already was.
+    fn note_position(&self, conversation: ConversationId, seq: i64) -> bool {
         let mut seen = self.seen();
-        let top = seen.current.entry(conversation).or_insert(seq);
-        if *top < seq {
-            *top = seq;
+        if let Some(w) = seen.current.get_mut(&conversation) {
+            return w.note(seq);
+        }
+        // Not heard of in this generation: go on from the older one.
+        match seen.older.get(&conversation).copied() {
+            Some(mut w) => {
+                let new = w.note(seq);
+                seen.current.insert(conversation, w);
+                new
+            }
+            None => {
+                seen.current.insert(conversation, Window::new(seq));
+                true
+            }
         }
     }
 
@@ -192,7 +243,10 @@ impl Hub {
     /// queue trips the session's overflow instead of waiting.
     pub fn deliver(&self, env: &Arc<Envelope>) {
         if let Some((conversation, seq)) = env.position {
-            self.note_position(conversation, seq);
+            if !self.note_position(conversation, seq) {
+                self.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
         }
         let map = match self.sessions.read() {
             Ok(g) => g,
@@ -354,6 +408,50 @@ mod tests {
         assert!(!hub.unregister(a, h1.id));
         assert!(hub.unregister(a, h2.id));
         assert_eq!(hub.session_count(), 1);
+    }
+
+    #[test]
+    fn a_window_knows_what_arrived_before() {
+        let mut w = Window::new(10);
+        assert!(!w.note(10));
+        assert!(w.note(12));
+        assert!(w.note(11), "late but new");
+        assert!(!w.note(11));
+        assert!(w.note(500));
+        assert!(!w.note(500));
+        assert!(w.note(300), "beyond the window: the sessions judge");
+    }
+
+    #[test]
+    fn a_second_copy_of_an_event_is_not_delivered_again() {
+        let hub = Hub::new();
+        let u = UserId::new_random();
+        let (h, mut rx) = handle(u, 16);
+        let limits = HubLimits {
+            max_sessions: 10,
+            max_sessions_per_user: 10,
+        };
+        hub.register(h, limits);
+        let conv = ConversationId::new_random();
+        let at = |seq| {
+            Arc::new(Envelope {
+                targets: vec![u],
+                position: Some((conv, seq)),
+                recipients: None,
+                author: None,
+                frame: ByteString::from_static("{}"),
+                resync: false,
+                revoke: None,
+            })
+        };
+        for seq in [1, 2, 2, 1, 3] {
+            hub.deliver(&at(seq));
+        }
+        let mut got = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            got.push(e.position.map(|p| p.1));
+        }
+        assert_eq!(got, vec![Some(1), Some(2), Some(3)]);
     }
 
     #[test]
