@@ -11,7 +11,7 @@ use crate::fanout::envelope;
 use crate::Service;
 use parley_core::protocol::Event;
 use parley_core::ConversationId;
-use parley_store::{LastSeq, StoredEvent};
+use parley_store::{ConversationSeq, StoredEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,20 +43,20 @@ struct Due {
 }
 
 impl Watch {
-    fn heard(&mut self, n: LastSeq, now: Instant) {
+    fn heard(&mut self, n: ConversationSeq, now: Instant) {
         if self
             .checked
-            .get(&n.conversation)
-            .is_some_and(|s| *s >= n.seq)
+            .get(&n.conversation_id)
+            .is_some_and(|s| *s >= n.last_seq)
         {
             return;
         }
-        match self.due.get_mut(&n.conversation) {
+        match self.due.get_mut(&n.conversation_id) {
             None => {
                 self.due.insert(
-                    n.conversation,
+                    n.conversation_id,
                     Due {
-                        seq: n.seq,
+                        seq: n.last_seq,
                         at: now,
                         next: None,
                     },
@@ -64,8 +64,8 @@ impl Watch {
             }
             Some(d) => {
                 let top = d.next.map_or(d.seq, |(s, _)| s);
-                if n.seq > top {
-                    d.next = Some((n.seq, now));
+                if n.last_seq > top {
+                    d.next = Some((n.last_seq, now));
                 }
             }
         }
@@ -127,7 +127,7 @@ impl Service {
                         if first {
                             // What committed before this node started is
                             // its sessions' to read at connect.
-                            watch.checked.insert(n.conversation, n.seq);
+                            watch.checked.insert(n.conversation_id, n.last_seq);
                         } else {
                             watch.heard(n, now);
                         }
@@ -218,23 +218,23 @@ mod tests {
         let t0 = Instant::now();
         let grace = Duration::from_millis(100);
         w.heard(
-            LastSeq {
-                conversation: c,
-                seq: 1,
+            ConversationSeq {
+                conversation_id: c,
+                last_seq: 1,
             },
             t0,
         );
         w.heard(
-            LastSeq {
-                conversation: c,
-                seq: 5,
+            ConversationSeq {
+                conversation_id: c,
+                last_seq: 5,
             },
             t0 + Duration::from_millis(50),
         );
         w.heard(
-            LastSeq {
-                conversation: c,
-                seq: 9,
+            ConversationSeq {
+                conversation_id: c,
+                last_seq: 9,
             },
             t0 + Duration::from_millis(90),
         );

@@ -20,7 +20,7 @@ pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
 pub use messages::{
     EventPage, JoinPolicy, LoggedEvent, NewMessageRow, PostOutcome, ReadMarker, StoredEvent,
 };
-pub use recovery::{LastSeq, LoggedEnvelope};
+pub use recovery::LoggedEnvelope;
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use tokens::{NewToken, TokenSession};
 pub use users::UserFields;

@@ -1,17 +1,10 @@
 //! What the recovery reads: the conversations that changed lately, with
 //! their last `seq`, and the events one of them is missing.
 
-use crate::{Result, Store};
+use crate::{ConversationSeq, Result, Store};
 use parley_core::{ConversationId, UserId};
 use sqlx::types::Json;
 use sqlx::Row;
-
-/// A conversation and its last committed `seq`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LastSeq {
-    pub conversation: ConversationId,
-    pub seq: i64,
-}
 
 /// One stored event as the live path would have carried it.
 #[derive(Clone, Debug)]
@@ -26,7 +19,10 @@ impl Store {
     /// Conversations with an event committed within the last `window`
     /// (by `last_activity`, which trails the newest event by at most a
     /// second), with their last `seq`.
-    pub async fn recently_active(&self, window: std::time::Duration) -> Result<Vec<LastSeq>> {
+    pub async fn recently_active(
+        &self,
+        window: std::time::Duration,
+    ) -> Result<Vec<ConversationSeq>> {
         let rows = sqlx::query(
             "SELECT id, last_seq FROM conversations
              WHERE last_activity > now() - make_interval(secs => $1) AND last_seq > 0",
@@ -36,9 +32,9 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(LastSeq {
-                    conversation: ConversationId(r.try_get("id")?),
-                    seq: r.try_get("last_seq")?,
+                Ok(ConversationSeq {
+                    conversation_id: ConversationId(r.try_get("id")?),
+                    last_seq: r.try_get("last_seq")?,
                 })
             })
             .collect()
