@@ -632,15 +632,16 @@ async fn closed_with(c: &Client, code: u16, what: &str) {
 }
 
 /// The application takes access away and the open sessions end on every
-/// node, whichever node was told: locking a user closes that user's
-/// sessions only; unregistering the infobase closes all of its users'.
+/// node, whichever node was told: locking or deleting a user closes that
+/// user's sessions only; unregistering the infobase closes all of its users'.
 #[actix_web::test]
-async fn locking_or_unregistering_closes_open_sessions_on_every_node() {
+async fn locking_deleting_or_unregistering_closes_open_sessions_on_every_node() {
     use base64::Engine;
     let env = TestEnv::default().await;
-    let (ib, u) = users(&env, 3).await;
+    let (ib, u) = users(&env, 4).await;
     let cl = Cluster::start(&env, 2, false, &[]).await;
     let locked = connect(&cl.nodes[1].ws_url(), &u[0].1).await;
+    let deleted = connect(&cl.nodes[0].ws_url(), &u[3].1).await;
     let other = connect(&cl.nodes[1].ws_url(), &u[1].1).await;
     let third = connect(&cl.nodes[0].ws_url(), &u[2].1).await;
     let basic = format!(
@@ -659,6 +660,28 @@ async fn locking_or_unregistering_closes_open_sessions_on_every_node() {
     closed_with(&locked, 4003, "the locked user's session on the other node").await;
     assert!(matches!(locked.state(), parley_client::State::Closed(_)));
     // Nobody else is touched.
+    for c in [&other, &third] {
+        c.call::<serde_json::Value>(Request::Ping)
+            .await
+            .expect("still served");
+        assert!(!c.close_codes().contains(&4003));
+    }
+
+    let status = request_status(
+        cl.nodes[1].port,
+        "DELETE",
+        &format!("/v1/infobases/{}/users/{}", ib.id, u[3].0),
+        Some(&basic),
+        "",
+    )
+    .await;
+    assert_eq!(status, Some(204), "delete the user");
+    closed_with(
+        &deleted,
+        4003,
+        "the deleted user's session on the other node",
+    )
+    .await;
     for c in [&other, &third] {
         c.call::<serde_json::Value>(Request::Ping)
             .await

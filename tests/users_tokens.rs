@@ -435,3 +435,92 @@ async fn a_key_never_reaches_another_infobase() {
         .collect();
     assert_eq!(names, vec!["mine"]);
 }
+
+#[actix_web::test]
+async fn a_deleted_user_is_gone_its_tokens_dead_and_its_external_id_free() {
+    let env = TestEnv::default().await;
+    let app = env.app().await;
+    let ib = register(&app, &email("delete"), "Delete").await;
+    let ann = user(&app, &ib, "ann").await;
+    let ben = user(&app, &ib, "ben").await;
+    let token = token(&app, &ib, &ann).await;
+    // Ann is in a group.
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations", ib.id),
+        &ib.auth(),
+        json_body(json!({"kind": "group", "title": "team", "members": [ann, ben]})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let group = r.body["id"].as_str().expect("id").to_owned();
+
+    let path = format!("{}/{ann}", users(&ib));
+    let r = call(&app, "DELETE", &path, &ib.auth(), None).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    call(&app, "GET", "/v1/me", &Auth::Token(token), None)
+        .await
+        .expect_error(403, "access_denied");
+    call(&app, "GET", &path, &ib.auth(), None)
+        .await
+        .expect_error(404, "not_found");
+    call(&app, "DELETE", &path, &ib.auth(), None)
+        .await
+        .expect_error(404, "not_found");
+    call(&app, "POST", &format!("{path}/tokens"), &ib.auth(), None)
+        .await
+        .expect_error(404, "not_found");
+    let r = call(&app, "GET", &users(&ib), &ib.auth(), None).await;
+    let listed: Vec<&str> = r.body["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["id"].as_str())
+        .collect();
+    assert_eq!(listed, vec![ben.as_str()]);
+    // She left the group, with an event in its history.
+    let r = call(
+        &app,
+        "GET",
+        &format!("/v1/infobases/{}/conversations/{group}", ib.id),
+        &ib.auth(),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["members"], json!([ben]), "{r:?}");
+    let removed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE conversation_id = $1::uuid
+         AND body->>'type' = 'member.removed' AND body->>'user_id' = $2",
+    )
+    .bind(&group)
+    .bind(&ann)
+    .fetch_one(&env.db)
+    .await
+    .expect("events");
+    assert_eq!(removed, 1);
+    // The external id makes a new user with a new id; the prefix of deleted
+    // rows is reserved.
+    let again = user(&app, &ib, "ann").await;
+    assert_ne!(again, ann);
+    call(
+        &app,
+        "POST",
+        &users(&ib),
+        &ib.auth(),
+        json_body(json!({"external_id": format!("deleted:{ann}"), "name": "x"})),
+    )
+    .await
+    .expect_error(400, "invalid");
+    // Another infobase cannot delete this one's user.
+    let other = register(&app, &email("delete-other"), "Other").await;
+    call(
+        &app,
+        "DELETE",
+        &format!("/v1/infobases/{}/users/{ben}", other.id),
+        &other.auth(),
+        None,
+    )
+    .await
+    .expect_error(404, "not_found");
+}

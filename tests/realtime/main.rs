@@ -8,6 +8,7 @@ mod contexts;
 mod events;
 mod lists;
 mod outage;
+mod ownership;
 mod resume;
 
 pub use parley_bus::Bus;

@@ -86,7 +86,8 @@ pub fn app(
         )
         .service(
             resource("/v1/infobases/{infobase_id}/users/{user_id}")
-                .route(web::get().to(infobases::get_user)),
+                .route(web::get().to(infobases::get_user))
+                .route(web::delete().to(infobases::delete_user)),
         )
         .service(
             resource("/v1/infobases/{infobase_id}/users/{user_id}/tokens")

@@ -39,7 +39,7 @@ impl Modify for Security {
         health::healthz, health::readyz,
         registration::request_code, registration::confirm,
         infobases::get_infobase, infobases::unregister,
-        infobases::upsert_user, infobases::list_users, infobases::get_user, infobases::issue_token,
+        infobases::upsert_user, infobases::list_users, infobases::get_user, infobases::delete_user, infobases::issue_token,
         infobases::revoke_token, infobases::revoke_user_tokens,
         me::me,
         conversations::create, conversations::open_context, conversations::list, conversations::get,

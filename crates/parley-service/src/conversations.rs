@@ -28,6 +28,28 @@ fn viewer(me: &InfobaseActor) -> Viewer {
     Viewer::Infobase(me.id, me.subscriber_id)
 }
 
+/// A conversation as an infobase stands to it (docs/api.md "Who owns what").
+/// The owner is the infobase that created it (a contextual conversation
+/// belongs to the infobase of its object); another infobase of the
+/// subscriber sees it only because some of its users are members, and acts
+/// only as those users.
+#[derive(Clone, Debug)]
+pub(crate) struct InfobaseView {
+    pub conversation: Conversation,
+    pub owner: bool,
+}
+
+impl InfobaseView {
+    pub fn require_owner(&self, what: &str) -> Result<()> {
+        if self.owner {
+            return Ok(());
+        }
+        Err(Error::access_denied(format!(
+            "only the infobase that owns this conversation {what}"
+        )))
+    }
+}
+
 impl Service {
     /// A user may use a conversation only as a member. Conversations of other
     /// subscribers (and missing ones) are `not_found`; those of the same
@@ -134,6 +156,20 @@ impl Service {
             .ok_or_else(|| Error::not_found("conversation"))
     }
 
+    /// The conversation and whether the infobase owns it.
+    pub(crate) async fn infobase_view(
+        &self,
+        me: &InfobaseActor,
+        id: ConversationId,
+    ) -> Result<InfobaseView> {
+        let conversation = self.conversation_for_infobase(me, id).await?;
+        let owner = conversation.infobase_id == Some(me.id);
+        Ok(InfobaseView {
+            conversation,
+            owner,
+        })
+    }
+
     /// Creates a conversation (members are bounded by `limits.max_members`
     /// in the store, under the same transaction).
     async fn create(&self, new: NewConversation) -> Result<(ConversationId, bool)> {
@@ -212,6 +248,19 @@ impl Service {
             .key
             .map(|k| validate::text("key", &k, self.cfg.limits.max_key_chars))
             .transpose()?;
+        if b.kind == ConversationKind::Dialog
+            && self
+                .store
+                .users_of_infobase(me.id, &b.members)
+                .await?
+                .is_empty()
+        {
+            // Otherwise an infobase could take the dialog of two users of
+            // another infobase and own it.
+            return Err(Error::access_denied(
+                "members: an infobase opens dialogs only for its own users",
+            ));
+        }
         let (id, created) = self
             .create(NewConversation {
                 subscriber_id: me.subscriber_id,
@@ -315,7 +364,9 @@ impl Service {
         users: &[UserId],
     ) -> Result<Conversation> {
         self.check_users_count("user_ids", users.len())?;
-        let conv = self.conversation_for_infobase(me, id).await?;
+        let view = self.infobase_view(me, id).await?;
+        view.require_owner("grants and adds members")?;
+        let conv = view.conversation;
         if conv.kind == ConversationKind::Dialog {
             return Err(Error::invalid("a dialog has exactly two members"));
         }
@@ -377,7 +428,9 @@ impl Service {
         id: ConversationId,
         user: UserId,
     ) -> Result<()> {
-        let conv = self.conversation_for_infobase(me, id).await?;
+        let view = self.infobase_view(me, id).await?;
+        view.require_owner("removes members")?;
+        let conv = view.conversation;
         if conv.kind == ConversationKind::Dialog {
             return Err(Error::invalid("nobody leaves a dialog"));
         }

@@ -22,6 +22,10 @@ pub struct UserQuery {
     pub external_id: Option<String>,
 }
 
+/// Deleted users keep their row under this external id prefix
+/// (`deleted:<id>`, set by the store).
+const DELETED_PREFIX: &str = "deleted:";
+
 fn opt_text(field: &'static str, v: &Option<String>, max: usize) -> Result<Option<String>> {
     v.as_deref()
         .map(|s| validate::optional_text(field, s, max))
@@ -54,8 +58,14 @@ impl Service {
             Some("") => Some(String::new()),
             Some(e) => Some(validate::email(e)?),
         };
+        let external_id = validate::text("external_id", &body.external_id, MAX_USER_ID_CHARS)?;
+        if external_id.starts_with(DELETED_PREFIX) {
+            return Err(Error::invalid(format!(
+                "external_id: the prefix {DELETED_PREFIX} is reserved for deleted users"
+            )));
+        }
         let fields = UserFields {
-            external_id: validate::text("external_id", &body.external_id, MAX_USER_ID_CHARS)?,
+            external_id,
             name: validate::text("name", &body.name, MAX_USER_NAME_CHARS)?,
             full_name: opt_text("full_name", &body.full_name, MAX_USER_FULL_NAME_CHARS)?,
             email,
@@ -70,6 +80,21 @@ impl Service {
             self.revoke_sessions(vec![user.id], Revoke::Users);
         }
         Ok(UpsertedUser { created, user })
+    }
+
+    /// Deletes a user: its tokens stop working and its open sessions close
+    /// on every node, it leaves its groups and contextual conversations, and
+    /// its external id may be used again (for a new user with a new id).
+    pub async fn delete_user(&self, me: &InfobaseActor, id: UserId) -> Result<()> {
+        let Some(left) = self.store.delete_user(me.id, id).await? else {
+            return Err(Error::not_found("user"));
+        };
+        self.revoke_sessions(vec![id], Revoke::Users);
+        for committed in left {
+            self.publish(committed);
+        }
+        tracing::info!(infobase_id = %me.id, user_id = %id, "user deleted");
+        Ok(())
     }
 
     pub async fn list_users(&self, me: &InfobaseActor, q: &UserQuery) -> Result<UserPage> {

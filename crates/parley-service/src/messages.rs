@@ -132,8 +132,9 @@ impl Service {
     }
 
     /// An infobase posts as one of its users (a person or an application
-    /// user); the author joins a group or contextual conversation in the same
-    /// transaction, so a refused post changes no membership.
+    /// user). In a conversation it owns, the author joins a group or
+    /// contextual conversation in the same transaction, so a refused post
+    /// changes no membership; elsewhere the author must be a member already.
     pub async fn post_as_infobase(
         &self,
         me: &InfobaseActor,
@@ -141,16 +142,22 @@ impl Service {
         author: UserId,
         m: NewMessage,
     ) -> Result<Posted> {
-        let conv = self.conversation_for_infobase(me, conversation).await?;
+        let view = self.infobase_view(me, conversation).await?;
         let author = self.user_of(me, author).await?;
         if author.locked {
             return Err(Error::access_denied("the author is locked"));
         }
         let row = self.validate_message(m, author.id)?;
-        let join = JoinPolicy::Join {
-            max_members: self.cfg.limits.max_members,
+        let join = if view.owner {
+            JoinPolicy::Join {
+                max_members: self.cfg.limits.max_members,
+            }
+        } else {
+            JoinPolicy::MemberOnly {
+                subscriber: me.subscriber_id,
+            }
         };
-        self.post(conv.id, row, join).await
+        self.post(view.conversation.id, row, join).await
     }
 
     /// The author edits a message.
@@ -200,22 +207,37 @@ impl Service {
         self.require_member(me, conversation).await?;
         let committed = self
             .store
-            .delete_message(conversation, message, Some(me.id()))
+            .delete_message(conversation, message, Some(&[me.id()]))
             .await?;
         let seq = committed.events.last().map(|e| e.seq).unwrap_or_default();
         self.publish(committed);
         Ok(seq)
     }
 
-    /// The infobase deletes any message of a conversation it may see.
+    /// The owner infobase deletes any message of its conversation; another
+    /// infobase only messages written by its own users.
     pub async fn delete_message_by_infobase(
         &self,
         me: &InfobaseActor,
         conversation: ConversationId,
         message: MessageId,
     ) -> Result<()> {
-        let conv = self.conversation_for_infobase(me, conversation).await?;
-        let committed = self.store.delete_message(conv.id, message, None).await?;
+        let view = self.infobase_view(me, conversation).await?;
+        let id = view.conversation.id;
+        let committed = if view.owner {
+            self.store.delete_message(id, message, None).await?
+        } else {
+            let authors = self.store.members_of_infobase(id, me.id).await?;
+            self.store
+                .delete_message(id, message, Some(&authors))
+                .await
+                .map_err(|e| match e {
+                    parley_store::StoreError::Denied(_) => Error::access_denied(
+                        "another infobase's conversation: only messages of your own users",
+                    ),
+                    e => e.into(),
+                })?
+        };
         self.publish(committed);
         Ok(())
     }
@@ -245,22 +267,28 @@ impl Service {
         let limit = self.check_history(&q)?;
         Ok(self
             .store
-            .history(conversation, Some(me.id()), q.before, q.after, limit)
+            .history(conversation, Some(&[me.id()]), q.before, q.after, limit)
             .await?)
     }
 
-    /// History as the infobase sees it: everything.
+    /// History as the infobase sees it: everything in a conversation it
+    /// owns; elsewhere what its member users may read (`recipients` apply).
     pub async fn history_for_infobase(
         &self,
         me: &InfobaseActor,
         conversation: ConversationId,
         q: HistoryQuery,
     ) -> Result<MessagePage> {
-        let conv = self.conversation_for_infobase(me, conversation).await?;
+        let view = self.infobase_view(me, conversation).await?;
         let limit = self.check_history(&q)?;
+        let id = view.conversation.id;
+        let readers = match view.owner {
+            true => None,
+            false => Some(self.store.members_of_infobase(id, me.id).await?),
+        };
         Ok(self
             .store
-            .history(conv.id, None, q.before, q.after, limit)
+            .history(id, readers.as_deref(), q.before, q.after, limit)
             .await?)
     }
 

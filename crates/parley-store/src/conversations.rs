@@ -340,6 +340,39 @@ impl Store {
         Ok(ids.into_iter().map(UserId).collect())
     }
 
+    /// The members of a conversation that are users of `infobase`.
+    pub async fn members_of_infobase(
+        &self,
+        id: ConversationId,
+        infobase: InfobaseId,
+    ) -> Result<Vec<UserId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT m.user_id FROM members m JOIN users u ON u.id = m.user_id
+             WHERE m.conversation_id = $1 AND u.infobase_id = $2 ORDER BY m.user_id",
+        )
+        .bind(id.0)
+        .bind(infobase.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    /// Which of `ids` are users of `infobase`.
+    pub async fn users_of_infobase(
+        &self,
+        infobase: InfobaseId,
+        ids: &[UserId],
+    ) -> Result<Vec<UserId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM users WHERE id = ANY($1) AND infobase_id = $2 ORDER BY id",
+        )
+        .bind(ids.iter().map(|u| u.0).collect::<Vec<_>>())
+        .bind(infobase.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(UserId).collect())
+    }
+
     pub async fn is_member(&self, id: ConversationId, user: UserId) -> Result<bool> {
         let n: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2")

@@ -222,8 +222,10 @@ pub(crate) async fn fetch_messages(pool: &sqlx::PgPool, ids: &[MessageId]) -> Re
 }
 
 /// Visibility of a message row to user $2 (recipients restrict it).
+/// What the readers `$2` (NULL = everything) may see: messages to everyone,
+/// their own, and those addressed to one of them.
 const VISIBLE_TO: &str =
-    "($2::uuid IS NULL OR recipients IS NULL OR author_id = $2 OR $2 = ANY(recipients))";
+    "($2::uuid[] IS NULL OR recipients IS NULL OR author_id = ANY($2) OR recipients && $2)";
 
 impl Store {
     /// Stores a message with the next `seq`, or returns the earlier message
@@ -385,7 +387,12 @@ impl Store {
     ) -> Result<Committed> {
         let mut tx = self.pool.begin().await?;
         let current = self
-            .message_for_change(&mut tx, conversation, id, editor)
+            .message_for_change(
+                &mut tx,
+                conversation,
+                id,
+                editor.as_ref().map(std::slice::from_ref),
+            )
             .await?;
         let recipients = current.recipients.clone();
         let mut updated = None;
@@ -423,11 +430,12 @@ impl Store {
     }
 
     /// Deletes a message (keeps its `seq`, drops its content).
+    /// Marks a message deleted; `by` = the authors allowed (None = any).
     pub async fn delete_message(
         &self,
         conversation: ConversationId,
         id: MessageId,
-        by: Option<UserId>,
+        by: Option<&[UserId]>,
     ) -> Result<Committed> {
         let mut tx = self.pool.begin().await?;
         let current = self
@@ -458,7 +466,7 @@ impl Store {
         tx: &mut Transaction<'_, Postgres>,
         conversation: ConversationId,
         id: MessageId,
-        by: Option<UserId>,
+        by: Option<&[UserId]>,
     ) -> Result<Message> {
         let sql = format!(
             "SELECT {MSG_COLUMNS} FROM messages WHERE id = $1 AND conversation_id = $2 FOR UPDATE"
@@ -470,8 +478,8 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound("message"))?;
         let msg = msg_from_row(&row)?;
-        if let Some(user) = by {
-            if msg.author_id != user {
+        if let Some(authors) = by {
+            if !authors.contains(&msg.author_id) {
                 return Err(StoreError::Denied(
                     "only the author may change this message".into(),
                 ));
@@ -484,11 +492,12 @@ impl Store {
     }
 
     /// Messages of a conversation in ascending `seq`: the newest `limit`, or
-    /// those before / after a `seq`. `viewer` None = no recipients filter.
+    /// those before / after a `seq`, as the `readers` together see them
+    /// (None = no recipients filter).
     pub async fn history(
         &self,
         conversation: ConversationId,
-        viewer: Option<UserId>,
+        readers: Option<&[UserId]>,
         before: Option<i64>,
         after: Option<i64>,
         limit: u32,
@@ -506,7 +515,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(conversation.0)
-            .bind(viewer.map(|v| v.0))
+            .bind(readers.map(|r| r.iter().map(|u| u.0).collect::<Vec<_>>()))
             .bind(after.or(before))
             .bind(lim + 1)
             .fetch_all(&self.pool)

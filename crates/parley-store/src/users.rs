@@ -1,9 +1,12 @@
 //! Users of infobases: upsert by the infobase's own id, read, list.
 
-use crate::{Result, Store};
+use crate::conversations::{lock_conversation, members_tx};
+use crate::messages::append_event;
+use crate::{Committed, Result, Store};
 use parley_core::api::User;
+use parley_core::protocol::Event;
 use parley_core::protocol::UserProfile;
-use parley_core::{InfobaseId, SubscriberId, UserId};
+use parley_core::{ConversationId, InfobaseId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 use uuid::Uuid;
@@ -93,7 +96,10 @@ impl Store {
 
     /// A user of this infobase (never of another one).
     pub async fn user(&self, infobase: InfobaseId, id: UserId) -> Result<Option<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND infobase_id = $2");
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users
+             WHERE id = $1 AND infobase_id = $2 AND deleted_at IS NULL"
+        );
         let row = sqlx::query(&sql)
             .bind(id.0)
             .bind(infobase.0)
@@ -109,7 +115,7 @@ impl Store {
         external_id: &str,
     ) -> Result<Option<User>> {
         let sql =
-            format!("SELECT {USER_COLUMNS} FROM users WHERE infobase_id = $1 AND external_id = $2");
+            format!("SELECT {USER_COLUMNS} FROM users WHERE infobase_id = $1 AND external_id = $2 AND deleted_at IS NULL");
         let row = sqlx::query(&sql)
             .bind(infobase.0)
             .bind(external_id)
@@ -157,7 +163,7 @@ impl Store {
     ) -> Result<Vec<User>> {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users
-             WHERE infobase_id = $1 AND ($2::uuid IS NULL OR id > $2)
+             WHERE infobase_id = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR id > $2)
              ORDER BY id LIMIT $3"
         );
         let rows = sqlx::query(&sql)
@@ -167,5 +173,70 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    /// Deletes a user of the infobase in one transaction: its tokens are
+    /// revoked, it leaves every group and contextual conversation (each with
+    /// a `member.removed` event), its external id is freed and its contact
+    /// fields cleared. The row stays so that history and dialogs still name
+    /// the author. None when there is no such (undeleted) user.
+    pub async fn delete_user(
+        &self,
+        infobase: InfobaseId,
+        id: UserId,
+    ) -> Result<Option<Vec<Committed>>> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET deleted_at = now(), locked = true, updated_at = now(),
+                    external_id = 'deleted:' || id::text,
+                    full_name = '', email = '', phone = '', picture = ''
+             WHERE id = $1 AND infobase_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(id.0)
+        .bind(infobase.0)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !done {
+            return Ok(None);
+        }
+        sqlx::query(
+            "UPDATE session_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        // In id order, so that two such transactions never wait on each
+        // other in a cycle.
+        let convs: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT m.conversation_id FROM members m JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.user_id = $1 AND c.kind <> 'dialog' ORDER BY m.conversation_id",
+        )
+        .bind(id.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = Vec::with_capacity(convs.len());
+        for conv in convs.into_iter().map(ConversationId) {
+            lock_conversation(&mut tx, conv).await?;
+            sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
+                .bind(conv.0)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+            let ev = append_event(&mut tx, conv, None, |seq| Event::MemberRemoved {
+                conversation_id: conv,
+                seq,
+                user_id: id,
+            })
+            .await?;
+            let members = members_tx(&mut tx, conv).await?;
+            out.push(Committed {
+                events: vec![ev],
+                members,
+            });
+        }
+        tx.commit().await?;
+        Ok(Some(out))
     }
 }

@@ -130,6 +130,29 @@ pub async fn get_user(
     Ok(web::Json(st.svc.user_of(&me.actor, user_id).await?))
 }
 
+/// Deletes the user: its session tokens stop working and its open sessions
+/// close with 4003 on every node; it leaves its groups and contextual
+/// conversations; its messages stay, and its `external_id` may be used for a
+/// new user (with a new id).
+#[utoipa::path(
+    delete, path = "/v1/infobases/{infobase_id}/users/{user_id}", tag = "users",
+    params(("infobase_id" = InfobaseId, Path), ("user_id" = UserId, Path)),
+    security(("infobase" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found` (also for users of other infobases and deleted ones)", body = ErrorBody),
+    )
+)]
+pub async fn delete_user(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    path: web::Path<(InfobaseId, UserId)>,
+) -> ApiResult<HttpResponse> {
+    let (_, user_id) = path.into_inner();
+    st.svc.delete_user(&me.actor, user_id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// Reads an optional JSON body: empty means the type's default.
 async fn optional_json<T: serde::de::DeserializeOwned + Default>(
     mut payload: web::Payload,
