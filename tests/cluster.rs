@@ -720,3 +720,29 @@ async fn a_session_ends_when_its_token_expires() {
     let c = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
     closed_with(&c, 4003, "the expired token's session").await;
 }
+
+/// The limit on registration requests per address holds for the cluster,
+/// not per node: what one node counted, the next one sees.
+#[actix_web::test]
+async fn registration_requests_per_address_are_counted_across_nodes() {
+    let env = TestEnv::default().await;
+    let cl = Cluster::start(
+        &env,
+        2,
+        false,
+        &[("PARLEY_REGISTRATION__REQUESTS_PER_IP_PER_HOUR", "2")],
+    )
+    .await;
+    let body = |n: u32| format!(r#"{{"email":"{}"}}"#, email(&format!("reg{n}")));
+    for (i, n) in [(0, 1), (0, 2)] {
+        assert_eq!(
+            post_status(cl.nodes[i].port, "/v1/registration/code", &body(n)).await,
+            Some(202)
+        );
+    }
+    assert_eq!(
+        post_status(cl.nodes[1].port, "/v1/registration/code", &body(3)).await,
+        Some(429),
+        "the other node must see the two requests made on the first"
+    );
+}

@@ -286,6 +286,67 @@ async fn connection_limits_per_user_are_refused_with_4009() {
     );
 }
 
+/// One tenant fills its share of a node, not the node: the next session of
+/// that subscriber (from any of its infobases) is refused with 4009 while
+/// another subscriber still gets in.
+#[actix_web::test]
+async fn a_subscriber_cannot_exhaust_the_sessions_of_another() {
+    let env = TestEnv::new(|c| {
+        c.ws.max_connections = 6;
+        c.ws.max_connections_per_subscriber = 3;
+        c.ws.max_connections_per_infobase = 2;
+    })
+    .await;
+    let app = env.app().await;
+    let greedy = register(&app, &email("greedy"), "Greedy").await;
+    let sibling = sibling(&app, &env, &greedy, "Greedy too").await;
+    let other = register(&app, &email("victim"), "Victim").await;
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let u = user(&app, &greedy, &format!("g{i}")).await;
+        tokens.push(token(&app, &greedy, &u).await);
+    }
+    let s = user(&app, &sibling, "s").await;
+    let ts = token(&app, &sibling, &s).await;
+    let v = user(&app, &other, "v").await;
+    let tv = token(&app, &other, &v).await;
+    let server = env.server().await;
+
+    let _g0 = client(&server, &tokens[0]).await;
+    let _g1 = client(&server, &tokens[1]).await;
+    // The infobase's share is full.
+    let mut ws = raw(&server, Some(&tokens[2]), false).await;
+    let e = next(&mut ws).await.expect("error frame");
+    assert_eq!(e["code"], "rate_limited");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_connections_per_infobase")),
+        "{e}"
+    );
+    assert_eq!(
+        next(&mut ws).await.expect_err("closed"),
+        Some(close::TOO_MANY_CONNECTIONS)
+    );
+    // The sibling infobase fills the subscriber's share…
+    let _s0 = client(&server, &ts).await;
+    let mut ws = raw(&server, Some(&ts), false).await;
+    let e = next(&mut ws).await.expect("error frame");
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_connections_per_subscriber")),
+        "{e}"
+    );
+    assert_eq!(
+        next(&mut ws).await.expect_err("closed"),
+        Some(close::TOO_MANY_CONNECTIONS)
+    );
+    // …and the other subscriber is not touched.
+    let cv = client(&server, &tv).await;
+    cv.call::<Value>(Request::Ping).await.expect("served");
+}
+
 #[actix_web::test]
 async fn a_silent_client_is_closed_by_the_heartbeat() {
     let env = TestEnv::new(|c| {

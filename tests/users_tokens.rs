@@ -491,7 +491,7 @@ async fn a_deleted_user_is_gone_its_tokens_dead_and_its_external_id_free() {
     assert_eq!(r.body["members"], json!([ben]), "{r:?}");
     let removed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM events WHERE conversation_id = $1::uuid
-         AND body->>'type' = 'member.removed' AND body->>'user_id' = $2",
+         AND body->>'event' = 'member.removed' AND body->>'user_id' = $2",
     )
     .bind(&group)
     .bind(&ann)
@@ -523,4 +523,68 @@ async fn a_deleted_user_is_gone_its_tokens_dead_and_its_external_id_free() {
     )
     .await
     .expect_error(404, "not_found");
+}
+
+#[actix_web::test]
+async fn users_and_live_tokens_per_infobase_are_limited() {
+    let env = TestEnv::new(|c| {
+        c.limits.max_users_per_infobase = 2;
+        c.limits.max_live_tokens_per_infobase = 2;
+    })
+    .await;
+    let app = env.app().await;
+    let ib = register(&app, &email("counts"), "Counts").await;
+    let a = user(&app, &ib, "a").await;
+    user(&app, &ib, "b").await;
+    let r = call(
+        &app,
+        "POST",
+        &users(&ib),
+        &ib.auth(),
+        json_body(json!({"external_id": "c", "name": "c"})),
+    )
+    .await;
+    r.expect_error(403, "limit_reached");
+    assert!(r.body["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("limits.max_users_per_infobase")));
+    // Updating a known user is no creation.
+    let r = call(
+        &app,
+        "POST",
+        &users(&ib),
+        &ib.auth(),
+        json_body(json!({"external_id": "a", "name": "A"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // Deleting one makes room.
+    let r = call(
+        &app,
+        "DELETE",
+        &format!("{}/{a}", users(&ib)),
+        &ib.auth(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let c = user(&app, &ib, "c").await;
+
+    let tokens = format!("{}/{c}/tokens", users(&ib));
+    for _ in 0..2 {
+        assert_eq!(
+            call(&app, "POST", &tokens, &ib.auth(), None).await.status,
+            201
+        );
+    }
+    call(&app, "POST", &tokens, &ib.auth(), None)
+        .await
+        .expect_error(403, "limit_reached");
+    // Revoked tokens do not count.
+    let r = call(&app, "DELETE", &tokens, &ib.auth(), None).await;
+    assert_eq!(r.body["revoked"], 2, "{r:?}");
+    assert_eq!(
+        call(&app, "POST", &tokens, &ib.auth(), None).await.status,
+        201
+    );
 }

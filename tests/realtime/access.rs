@@ -455,3 +455,46 @@ async fn a_locked_user_cannot_be_made_a_member() {
     .await
     .expect("presence");
 }
+
+/// A user posting faster than `limits.messages_per_minute` is refused with
+/// `rate_limited` (WebSocket and REST posts as the user alike); other users
+/// are not.
+#[actix_web::test]
+async fn messages_per_minute_are_limited_per_user() {
+    let p = pair_with(|c| c.limits.messages_per_minute = 5).await;
+    let app = p.env.app().await;
+    let g = group(&p.ca, "busy", &[p.bob]).await;
+    for i in 0..4 {
+        send(&p.ca, g.id, text(&format!("m{i}"))).await;
+    }
+    // The fifth goes through REST as Alice: the same budget.
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations/{}/messages", p.a.id, g.id),
+        &p.a.auth(),
+        json_body(json!({"author_id": p.alice.to_string(), "text": "m4"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let e =
+        p.ca.request(Request::Send {
+            conversation_id: g.id,
+            message: text("one too many"),
+        })
+        .await
+        .expect_err("limited");
+    assert_eq!(e.code(), Some(ErrorCode::RateLimited), "{e}");
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations/{}/messages", p.a.id, g.id),
+        &p.a.auth(),
+        json_body(json!({"author_id": p.alice.to_string(), "text": "rest too"})),
+    )
+    .await;
+    r.expect_error(429, "rate_limited");
+    assert!(r.retry_after.is_some(), "{r:?}");
+    // Bob is not limited by Alice's flood.
+    send(&p.cb, g.id, text("bob fine")).await;
+}

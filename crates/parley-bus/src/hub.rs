@@ -1,7 +1,7 @@
 //! The sessions of this node, by user, and delivery into their bounded queues.
 
 use crate::Envelope;
-use parley_core::{ConversationId, SessionId, UserId};
+use parley_core::{ConversationId, InfobaseId, SessionId, SubscriberId, UserId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -51,14 +51,51 @@ impl Overflow {
 pub struct SessionHandle {
     pub id: SessionId,
     pub user: UserId,
+    pub tenant: Tenant,
     pub tx: mpsc::Sender<Arc<Envelope>>,
     pub overflow: Arc<Overflow>,
+}
+
+/// Whose session it is, for the per-tenant limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tenant {
+    pub subscriber: SubscriberId,
+    pub infobase: InfobaseId,
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct HubLimits {
     pub max_sessions: usize,
+    pub max_sessions_per_subscriber: usize,
+    pub max_sessions_per_infobase: usize,
     pub max_sessions_per_user: usize,
+}
+
+/// Sessions of each subscriber and infobase on this node.
+#[derive(Debug, Default)]
+struct TenantCounts {
+    subscribers: HashMap<SubscriberId, usize>,
+    infobases: HashMap<InfobaseId, usize>,
+}
+
+impl TenantCounts {
+    fn add(&mut self, t: Tenant) {
+        *self.subscribers.entry(t.subscriber).or_default() += 1;
+        *self.infobases.entry(t.infobase).or_default() += 1;
+    }
+
+    fn remove(&mut self, t: Tenant) {
+        fn dec<K: std::hash::Hash + Eq>(m: &mut HashMap<K, usize>, k: K) {
+            if let Some(n) = m.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&k);
+                }
+            }
+        }
+        dec(&mut self.subscribers, t.subscriber);
+        dec(&mut self.infobases, t.infobase);
+    }
 }
 
 /// Result of registering a session.
@@ -71,11 +108,17 @@ pub enum Registered {
     NodeFull,
     /// Refused: the user has too many sessions on this node.
     UserFull,
+    /// Refused: the user's subscriber has too many sessions on this node.
+    SubscriberFull,
+    /// Refused: the user's infobase has too many sessions on this node.
+    InfobaseFull,
 }
 
 #[derive(Debug, Default)]
 pub struct Hub {
     sessions: RwLock<HashMap<UserId, Vec<SessionHandle>>>,
+    /// Changed only under the `sessions` write lock (so in step with it).
+    tenants: Mutex<TenantCounts>,
     /// The highest `seq` of each conversation that reached this hub (from
     /// this node or over the bus), whoever it was for: what the recovery
     /// compares with the conversations PostgreSQL says changed lately.
@@ -204,11 +247,24 @@ impl Hub {
         if self.count.load(Ordering::Relaxed) >= limits.max_sessions {
             return Registered::NodeFull;
         }
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let t = handle.tenant;
+        if tenants.subscribers.get(&t.subscriber).copied().unwrap_or(0)
+            >= limits.max_sessions_per_subscriber
+        {
+            return Registered::SubscriberFull;
+        }
+        if tenants.infobases.get(&t.infobase).copied().unwrap_or(0)
+            >= limits.max_sessions_per_infobase
+        {
+            return Registered::InfobaseFull;
+        }
         let list = map.entry(handle.user).or_default();
         if list.len() >= limits.max_sessions_per_user {
             return Registered::UserFull;
         }
         list.push(handle);
+        tenants.add(t);
         self.count.fetch_add(1, Ordering::Relaxed);
         if list.len() == 1 {
             Registered::First
@@ -227,8 +283,12 @@ impl Hub {
             return false;
         };
         let before = list.len();
-        list.retain(|h| h.id != session);
-        if list.len() < before {
+        if let Some(i) = list.iter().position(|h| h.id == session) {
+            let gone = list.remove(i);
+            self.tenants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(gone.tenant);
             self.count.fetch_sub(1, Ordering::Relaxed);
         }
         if list.is_empty() {
@@ -361,11 +421,27 @@ mod tests {
     use bytestring::ByteString;
 
     fn handle(user: UserId, cap: usize) -> (SessionHandle, mpsc::Receiver<Arc<Envelope>>) {
+        handle_of(user, cap, tenant())
+    }
+
+    fn tenant() -> Tenant {
+        Tenant {
+            subscriber: SubscriberId::new_random(),
+            infobase: InfobaseId::new_random(),
+        }
+    }
+
+    fn handle_of(
+        user: UserId,
+        cap: usize,
+        tenant: Tenant,
+    ) -> (SessionHandle, mpsc::Receiver<Arc<Envelope>>) {
         let (tx, rx) = mpsc::channel(cap);
         (
             SessionHandle {
                 id: SessionId::new_random(),
                 user,
+                tenant,
                 tx,
                 overflow: Arc::new(Overflow::default()),
             },
@@ -387,8 +463,46 @@ mod tests {
 
     const LIMITS: HubLimits = HubLimits {
         max_sessions: 3,
+        max_sessions_per_subscriber: 3,
+        max_sessions_per_infobase: 3,
         max_sessions_per_user: 2,
     };
+
+    #[test]
+    fn a_tenant_cannot_take_the_whole_node() {
+        let hub = Hub::new();
+        let limits = HubLimits {
+            max_sessions: 10,
+            max_sessions_per_subscriber: 4,
+            max_sessions_per_infobase: 3,
+            max_sessions_per_user: 10,
+        };
+        let greedy = tenant();
+        let sibling = Tenant {
+            infobase: InfobaseId::new_random(),
+            ..greedy
+        };
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let (h, r) = handle_of(UserId::new_random(), 4, greedy);
+            assert_ne!(hub.register(h.clone(), limits), Registered::InfobaseFull);
+            held.push((h, r));
+        }
+        let (h, _r) = handle_of(UserId::new_random(), 4, greedy);
+        assert_eq!(hub.register(h, limits), Registered::InfobaseFull);
+        let (h, _r) = handle_of(UserId::new_random(), 4, sibling);
+        assert_eq!(hub.register(h, limits), Registered::First);
+        let (h, _r) = handle_of(UserId::new_random(), 4, sibling);
+        assert_eq!(hub.register(h, limits), Registered::SubscriberFull);
+        // Another subscriber still gets in.
+        let (h, _r) = handle_of(UserId::new_random(), 4, tenant());
+        assert_eq!(hub.register(h, limits), Registered::First);
+        // A closed session frees its place.
+        let (gone, _) = held.pop().expect("held");
+        assert!(hub.unregister(gone.user, gone.id));
+        let (h, _r) = handle_of(UserId::new_random(), 4, greedy);
+        assert_eq!(hub.register(h, limits), Registered::First);
+    }
 
     #[test]
     fn limits_and_presence_transitions() {
@@ -429,6 +543,8 @@ mod tests {
         let (h, mut rx) = handle(u, 16);
         let limits = HubLimits {
             max_sessions: 10,
+            max_sessions_per_subscriber: 10,
+            max_sessions_per_infobase: 10,
             max_sessions_per_user: 10,
         };
         hub.register(h, limits);
@@ -464,6 +580,8 @@ mod tests {
         let overflow = Arc::clone(&hs.overflow);
         let limits = HubLimits {
             max_sessions: 10,
+            max_sessions_per_subscriber: 10,
+            max_sessions_per_infobase: 10,
             max_sessions_per_user: 10,
         };
         hub.register(hs, limits);

@@ -7,7 +7,7 @@ mod hub;
 mod local;
 mod redis_bus;
 
-pub use hub::{Hub, HubLimits, HubStats, Overflow, Registered, SessionHandle};
+pub use hub::{Hub, HubLimits, HubStats, Overflow, Registered, SessionHandle, Tenant};
 pub use local::LocalBus;
 pub use redis_bus::{list_nodes, NodeInfo, RedisBus, RedisOptions};
 

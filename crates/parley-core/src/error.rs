@@ -41,6 +41,7 @@ error_codes! {
     ChecksumMismatch => ("checksum_mismatch", 400, "The uploaded bytes do not match the declared size or SHA-256; nothing was kept."),
     UnsupportedType => ("unsupported_type", 415, "Files of this content type are not accepted (files.allowed_types / files.blocked_types)."),
     QuotaExceeded => ("quota_exceeded", 403, "The subscriber's file quota (files.quota_bytes_per_subscriber) would be exceeded."),
+    LimitReached => ("limit_reached", 403, "A configured count limit is reached (users or live tokens of an infobase); the message names the limit."),
     Unauthenticated => ("unauthenticated", 401, "Credentials are missing or not in the expected form."),
     AccessDenied => ("access_denied", 403, "Credentials are wrong, expired or revoked, or the caller may not touch this resource."),
     UnknownFrame => ("unknown_frame", 400, "A WebSocket frame whose `type` the server does not know."),

@@ -70,6 +70,11 @@ pub struct WsConfig {
     pub max_frame_bytes: usize,
     pub queue_capacity: usize,
     pub max_connections: usize,
+    /// Sessions one subscriber (tenant) may hold on a node, so that one
+    /// tenant cannot fill `max_connections` for all.
+    pub max_connections_per_subscriber: usize,
+    /// Sessions one infobase may hold on a node.
+    pub max_connections_per_infobase: usize,
     pub max_connections_per_user: usize,
     pub resume_max_events: u32,
     /// How long a session holds events that follow a gap in `seq` before
@@ -100,6 +105,8 @@ impl Default for WsConfig {
             max_frame_bytes: 128 * 1024,
             queue_capacity: 256,
             max_connections: 10_000,
+            max_connections_per_subscriber: 5_000,
+            max_connections_per_infobase: 5_000,
             max_connections_per_user: 16,
             resume_max_events: 1000,
             gap_wait_ms: 20,
@@ -146,6 +153,16 @@ impl WsConfig {
         check(
             self.max_connections >= 1,
             "ws.max_connections",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_connections_per_subscriber >= 1,
+            "ws.max_connections_per_subscriber",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_connections_per_infobase >= 1,
+            "ws.max_connections_per_infobase",
             "must be at least 1",
         )?;
         check(

@@ -156,6 +156,13 @@ pub struct LimitsConfig {
     pub max_key_chars: usize,
     pub max_file_name_chars: usize,
     pub max_content_type_chars: usize,
+    /// Messages one user may post per minute (on each node; WebSocket and
+    /// REST posts as the user alike), a full minute's worth at once.
+    pub messages_per_minute: u32,
+    /// Users (not deleted) one infobase may have.
+    pub max_users_per_infobase: u64,
+    /// Live (unexpired, unrevoked) session tokens one infobase may hold.
+    pub max_live_tokens_per_infobase: u64,
 }
 
 impl Default for LimitsConfig {
@@ -181,6 +188,9 @@ impl Default for LimitsConfig {
             max_key_chars: 256,
             max_file_name_chars: 255,
             max_content_type_chars: 255,
+            messages_per_minute: 600,
+            max_users_per_infobase: 100_000,
+            max_live_tokens_per_infobase: 200_000,
         }
     }
 }
@@ -201,6 +211,21 @@ impl LimitsConfig {
             self.max_members >= 2,
             "limits.max_members",
             "must be at least 2",
+        )?;
+        check(
+            self.messages_per_minute >= 1,
+            "limits.messages_per_minute",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_users_per_infobase >= 1,
+            "limits.max_users_per_infobase",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_live_tokens_per_infobase >= 1,
+            "limits.max_live_tokens_per_infobase",
+            "must be at least 1",
         )?;
         check(
             self.max_title_chars >= 1,

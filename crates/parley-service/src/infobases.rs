@@ -10,7 +10,7 @@ use parley_core::api::{
 };
 use parley_core::crypto::{self, sha256, SESSION_TOKEN_PREFIX};
 use parley_core::validate::{self, *};
-use parley_core::{InfobaseActor, InfobaseId, TokenId, UserActor, UserId};
+use parley_core::{ErrorCode, InfobaseActor, InfobaseId, TokenId, UserActor, UserId};
 use parley_store::{NewToken, UserFields};
 use std::time::Duration;
 
@@ -74,6 +74,21 @@ impl Service {
             bot: body.bot,
             locked: body.locked,
         };
+        let max = self.cfg.limits.max_users_per_infobase;
+        if self
+            .store
+            .user_by_external_id(me.id, &fields.external_id)
+            .await?
+            .is_none()
+            && self.store.count_users(me.id).await? >= i64::try_from(max).unwrap_or(i64::MAX)
+        {
+            // Checked before the insert: concurrent creations may pass it
+            // together and go a few over, never unboundedly.
+            return Err(Error::new(
+                ErrorCode::LimitReached,
+                format!("the infobase has {max} users (limits.max_users_per_infobase); delete some first"),
+            ));
+        }
         let (user, created) = self.store.upsert_user(me.id, &fields).await?;
         if user.locked {
             // Its tokens were revoked with the change; its open sessions end.
@@ -202,6 +217,16 @@ impl Service {
         user_id: UserId,
         ttl: u64,
     ) -> Result<SessionToken> {
+        let max = self.cfg.limits.max_live_tokens_per_infobase;
+        if self.store.count_live_tokens(infobase).await? >= i64::try_from(max).unwrap_or(i64::MAX) {
+            return Err(Error::new(
+                ErrorCode::LimitReached,
+                format!(
+                    "the infobase holds {max} live tokens (limits.max_live_tokens_per_infobase); \
+                     revoke some or issue shorter ones"
+                ),
+            ));
+        }
         let token = crypto::secret(SESSION_TOKEN_PREFIX);
         let expires_at = Utc::now() + Duration::from_secs(ttl);
         let new = NewToken {

@@ -6,6 +6,7 @@ use crate::{Error, Result, Service};
 use parley_core::protocol::{Action, Event, Message, MessagePage, NewMessage, ReadState};
 use parley_core::{validate, ConversationId, InfobaseActor, MessageId, UserActor, UserId};
 use parley_store::{BatchedSend, JoinPolicy, NewMessageRow};
+use std::time::Duration;
 
 /// A posted message and whether it is new (false: an idempotent retry).
 #[derive(Clone, Debug)]
@@ -117,6 +118,19 @@ impl Service {
         Ok(self.commit.announce(outcome))
     }
 
+    /// At most `limits.messages_per_minute` posts by one author (per node).
+    fn limit_messages(&self, author: UserId) -> Result<()> {
+        self.limiter
+            .check(
+                &format!("msg:{author}"),
+                self.cfg.limits.messages_per_minute,
+                Duration::from_secs(60),
+            )
+            .map_err(|wait| {
+                Error::rate_limited("messages from this user (limits.messages_per_minute)", wait)
+            })
+    }
+
     /// A member sends a message.
     pub async fn send_message(
         &self,
@@ -124,6 +138,7 @@ impl Service {
         conversation: ConversationId,
         m: NewMessage,
     ) -> Result<Posted> {
+        self.limit_messages(me.id())?;
         let row = self.validate_message(m, me.id())?;
         let join = JoinPolicy::MemberOnly {
             subscriber: me.subscriber_id,
@@ -147,6 +162,7 @@ impl Service {
         if author.locked {
             return Err(Error::access_denied("the author is locked"));
         }
+        self.limit_messages(author.id)?;
         let row = self.validate_message(m, author.id)?;
         let join = if view.owner {
             JoinPolicy::Join {

@@ -33,6 +33,16 @@ impl Service {
         let email = validate::email(email)?;
         let cfg = &self.cfg.registration;
         let since = Utc::now() - chrono::Duration::hours(1);
+        // The in-process limit above is per node; the codes stored in the
+        // last hour are what every node sees alike.
+        if self.store.codes_requested_from_since(&ip, since).await?
+            >= i64::from(cfg.requests_per_ip_per_hour)
+        {
+            return Err(Error::rate_limited(
+                "registration requests from this address (registration.requests_per_ip_per_hour)",
+                HOUR / cfg.requests_per_ip_per_hour.max(1),
+            ));
+        }
         if self.store.codes_requested_since(&email, since).await?
             >= i64::from(cfg.codes_per_email_per_hour)
         {

@@ -56,6 +56,22 @@ impl Store {
         Ok(n)
     }
 
+    /// Codes requested from a client address since `since`, by any node.
+    pub async fn codes_requested_from_since(
+        &self,
+        client_addr: &str,
+        since: DateTime<Utc>,
+    ) -> Result<i64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM registration_codes WHERE client_addr = $1 AND created_at >= $2",
+        )
+        .bind(client_addr)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+
     /// Stores a new code; any earlier code of the e-mail stops working, so only
     /// the latest mail counts.
     pub async fn insert_code(&self, code: &NewCode) -> Result<()> {

@@ -118,6 +118,17 @@ impl Store {
             })
             .transpose()
     }
+
+    /// Session tokens of the infobase that are neither expired nor revoked.
+    pub async fn count_live_tokens(&self, infobase: InfobaseId) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM session_tokens
+             WHERE infobase_id = $1 AND revoked_at IS NULL AND expires_at > now()",
+        )
+        .bind(infobase.0)
+        .fetch_one(&self.pool)
+        .await?)
+    }
 }
 
 /// A live token and whom it speaks for.

@@ -175,6 +175,16 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
+    /// Users of the infobase that are not deleted.
+    pub async fn count_users(&self, infobase: InfobaseId) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM users WHERE infobase_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(infobase.0)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Deletes a user of the infobase in one transaction: its tokens are
     /// revoked, it leaves every group and contextual conversation (each with
     /// a `member.removed` event), its external id is freed and its contact

@@ -15,18 +15,23 @@ impl Env {
         peer: bool,
     ) -> Res<()> {
         const PER_WORKER: usize = 15_000;
+        const TENANT_SESSIONS: usize = 2_000;
         let per_user = 10;
         let users: Vec<String> = if peer {
             (0..sessions.div_ceil(per_user))
                 .map(|i| format!("u{i}"))
                 .collect()
         } else {
-            let fx = self.fixture().await?;
-            fx.users(sessions.div_ceil(per_user), "idle")
-                .await?
-                .into_iter()
-                .map(|(_, t)| t)
-                .collect()
+            // Sessions of many tenants, as on a shared server: one subscriber
+            // may hold only ws.max_connections_per_subscriber of a node's.
+            let mut tokens = Vec::new();
+            let users = sessions.div_ceil(per_user);
+            while tokens.len() < users {
+                let n = (users - tokens.len()).min(TENANT_SESSIONS / per_user);
+                let fx = self.fixture().await?;
+                tokens.extend(fx.users(n, "idle").await?.into_iter().map(|(_, t)| t));
+            }
+            tokens
         };
         let per_node = sessions.div_ceil(count) + 100;
         let nodes = self.start(count, per_node, peer)?;

@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytestring::ByteString;
 use futures_util::StreamExt;
-use parley_bus::{Envelope, HubLimits, Overflow, Registered, Revoke, SessionHandle};
+use parley_bus::{Envelope, HubLimits, Overflow, Registered, Revoke, SessionHandle, Tenant};
 use parley_core::protocol::{close, ClientFrame, Event, Ready, Request, ServerFrame};
 use parley_core::{ConversationId, ErrorCode, SessionId, TokenId, UserActor};
 use parley_service::ratelimit::Budget;
@@ -227,21 +227,32 @@ async fn run(
     let handle = SessionHandle {
         id,
         user,
+        tenant: Tenant {
+            subscriber: actor.subscriber_id,
+            infobase: actor.user.infobase_id,
+        },
         tx,
         overflow: Arc::clone(&overflow),
     };
     let limits = HubLimits {
         max_sessions: st.ws.max_connections,
+        max_sessions_per_subscriber: st.ws.max_connections_per_subscriber,
+        max_sessions_per_infobase: st.ws.max_connections_per_infobase,
         max_sessions_per_user: st.ws.max_connections_per_user,
     };
     let first_here = match st.svc.register_session(handle, limits) {
         Registered::First => true,
         Registered::More => false,
         refused => {
-            let which = if refused == Registered::NodeFull {
-                "this node holds ws.max_connections sessions"
-            } else {
-                "this user holds ws.max_connections_per_user sessions on this node"
+            let which = match refused {
+                Registered::NodeFull => "this node holds ws.max_connections sessions",
+                Registered::SubscriberFull => {
+                    "your subscriber holds ws.max_connections_per_subscriber sessions on this node"
+                }
+                Registered::InfobaseFull => {
+                    "your infobase holds ws.max_connections_per_infobase sessions on this node"
+                }
+                _ => "this user holds ws.max_connections_per_user sessions on this node",
             };
             send_error(&st, &mut ws, auth_id, ErrorCode::RateLimited, which).await;
             close_with(&st, ws, close::TOO_MANY_CONNECTIONS, which).await;
