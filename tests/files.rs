@@ -628,6 +628,84 @@ on_both!(
     unreachable_storage_is_unavailable_and_chat_goes_on
 );
 
+/// Puts `bytes` to a presigned upload as a browser would.
+fn put_to(upload: &Value, bytes: &[u8], tag: &str) {
+    let tmp = std::env::temp_dir().join(format!("put-{tag}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, bytes).expect("tmp");
+    let mut args = vec![
+        "put-url".to_owned(),
+        upload["url"].as_str().expect("url").to_owned(),
+        tmp.display().to_string(),
+    ];
+    for h in upload["headers"].as_array().expect("headers") {
+        let (k, v) = (h[0].as_str().unwrap_or(""), h[1].as_str().unwrap_or(""));
+        if !k.eq_ignore_ascii_case("content-length") {
+            args.push(format!("{k}={v}"));
+        }
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    s3tool(&refs);
+    let _ = std::fs::remove_file(tmp);
+}
+
+/// An upload URL outlives neither its file nor its purpose: bytes sent
+/// through it after the file was deleted do not survive the sweep, and
+/// bytes sent after the file was verified change nothing.
+#[actix_web::test]
+async fn upload_urls_write_nothing_that_survives() {
+    let c = ctx(StorageKind::S3, |_| {}).await;
+    let app = c.env.app().await;
+    let alice = Auth::Token(c.alice.clone());
+    let body = b"the real contract";
+    let announce = json!({"conversation_id": c.conv, "name": "c.txt", "size": body.len(),
+        "content_type": "text/plain", "sha256": sha_hex(body)});
+    // Short-lived: five minutes by default.
+    let r = call(
+        &app,
+        "POST",
+        "/v1/files",
+        &alice,
+        json_body(announce.clone()),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let url = r.body["upload"]["url"].as_str().expect("url").to_owned();
+    assert!(url.contains("X-Amz-Expires=300"), "{url}");
+    // Deleted before any upload; the URL is then used anyway.
+    let id = r.body["file"]["id"].as_str().expect("id").to_owned();
+    let upload = r.body["upload"].clone();
+    let r = call(&app, "DELETE", &format!("/v1/files/{id}"), &alice, None).await;
+    assert_eq!(r.status, 204, "{r:?}");
+    put_to(&upload, body, "late");
+    assert_eq!(c.objects().len(), 1, "the late upload landed");
+    c.env.state.svc.file_housekeeping().await.expect("sweep");
+    assert!(c.objects().is_empty(), "survived: {:?}", c.objects());
+
+    // Verified, then the same URL is used to overwrite it.
+    let r = call(&app, "POST", "/v1/files", &alice, json_body(announce)).await;
+    let id = r.body["file"]["id"].as_str().expect("id").to_owned();
+    let upload = r.body["upload"].clone();
+    put_to(&upload, body, "first");
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/files/{id}/complete"),
+        &alice,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let forged = b"the fake contract";
+    assert_eq!(forged.len(), body.len());
+    put_to(&upload, forged, "forged");
+    c.env.state.svc.file_housekeeping().await.expect("sweep");
+    assert_eq!(c.objects().len(), 1, "{:?}", c.objects());
+    assert_eq!(c.attach(&app, &[&id]).await.status, 201);
+    let (status, got) = download(&app, &id, &c.alice, None).await;
+    assert_eq!(status, 302, "from the bucket");
+    assert_eq!(got, body, "the verified bytes were overwritten");
+}
+
 /// A file far above the multipart threshold, streamed through a real node
 /// into Garage: the node's memory must stay flat (about one part).
 #[actix_web::test]

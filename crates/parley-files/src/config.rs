@@ -26,6 +26,9 @@ pub struct FilesConfig {
     pub allowed_types: Vec<String>,
     pub blocked_types: Vec<String>,
     pub upload_ttl_secs: u64,
+    /// Lifetime of a presigned upload URL (short: a leaked URL is of use
+    /// only this long, and only for the upload area, never a verified file).
+    pub upload_url_ttl_secs: u64,
     pub presign_ttl_secs: u64,
     pub retention_days: u64,
     pub multipart_threshold_bytes: u64,
@@ -53,6 +56,7 @@ impl Default for FilesConfig {
                 "application/x-sh".into(),
             ],
             upload_ttl_secs: 3600,
+            upload_url_ttl_secs: 300,
             presign_ttl_secs: 900,
             retention_days: 0,
             multipart_threshold_bytes: 16 * 1024 * 1024,
@@ -94,6 +98,9 @@ impl FilesConfig {
         }
         if !(60..=7 * 24 * 3600).contains(&self.presign_ttl_secs) {
             return bad("files.presign_ttl_secs", "must be between 60 and 604800");
+        }
+        if !(60..=3600).contains(&self.upload_url_ttl_secs) {
+            return bad("files.upload_url_ttl_secs", "must be between 60 and 3600");
         }
         if self.upload_ttl_secs < 60 {
             return bad("files.upload_ttl_secs", "must be at least 60");

@@ -101,6 +101,19 @@ pub trait Storage: Send + Sync + 'static {
     /// Removes the object (absent is fine).
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), FilesError>>;
 
+    /// Copies an object inside the storage (server-side for a bucket):
+    /// a verified file is taken out of reach of its upload URL this way.
+    fn copy<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), FilesError>>;
+
+    /// Up to `limit` keys under `prefix` that sort after `after`, in key
+    /// order.
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, FilesError>>;
+
     /// Verifies that the storage is reachable and writable; the error says
     /// what is wrong (credentials, bucket, network).
     fn check(&self) -> BoxFuture<'_, Result<(), FilesError>>;

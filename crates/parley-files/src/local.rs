@@ -184,6 +184,51 @@ impl Storage for LocalStorage {
         })
     }
 
+    fn copy<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), FilesError>> {
+        Box::pin(async move {
+            let (src, dest) = (self.path(from)?, self.path(to)?);
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(io)?;
+            }
+            match tokio::fs::copy(&src, &dest).await {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(FilesError::NotFound),
+                Err(e) => Err(io(e)),
+            }
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, FilesError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            let mut dirs = vec![self.path(prefix.trim_end_matches('/'))?];
+            while let Some(dir) = dirs.pop() {
+                let mut rd = match tokio::fs::read_dir(&dir).await {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io(e)),
+                };
+                while let Some(entry) = rd.next_entry().await.map_err(io)? {
+                    let path = entry.path();
+                    if entry.file_type().await.map_err(io)?.is_dir() {
+                        dirs.push(path);
+                    } else if let Ok(rel) = path.strip_prefix(&self.root) {
+                        out.push(rel.to_string_lossy().replace('\\', "/"));
+                    }
+                }
+            }
+            out.retain(|k| after.is_none_or(|a| k.as_str() > a));
+            out.sort();
+            out.truncate(limit);
+            Ok(out)
+        })
+    }
+
     fn ready(&self) -> BoxFuture<'_, Result<(), FilesError>> {
         self.check()
     }

@@ -349,6 +349,49 @@ impl Storage for S3Storage {
         })
     }
 
+    fn copy<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), FilesError>> {
+        Box::pin(async move {
+            match self
+                .client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(to)
+                .copy_source(format!("{}/{}", self.bucket, from))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == Some("NoSuchKey") => Err(FilesError::NotFound),
+                Err(e) => Err(sdk(&self.endpoint, e)),
+            }
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<String>, FilesError>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_start_after(after.map(str::to_owned))
+                .max_keys(i32::try_from(limit.min(1000)).unwrap_or(1000))
+                .send()
+                .await
+                .map_err(|e| sdk(&self.endpoint, e))?;
+            Ok(out
+                .contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned))
+                .collect())
+        })
+    }
+
     fn head<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<u64>, FilesError>> {
         Box::pin(async move {
             match self

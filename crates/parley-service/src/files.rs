@@ -23,6 +23,23 @@ pub enum Download {
     RangeNotSatisfiable { total: u64 },
 }
 
+/// Where a direct upload lands: never the verified file's own key, so an
+/// upload URL (alive until `files.upload_url_ttl_secs`) cannot overwrite a
+/// verified file; `complete` copies it over after the checks. The file id in
+/// it is fresh for every announced file, so no key is ever used twice.
+fn upload_key(storage_key: &str) -> String {
+    format!("{UPLOADS}{storage_key}")
+}
+
+/// The upload area of the storage: objects here with no pending file are
+/// strays (written through an old URL after a delete or a failed check).
+const UPLOADS: &str = "uploads/";
+
+/// The file id in an upload key (`uploads/files/<subscriber>/<file id>`).
+fn file_of_upload(key: &str) -> Option<FileId> {
+    key.rsplit('/').next()?.parse().ok()
+}
+
 fn hex_ok(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
@@ -95,10 +112,10 @@ impl Service {
             expires_at: Utc::now() + Duration::from_secs(cfg.upload_ttl_secs),
         };
         // Ask the storage first: an unreachable bucket must not leave a row.
-        let ttl = Duration::from_secs(cfg.presign_ttl_secs);
+        let ttl = Duration::from_secs(cfg.upload_url_ttl_secs);
         let presigned = self
             .files
-            .presign_put(&new.storage_key, &content_type, b.size, ttl)
+            .presign_put(&upload_key(&new.storage_key), &content_type, b.size, ttl)
             .await?;
         let quota = i64::try_from(cfg.quota_bytes_per_subscriber).unwrap_or(i64::MAX);
         let row = match self.store.create_file(&new, quota).await? {
@@ -158,6 +175,7 @@ impl Service {
     async fn settle(&self, row: &FileRow, stored: Stored) -> Result<FileInfo> {
         if stored.size != row.info.size as u64 || stored.sha256 != row.info.sha256 {
             let _ = self.files.delete(&row.storage_key).await;
+            let _ = self.files.delete(&upload_key(&row.storage_key)).await;
             self.store.delete_file_row(row.info.id).await?;
             return Err(Error::new(
                 ErrorCode::ChecksumMismatch,
@@ -197,19 +215,30 @@ impl Service {
         self.settle(&row, stored).await
     }
 
-    /// After a direct upload to the bucket: verifies size and SHA-256.
+    /// After a direct upload to the bucket: copies the upload to the file's
+    /// own key (out of the upload URL's reach) and verifies size and SHA-256
+    /// of that copy, so what was checked is what is kept.
     pub async fn complete_file(&self, me: &UserActor, id: FileId) -> Result<FileInfo> {
         let row = self.own_pending(id, me.id()).await?;
-        let stored = match self.files.head(&row.storage_key).await? {
+        let upload = upload_key(&row.storage_key);
+        let stored = match self.files.head(&upload).await? {
             None => return Err(Error::new(ErrorCode::Conflict, "nothing was uploaded yet")),
             // A wrong size is refused without reading the bytes.
             Some(size) if size != row.info.size as u64 => Stored {
                 size,
                 sha256: String::new(),
             },
-            Some(_) => parley_files::digest(self.files.as_ref(), &row.storage_key).await?,
+            Some(_) => {
+                self.files.copy(&upload, &row.storage_key).await?;
+                parley_files::digest(self.files.as_ref(), &row.storage_key).await?
+            }
         };
-        self.settle(&row, stored).await
+        let info = self.settle(&row, stored).await?;
+        // A leftover is a stray for the sweep, not an error of this call.
+        if let Err(e) = self.files.delete(&upload).await {
+            tracing::warn!(error = %e, file_id = %id, "upload object not removed");
+        }
+        Ok(info)
     }
 
     /// A file the caller may see: its own, or one on a message it may read.
@@ -284,6 +313,7 @@ impl Service {
             ));
         }
         self.files.delete(&row.storage_key).await?;
+        self.files.delete(&upload_key(&row.storage_key)).await?;
         self.store.delete_file_row(row.info.id).await?;
         Ok(())
     }
@@ -301,9 +331,44 @@ impl Service {
         }
         for row in doomed {
             self.files.delete(&row.storage_key).await?;
+            self.files.delete(&upload_key(&row.storage_key)).await?;
             self.store.delete_file_row(row.info.id).await?;
             gone += 1;
         }
+        let strays = self.sweep_stray_uploads(batch).await?;
+        if strays > 0 {
+            tracing::info!(strays, "stray upload objects removed");
+        }
         Ok(gone)
+    }
+
+    /// Removes objects of the upload area whose file is no longer pending:
+    /// bytes sent through an upload URL after the file was deleted, failed
+    /// its check, or was completed. One page per call; the next call goes
+    /// on from where this one stopped, then starts over.
+    pub async fn sweep_stray_uploads(&self, batch: i64) -> Result<usize> {
+        let limit = usize::try_from(batch).unwrap_or(1000).clamp(1, 1000);
+        let after = self
+            .stray_cursor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let keys = self.files.list(UPLOADS, after.as_deref(), limit).await?;
+        *self.stray_cursor.lock().unwrap_or_else(|p| p.into_inner()) = if keys.len() < limit {
+            None
+        } else {
+            keys.last().cloned()
+        };
+        let ids: Vec<FileId> = keys.iter().filter_map(|k| file_of_upload(k)).collect();
+        let pending = self.store.pending_files(&ids).await?;
+        let mut removed = 0;
+        for key in &keys {
+            if file_of_upload(key).is_some_and(|id| pending.contains(&id)) {
+                continue;
+            }
+            self.files.delete(key).await?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 }

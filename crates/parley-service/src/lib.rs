@@ -78,6 +78,8 @@ pub struct Service {
     limiter: RateLimiter,
     metrics: metrics::Metrics,
     commit: commit::GroupCommit,
+    /// Where the sweep of stray upload objects goes on (see files.rs).
+    stray_cursor: std::sync::Mutex<Option<String>>,
     /// The last readiness check and when it was made (see health.rs).
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
 }
@@ -107,6 +109,7 @@ impl Service {
             limiter: RateLimiter::new(),
             metrics,
             commit,
+            stray_cursor: std::sync::Mutex::new(None),
             readiness: tokio::sync::Mutex::new(None),
         }
     }

@@ -142,6 +142,16 @@ impl Store {
         Ok(())
     }
 
+    /// Which of the files are still pending (their upload may still come).
+    pub async fn pending_files(&self, ids: &[FileId]) -> Result<Vec<FileId>> {
+        let ids: Vec<Uuid> =
+            sqlx::query_scalar("SELECT id FROM files WHERE id = ANY($1) AND state = 'pending'")
+                .bind(ids.iter().map(|f| f.0).collect::<Vec<_>>())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(FileId).collect())
+    }
+
     /// Pending uploads past their deadline.
     pub async fn abandoned_files(&self, limit: i64) -> Result<Vec<FileRow>> {
         let sql = format!(
