@@ -9,6 +9,7 @@ command -v docker-compose >/dev/null || ensure_debs docker-compose
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
 command -v envsubst >/dev/null || ensure_debs gettext-base
 command -v openssl >/dev/null || ensure_debs openssl
+command -v curl >/dev/null || ensure_debs curl
 
 d=$(mktemp -d /tmp/parley-deploy.XXXXXX)
 trap 'rm -rf "$d"' EXIT
@@ -31,3 +32,24 @@ http { include $d/conf.d/*.conf; }
 CONF
 "$(command -v nginx || echo /usr/sbin/nginx)" -t -q -p "$d" -c "$d/nginx.conf"
 log "deploy/nginx/templates/parley.conf.template: nginx -t passed"
+
+# The access log must hold paths without query strings (tickets and signed
+# links travel there): serve the site for real on loopback and look.
+port=$(free_port)
+sed -E -e "s#listen 443 ssl http2;#listen 127.0.0.1:$port ssl;#" \
+    -e '/listen \[::\]:443/d; /listen 80;/d; /listen \[::\]:80;/d' \
+    -e "s#/var/log/nginx/parley.access.log#$d/access.log#" \
+    "$d/conf.d/parley.conf" >"$d/conf.d/parley.conf.new"
+mv "$d/conf.d/parley.conf.new" "$d/conf.d/parley.conf"
+nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+"$nginx_bin" -q -p "$d" -c "$d/nginx.conf" -g 'daemon on;'
+curl -ks -o /dev/null "https://127.0.0.1:$port/ws?ticket=pwt_SECRET_TICKET" || true
+curl -ks -o /dev/null "https://127.0.0.1:$port/v1/files/x/content?link=SECRET_LINK" || true
+kill "$(cat "$d/nginx.pid")" 2>/dev/null || true
+for _ in $(seq 50); do [ -e "$d/nginx.pid" ] || break; sleep 0.1; done
+grep -q ' /ws ' "$d/access.log" || { cat "$d/access.log"; die "the access log lacks the request"; }
+if grep -q SECRET "$d/access.log"; then
+    cat "$d/access.log"
+    die "the nginx access log records query strings"
+fi
+log "deploy/nginx/templates/parley.conf.template: access log without query strings"

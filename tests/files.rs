@@ -609,6 +609,95 @@ async fn unreachable_storage_is_unavailable_and_chat_goes_on(kind: StorageKind) 
     assert_eq!(r.status, 201, "{r:?}");
 }
 
+/// `<img src>` and download links carry a short-lived signed link, never
+/// the session token: for this file only, for readers only, dead with the
+/// token; a token in the URL is no credential.
+async fn signed_links_replace_tokens_in_urls(kind: StorageKind) {
+    let c = ctx(kind, |_| {}).await;
+    let app = c.env.app().await;
+    let bytes = b"picture bytes";
+    let id = c
+        .upload(&app, "p.png", "image/png", bytes)
+        .await
+        .expect("upload");
+    let other = c
+        .upload(&app, "q.png", "image/png", b"other")
+        .await
+        .expect("upload");
+    assert_eq!(c.attach(&app, &[&id, &other]).await.status, 201);
+    let link_of = |token: &str, file: &str| {
+        let (token, file) = (token.to_owned(), file.to_owned());
+        let app = &app;
+        async move {
+            call(
+                app,
+                "POST",
+                &format!("/v1/files/{file}/link"),
+                &Auth::Token(token),
+                None,
+            )
+            .await
+        }
+    };
+    let r = link_of(&c.bob, &id).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let url = r.body["url"].as_str().expect("url").to_owned();
+    assert!(
+        url.starts_with(&format!("/v1/files/{id}/content?link=")),
+        "{url}"
+    );
+    assert!(!url.contains(&c.bob), "the token is in the link");
+    // Fetched with no header at all.
+    let get = |u: String| {
+        let app = &app;
+        async move {
+            let req = actix_web::test::TestRequest::get().uri(&u).to_request();
+            let res = actix_web::test::call_service(app, req).await;
+            res.status().as_u16()
+        }
+    };
+    let ok = if kind == StorageKind::S3 { 302 } else { 200 };
+    assert_eq!(get(url.clone()).await, ok);
+    assert_eq!(get(format!("{url}&redirect=false")).await, 200);
+    // Not for another file, not tampered with.
+    let link = url.split("link=").nth(1).expect("link").to_owned();
+    assert_eq!(
+        get(format!("/v1/files/{other}/content?link={link}")).await,
+        403
+    );
+    let mut forged = link.clone();
+    forged.pop();
+    forged.push(if link.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(
+        get(format!("/v1/files/{id}/content?link={forged}")).await,
+        403
+    );
+    // Eve may not read the file, so she gets no link.
+    link_of(&c.eve, &id)
+        .await
+        .expect_error(403, "access_denied");
+    // The session token in the URL is no credential any more.
+    assert_eq!(
+        get(format!("/v1/files/{id}/content?token={}", c.bob)).await,
+        401
+    );
+    // Expired links and links of a revoked token are dead.
+    let exp_link = {
+        let mut p: Vec<String> = link.split('.').map(str::to_owned).collect();
+        p[1] = "1".into();
+        p.join(".")
+    };
+    assert_eq!(
+        get(format!("/v1/files/{id}/content?link={exp_link}")).await,
+        403
+    );
+    sqlx::query("UPDATE session_tokens SET revoked_at = now()")
+        .execute(&c.env.db)
+        .await
+        .expect("revoke");
+    assert_eq!(get(url).await, 403);
+}
+
 macro_rules! on_both {
     ($($name:ident),*) => {
         mod s3 {
@@ -625,7 +714,8 @@ on_both!(
     refusals_leave_nothing,
     only_readers_download,
     cleanup_removes_object_and_row,
-    unreachable_storage_is_unavailable_and_chat_goes_on
+    unreachable_storage_is_unavailable_and_chat_goes_on,
+    signed_links_replace_tokens_in_urls
 );
 
 /// Puts `bytes` to a presigned upload as a browser would.

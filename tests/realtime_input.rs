@@ -14,9 +14,11 @@ use tokio_tungstenite::tungstenite::Message as Ws;
 type Sock =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// A raw WebSocket: with a session token in the Authorization header, or
+/// (`query`) with a ticket (or whatever `token` holds) as `?ticket=`.
 async fn raw(server: &TestServer, token: Option<&str>, query: bool) -> Sock {
     let url = match (token, query) {
-        (Some(t), true) => format!("{}?token={t}", server.ws_url()),
+        (Some(t), true) => format!("{}?ticket={t}", server.ws_url()),
         _ => server.ws_url(),
     };
     let mut req = url.into_client_request().expect("request");
@@ -231,8 +233,10 @@ async fn bad_expired_and_locked_credentials_are_closed_with_4003() {
         Some(close::ACCESS_DENIED)
     );
 
-    // Locked user: a fresh token stops working once the user is locked.
+    // Locked user: a fresh token stops working once the user is locked,
+    // and so does a ticket taken before.
     let t1b = token(&app, &ib, &u1).await;
+    let ticket = ws_ticket(&app, &t1b).await;
     let r = call(
         &app,
         "POST",
@@ -242,7 +246,7 @@ async fn bad_expired_and_locked_credentials_are_closed_with_4003() {
     )
     .await;
     assert_eq!(r.body["user"]["locked"], true);
-    let mut ws = raw(&server, Some(&t1b), true).await;
+    let mut ws = raw(&server, Some(&ticket), true).await;
     assert_eq!(next(&mut ws).await.expect("error")["code"], "access_denied");
     assert_eq!(
         next(&mut ws).await.expect_err("closed"),
@@ -434,4 +438,85 @@ async fn the_client_reconnects_and_resumes_by_itself() {
     );
     assert_eq!(c1.state(), parley_client::State::Live);
     let _ = u2;
+}
+
+/// Takes a WebSocket ticket with a session token.
+async fn ws_ticket<S, B>(app: &S, token: &str) -> String
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    let r = call(
+        app,
+        "POST",
+        "/v1/ws-tickets",
+        &Auth::Token(token.to_owned()),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    r.body["ticket"].as_str().expect("ticket").to_owned()
+}
+
+/// A browser opens its WebSocket with a ticket: short-lived, single use,
+/// never the session token; a session token in the URL is not read at all.
+#[actix_web::test]
+async fn a_ticket_opens_one_session_once_and_a_token_in_the_url_is_ignored() {
+    let env = TestEnv::default().await;
+    let app = env.app().await;
+    let ib = register(&app, &email("ticket"), "T").await;
+    let u = user(&app, &ib, "u").await;
+    let t = token(&app, &ib, &u).await;
+    let server = env.server().await;
+
+    let ticket = ws_ticket(&app, &t).await;
+    assert!(ticket.starts_with("pwt_"), "{ticket}");
+    assert!(!ticket.contains(&t));
+    let mut ws = raw(&server, Some(&ticket), true).await;
+    let ready = next(&mut ws).await.expect("ready");
+    assert_eq!(ready["type"], "ready", "{ready}");
+    assert_eq!(ready["user_id"], u.as_str());
+    // Used up: the same ticket opens nothing.
+    let mut again = raw(&server, Some(&ticket), true).await;
+    assert_eq!(
+        next(&mut again).await.expect("error")["code"],
+        "access_denied"
+    );
+    assert_eq!(
+        next(&mut again).await.expect_err("closed"),
+        Some(close::ACCESS_DENIED)
+    );
+    // Expired before use.
+    let late = ws_ticket(&app, &t).await;
+    sqlx::query("UPDATE ws_tickets SET expires_at = now() - interval '1 second'")
+        .execute(&env.db)
+        .await
+        .expect("expire");
+    let mut ws2 = raw(&server, Some(&late), true).await;
+    assert_eq!(
+        next(&mut ws2).await.expect("error")["code"],
+        "access_denied"
+    );
+    // The session token in the URL is not a credential: the server waits for
+    // an auth frame.
+    let url = format!("{}?token={t}", server.ws_url());
+    let (mut ws3, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws3.send(Ws::text(json!({"id": "1", "type": "ping"}).to_string()))
+        .await
+        .expect("send");
+    assert_eq!(
+        next(&mut ws3).await.expect("error")["code"],
+        "unauthenticated"
+    );
+    // No ticket without a token.
+    call(&app, "POST", "/v1/ws-tickets", &Auth::None, None)
+        .await
+        .expect_error(401, "unauthenticated");
+    drop(ws);
 }

@@ -64,8 +64,17 @@ async fn two_browsers_chat_in_a_group_and_a_dialog() {
         )
         .await;
     }
-    // The token left the address bar.
+    // The token left the address bar, and no WebSocket URL carries it: the
+    // client opened its sessions with single-use tickets.
     assert_eq!(a.eval("location.hash").await, json!(""));
+    for (t, token) in [(&a, &ta), (&b, &tb)] {
+        let urls = t.websocket_urls();
+        assert!(!urls.is_empty(), "no WebSocket seen");
+        for u in urls {
+            assert!(u.contains("ticket=pwt_"), "{u}");
+            assert!(!u.contains(token.as_str()), "the session token is in {u}");
+        }
+    }
 
     // Group: Alice writes, Bob reads (and the unread badge shows first).
     a.eval("document.querySelector('#conversations button').click()")
@@ -235,7 +244,9 @@ async fn a_file_sent_from_one_browser_downloads_with_the_same_bytes_in_the_other
     .await;
     let got = b
         .eval(
-            "fetch(document.querySelector('#messages a.attachment').href)
+            "fetch('/v1/files/' + document.querySelector('#messages a.attachment').dataset.fileId + '/link',
+                   {method: 'POST', headers: {authorization: 'Bearer ' + sessionStorage.getItem('parley.token')}})
+               .then(r => r.json()).then(l => fetch(l.url))
                .then(r => r.arrayBuffer()).then(buf => crypto.subtle.digest('SHA-256', buf))
                .then(d => [...new Uint8Array(d)].map(x => x.toString(16).padStart(2, '0')).join(''))",
         )

@@ -22,6 +22,8 @@ pub struct Browser {
     next: Arc<Mutex<u64>>,
     /// Console errors and uncaught exceptions, per session.
     pub errors: Arc<Mutex<HashMap<String, Vec<String>>>>,
+    /// URLs of the WebSockets each session opened.
+    pub sockets: Arc<Mutex<HashMap<String, Vec<String>>>>,
 }
 
 /// One tab.
@@ -93,7 +95,8 @@ impl Browser {
         });
         let pending: Pending = Arc::default();
         let errors: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
-        let (p2, e2) = (pending.clone(), errors.clone());
+        let sockets: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+        let (p2, e2, s2) = (pending.clone(), errors.clone(), sockets.clone());
         tokio::spawn(async move {
             while let Some(Ok(Message::Text(t))) = stream.next().await {
                 let Ok(v) = serde_json::from_str::<Value>(&t) else {
@@ -106,6 +109,12 @@ impl Browser {
                     continue;
                 }
                 let session = v["sessionId"].as_str().unwrap_or("").to_owned();
+                if v["method"] == "Network.webSocketCreated" {
+                    if let (Some(url), Ok(mut s)) = (v["params"]["url"].as_str(), s2.lock()) {
+                        s.entry(session.clone()).or_default().push(url.to_owned());
+                    }
+                    continue;
+                }
                 let problem = match v["method"].as_str() {
                     Some("Runtime.exceptionThrown") => {
                         Some(v["params"]["exceptionDetails"].to_string())
@@ -129,6 +138,7 @@ impl Browser {
             pending,
             next: Arc::new(Mutex::new(1)),
             errors,
+            sockets,
         }
     }
 
@@ -173,6 +183,7 @@ impl Browser {
         };
         tab.cmd("Runtime.enable", json!({})).await;
         tab.cmd("Page.enable", json!({})).await;
+        tab.cmd("Network.enable", json!({})).await;
         tab.goto(url).await;
         tab
     }
@@ -268,6 +279,15 @@ impl Tab<'_> {
         self.cmd("Emulation.clearDeviceMetricsOverride", json!({}))
             .await;
         path
+    }
+
+    /// URLs of the WebSockets this tab opened.
+    pub fn websocket_urls(&self) -> Vec<String> {
+        self.browser
+            .sockets
+            .lock()
+            .map(|s| s.get(&self.session).cloned().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Console errors and uncaught exceptions seen in this tab.

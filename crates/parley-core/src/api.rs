@@ -133,6 +133,23 @@ pub struct SessionToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// `POST /v1/ws-tickets`: opens one WebSocket as `GET /ws?ticket=…`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct WsTicket {
+    /// Single use; useless after `expires_at` (`auth.ticket_ttl_secs`).
+    pub ticket: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /v1/files/{file_id}/link`: a download URL that needs no header
+/// (`<img src>`, `<a href>`), for this user only and for a short time.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct FileLink {
+    /// Relative to the server (`/v1/files/{id}/content?link=…`).
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// `GET /healthz`
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {

@@ -54,6 +54,32 @@ pub fn code_hash(salt: &[u8], email: &str, code: &str) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// Prefix of WebSocket tickets.
+pub const TICKET_PREFIX: &str = "pwt_";
+
+/// HMAC-SHA256 of `parts` joined by `:` under `key` (signed links).
+pub fn sign(key: &[u8], parts: &[&str]) -> Vec<u8> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    #[allow(clippy::expect_used)]
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            mac.update(b":");
+        }
+        mac.update(p.as_bytes());
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// URL-safe base64 without padding (signatures in links).
+pub fn b64url(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn from_b64url(s: &str) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(s).ok()
+}
+
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }

@@ -10,6 +10,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use parley_core::{ErrorCode, InfobaseActor, InfobaseId, UserActor};
+use parley_service::TokenSession;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -112,8 +113,36 @@ impl FromRequest for UserCaller {
     }
 }
 
-/// The session token of a request: the Bearer header or, for browsers that
-/// cannot set headers (WebSocket, file links), `?token=`.
+/// A user's live session token with its id and expiry (for what is issued
+/// on the token's behalf: WebSocket tickets, file links).
+#[derive(Clone, Debug)]
+pub struct SessionCaller {
+    pub session: TokenSession,
+}
+
+impl FromRequest for SessionCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let st = state(&req)?;
+            let token = token_from_request(&req)?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "expected a Bearer session token",
+                )
+            })?;
+            let session = st.svc.authenticate_session(&token).await?;
+            Ok(SessionCaller { session })
+        })
+    }
+}
+
+/// The session token of a request, from the Bearer header only: a token is
+/// never read from a URL (URLs end up in access logs and browser history).
+/// Browsers open the WebSocket with a ticket and fetch files by signed links.
 pub fn token_from_request(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     if let Some(v) = req
         .headers()
@@ -130,11 +159,15 @@ pub fn token_from_request(req: &HttpRequest) -> Result<Option<String>, ApiError>
                 )
             });
     }
-    Ok(req
-        .query_string()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("token="))
-        .map(str::to_owned))
+    Ok(None)
+}
+
+/// A query parameter's raw value (tickets and links are URL-safe).
+pub fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.query_string().split('&').find_map(|kv| {
+        kv.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+    })
 }
 
 /// The client's address: the peer, or the last untrusted hop of

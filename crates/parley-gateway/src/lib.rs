@@ -152,7 +152,9 @@ pub fn app(
                 .route(web::get().to(files::download)),
         )
         .service(resource("/v1/files/{file_id}/complete").route(web::post().to(files::complete)))
+        .service(resource("/v1/files/{file_id}/link").route(web::post().to(files::link)))
         .service(resource("/v1/me").route(web::get().to(me::me)))
+        .service(resource("/v1/ws-tickets").route(web::post().to(me::ws_ticket)))
         .service(resource("/v1/dev/signin").route(web::post().to(webui::dev_signin)))
         .service(resource("/").route(web::get().to(webui::index)))
         .service(resource("/embed/context").route(web::get().to(webui::index)))

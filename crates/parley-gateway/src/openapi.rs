@@ -41,11 +41,11 @@ impl Modify for Security {
         infobases::get_infobase, infobases::unregister,
         infobases::upsert_user, infobases::list_users, infobases::get_user, infobases::delete_user, infobases::issue_token,
         infobases::revoke_token, infobases::revoke_user_tokens,
-        me::me,
+        me::me, me::ws_ticket,
         conversations::create, conversations::open_context, conversations::list, conversations::get,
         conversations::add_members, conversations::remove_member, conversations::post_message,
         conversations::history, conversations::delete_message, conversations::presence, conversations::notify,
-        files::create, files::upload, files::complete, files::info, files::download, files::delete,
+        files::create, files::upload, files::complete, files::link, files::info, files::download, files::delete,
     ),
     components(schemas(
         ErrorBody, ErrorCode,
@@ -58,6 +58,7 @@ impl Modify for Security {
         conversations::PostMessage, conversations::NotificationBody, conversations::Presence,
         protocol::FileInfo, protocol::FileState, protocol::Attachment,
         parley_core::api::NewFileBody, parley_core::api::Upload, parley_core::api::FileCreated,
+        api::WsTicket, api::FileLink,
     )),
     modifiers(&Security),
 )]

@@ -41,23 +41,40 @@
     });
   }
 
-  function connect() {
+  // The session token never goes into a URL (access logs, history): the
+  // WebSocket opens with a single-use ticket taken just before.
+  async function ticket() {
+    const r = await fetch("/v1/ws-tickets", { method: "POST", headers: { authorization: `Bearer ${state.token}` } });
+    if (r.status === 401 || r.status === 403) return null;
+    if (!r.ok) throw new Error(`ticket: HTTP ${r.status}`);
+    return (await r.json()).ticket;
+  }
+
+  function retry() {
+    setStatus("reconnecting");
+    setTimeout(connect, state.backoff);
+    state.backoff = Math.min(state.backoff * 2, 5000);
+  }
+
+  function signedOut() {
+    sessionStorage.removeItem("parley.token");
+    setStatus("signed out");
+  }
+
+  async function connect() {
     setStatus(state.ws ? "reconnecting" : "connecting");
+    let t;
+    try { t = await ticket(); } catch (_) { retry(); return; }
+    if (!t) { signedOut(); return; }
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${proto}//${location.host}/ws?token=${encodeURIComponent(state.token)}`);
+    const ws = new WebSocket(`${proto}//${location.host}/ws?ticket=${encodeURIComponent(t)}`);
     state.ws = ws;
     ws.onmessage = (e) => onFrame(JSON.parse(e.data));
     ws.onclose = (e) => {
       for (const p of state.pending.values()) p.reject(new Error("disconnected"));
       state.pending.clear();
-      if (e.code === 4003 || e.code === 4001) {
-        sessionStorage.removeItem("parley.token");
-        setStatus("signed out");
-        return;
-      }
-      setStatus("reconnecting");
-      setTimeout(connect, state.backoff);
-      state.backoff = Math.min(state.backoff * 2, 5000);
+      if (e.code === 4003 || e.code === 4001) { signedOut(); return; }
+      retry();
     };
   }
 
@@ -276,7 +293,16 @@
       li.append(meta, text);
       for (const a of m.attachments || []) {
         const link = document.createElement("a");
-        link.href = `/v1/files/${a.id}/content?token=${encodeURIComponent(state.token)}`;
+        // A short-lived signed link, fetched when clicked (no token in URLs).
+        link.href = "#"; link.dataset.fileId = a.id;
+        link.onclick = async (ev) => {
+          ev.preventDefault();
+          const r = await fetch(`/v1/files/${a.id}/link`, { method: "POST", headers: { authorization: `Bearer ${state.token}` } });
+          if (!r.ok) { setStatus(`file: HTTP ${r.status}`); return; }
+          const go = document.createElement("a");
+          go.href = (await r.json()).url; go.download = a.name;
+          document.body.append(go); go.click(); go.remove();
+        };
         link.textContent = `📎 ${a.name} (${a.size} bytes)`; link.className = "attachment"; link.download = a.name;
         li.append(link);
       }

@@ -19,7 +19,9 @@ impl Service {
             loop {
                 tick.tick().await;
                 match svc.store.purge_expired(purge_keep).await {
-                    Ok(n) if n > 0 => tracing::info!(rows = n, "expired codes and tokens purged"),
+                    Ok(n) if n > 0 => {
+                        tracing::info!(rows = n, "expired codes, tokens and tickets purged")
+                    }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "purge failed"),
                 }

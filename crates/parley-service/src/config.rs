@@ -56,6 +56,10 @@ pub struct AuthConfig {
     pub max_credential_bytes: usize,
     pub token_ttl_secs: u64,
     pub max_token_ttl_secs: u64,
+    /// Lifetime of a WebSocket ticket (`POST /v1/ws-tickets`), single use.
+    pub ticket_ttl_secs: u64,
+    /// Lifetime of a signed file download link (`POST /v1/files/{id}/link`).
+    pub link_ttl_secs: u64,
 }
 
 impl Default for AuthConfig {
@@ -65,6 +69,8 @@ impl Default for AuthConfig {
             max_credential_bytes: 1024,
             token_ttl_secs: 24 * 3600,
             max_token_ttl_secs: 30 * 24 * 3600,
+            ticket_ttl_secs: 30,
+            link_ttl_secs: 300,
         }
     }
 }
@@ -121,6 +127,16 @@ impl AuthConfig {
                 && self.max_token_ttl_secs <= 366 * 24 * 3600,
             "auth.max_token_ttl_secs",
             "must be at least auth.token_ttl_secs and at most 31622400 (366 days)",
+        )?;
+        check(
+            (1..=60).contains(&self.ticket_ttl_secs),
+            "auth.ticket_ttl_secs",
+            "must be between 1 and 60",
+        )?;
+        check(
+            (10..=3600).contains(&self.link_ttl_secs),
+            "auth.link_ttl_secs",
+            "must be between 10 and 3600",
         )
     }
 }

@@ -27,6 +27,7 @@ mod presence;
 mod recovery;
 mod registration;
 mod sessions;
+mod tickets;
 
 pub use conversations::{NewByInfobase, Opened};
 pub use error::{Error, Result};
@@ -78,6 +79,8 @@ pub struct Service {
     limiter: RateLimiter,
     metrics: metrics::Metrics,
     commit: commit::GroupCommit,
+    /// The key that signs file links, read once (see tickets.rs).
+    link_key: tokio::sync::OnceCell<Vec<u8>>,
     /// Where the sweep of stray upload objects goes on (see files.rs).
     stray_cursor: std::sync::Mutex<Option<String>>,
     /// The last readiness check and when it was made (see health.rs).
@@ -109,6 +112,7 @@ impl Service {
             limiter: RateLimiter::new(),
             metrics,
             commit,
+            link_key: tokio::sync::OnceCell::new(),
             stray_cursor: std::sync::Mutex::new(None),
             readiness: tokio::sync::Mutex::new(None),
         }

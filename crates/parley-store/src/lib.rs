@@ -208,7 +208,11 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        Ok(codes + tokens)
+        let tickets = sqlx::query("DELETE FROM ws_tickets WHERE expires_at < now()")
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(codes + tokens + tickets)
     }
 
     /// Connections of the pool: open, and idle among them.

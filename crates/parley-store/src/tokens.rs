@@ -92,31 +92,75 @@ impl Store {
     /// As [`Store::token_user`], with the token's id and expiry (a live
     /// session ends when its token does).
     pub async fn token_session(&self, token_hash: &[u8]) -> Result<Option<TokenSession>> {
-        let row = sqlx::query(
-            "SELECT u.id, u.infobase_id, u.external_id, u.name, u.full_name, u.email, u.phone,
-                    u.picture, u.bot, u.locked, u.created_at, u.updated_at, i.subscriber_id,
-                    t.id AS token_id, t.expires_at
-             FROM session_tokens t
-             JOIN users u ON u.id = t.user_id
-             JOIN infobases i ON i.id = t.infobase_id
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()
-               AND NOT u.locked AND i.unregistered_at IS NULL",
+        let sql = format!("{SESSION_SELECT} WHERE t.token_hash = $1 AND {SESSION_LIVE}");
+        let row = sqlx::query(&sql)
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// A live token by its id (a signed link names the token it was made
+    /// for, so revoking the token kills the link too).
+    pub async fn token_session_by_id(&self, id: TokenId) -> Result<Option<TokenSession>> {
+        let sql = format!("{SESSION_SELECT} WHERE t.id = $1 AND {SESSION_LIVE}");
+        let row = sqlx::query(&sql)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// Stores a WebSocket ticket for a token.
+    pub async fn insert_ticket(
+        &self,
+        ticket_hash: &[u8],
+        token: TokenId,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ws_tickets (ticket_hash, token_id, expires_at) VALUES ($1, $2, $3)",
         )
-        .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .bind(ticket_hash)
+        .bind(token.0)
+        .bind(expires_at)
+        .execute(&self.pool)
         .await?;
-        row.as_ref()
-            .map(|r| {
-                Ok(TokenSession {
-                    actor: UserActor {
-                        user: user_from_row(r)?,
-                        subscriber_id: SubscriberId(sqlx::Row::try_get(r, "subscriber_id")?),
-                    },
-                    token_id: TokenId(sqlx::Row::try_get(r, "token_id")?),
-                    expires_at: sqlx::Row::try_get(r, "expires_at")?,
-                })
-            })
-            .transpose()
+        Ok(())
+    }
+
+    /// Uses a ticket up (whatever comes next, it never works again) and
+    /// returns the session of its token when the ticket was unexpired and
+    /// the token is live.
+    pub async fn take_ticket(&self, ticket_hash: &[u8]) -> Result<Option<TokenSession>> {
+        let sql = format!(
+            "WITH used AS (DELETE FROM ws_tickets WHERE ticket_hash = $1 RETURNING token_id, expires_at)
+             {SESSION_SELECT} JOIN used ON used.token_id = t.id
+             WHERE used.expires_at > now() AND {SESSION_LIVE}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(ticket_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// The cluster's secret of this name, made on first use (every node
+    /// reads the same one).
+    pub async fn server_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>> {
+        sqlx::query(
+            "INSERT INTO server_secrets (name, secret) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .execute(&self.pool)
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT secret FROM server_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Session tokens of the infobase that are neither expired nor revoked.
@@ -129,6 +173,29 @@ impl Store {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+const SESSION_SELECT: &str =
+    "SELECT u.id, u.infobase_id, u.external_id, u.name, u.full_name, u.email, u.phone,
+            u.picture, u.bot, u.locked, u.created_at, u.updated_at, i.subscriber_id,
+            t.id AS token_id, t.expires_at
+     FROM session_tokens t
+     JOIN users u ON u.id = t.user_id
+     JOIN infobases i ON i.id = t.infobase_id";
+
+/// A token that still speaks for its user.
+const SESSION_LIVE: &str = "t.revoked_at IS NULL AND t.expires_at > now()
+     AND NOT u.locked AND i.unregistered_at IS NULL";
+
+fn session_from_row(r: &sqlx::postgres::PgRow) -> Result<TokenSession> {
+    Ok(TokenSession {
+        actor: UserActor {
+            user: user_from_row(r)?,
+            subscriber_id: SubscriberId(sqlx::Row::try_get(r, "subscriber_id")?),
+        },
+        token_id: TokenId(sqlx::Row::try_get(r, "token_id")?),
+        expires_at: sqlx::Row::try_get(r, "expires_at")?,
+    })
 }
 
 /// A live token and whom it speaks for.

@@ -4,13 +4,13 @@
 //! verified before the file counts as uploaded; attached to a committed
 //! message it becomes readable by the conversation's readers.
 
-use crate::auth::{token_from_request, UserCaller};
+use crate::auth::{query_param, token_from_request, SessionCaller, UserCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use parley_core::api::{FileCreated, NewFileBody};
+use parley_core::api::{FileCreated, FileLink, NewFileBody};
 use parley_core::protocol::FileInfo;
 use parley_core::{ErrorBody, ErrorCode, FileId, UserActor};
 use parley_files::FilesError;
@@ -80,11 +80,33 @@ pub async fn complete(
     Ok(HttpResponse::Ok().json(info))
 }
 
-/// The caller, by a Bearer header or (browsers fetch files by URL) `?token=`.
-async fn reader(st: &AppState, req: &HttpRequest) -> ApiResult<UserActor> {
-    let token = token_from_request(req)?
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "missing session token"))?;
-    Ok(st.svc.authenticate_token(&token).await?)
+/// The caller, by a Bearer header or (browsers fetch files by URL) a signed
+/// `?link=` of this very file.
+async fn reader(st: &AppState, req: &HttpRequest, id: FileId) -> ApiResult<UserActor> {
+    if let Some(token) = token_from_request(req)? {
+        return Ok(st.svc.authenticate_token(&token).await?);
+    }
+    match query_param(req, "link") {
+        Some(link) => Ok(st.svc.authenticate_link(id, link).await?),
+        None => Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "missing session token (Authorization: Bearer) or file link (?link=)",
+        )),
+    }
+}
+
+/// A short-lived download link of a file the caller may read, for
+/// `<img src>` and `<a href>` (no header needed, no session token in it).
+#[utoipa::path(post, path = "/v1/files/{file_id}/link", tag = "files", params(("file_id" = FileId, Path)),
+    security(("session" = [])),
+    responses((status = 200, body = FileLink), (status = 403, description = "`access_denied`", body = ErrorBody)))]
+pub async fn link(
+    st: web::Data<AppState>,
+    me: SessionCaller,
+    path: web::Path<FileId>,
+) -> ApiResult<HttpResponse> {
+    let link: FileLink = st.svc.file_link(&me.session, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(link))
 }
 
 /// The file's metadata.
@@ -95,8 +117,9 @@ pub async fn info(
     req: HttpRequest,
     path: web::Path<FileId>,
 ) -> ApiResult<HttpResponse> {
-    let me = reader(&st, &req).await?;
-    let row = st.svc.readable_file(&me, path.into_inner()).await?;
+    let id = path.into_inner();
+    let me = reader(&st, &req, id).await?;
+    let row = st.svc.readable_file(&me, id).await?;
     Ok(HttpResponse::Ok().json(row.info))
 }
 
@@ -112,7 +135,8 @@ pub async fn download(
     req: HttpRequest,
     path: web::Path<FileId>,
 ) -> ApiResult<HttpResponse> {
-    let me = reader(&st, &req).await?;
+    let id = path.into_inner();
+    let me = reader(&st, &req, id).await?;
     let stream = req
         .query_string()
         .split('&')
@@ -121,11 +145,7 @@ pub async fn download(
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    let (info, obj) = match st
-        .svc
-        .download_file(&me, path.into_inner(), stream, range)
-        .await?
-    {
+    let (info, obj) = match st.svc.download_file(&me, id, stream, range).await? {
         Download::Redirect(url) => {
             return Ok(HttpResponse::Found()
                 .insert_header((header::LOCATION, url))

@@ -4,7 +4,7 @@
 
 mod requests;
 
-use crate::auth::token_from_request;
+use crate::auth::{query_param, token_from_request};
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -30,8 +30,16 @@ pub async fn route(
     body: web::Payload,
     st: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    // A malformed Authorization header falls back to the auth frame.
-    let token = token_from_request(&req).ok().flatten();
+    // A malformed Authorization header falls back to the auth frame. A
+    // browser (no headers on a WebSocket) brings a single-use ticket.
+    let credential = match (
+        token_from_request(&req).ok().flatten(),
+        query_param(&req, "ticket"),
+    ) {
+        (Some(t), _) => Some(Credential::Token(t)),
+        (None, Some(t)) => Some(Credential::Ticket(t.to_owned())),
+        (None, None) => None,
+    };
     let (res, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
         ApiError::new(
             ErrorCode::Invalid,
@@ -44,8 +52,14 @@ pub async fn route(
         .max_continuation_size(st.ws.max_frame_bytes);
     let id = SessionId::new_random();
     let span = tracing::info_span!("session", id = %id);
-    actix_web::rt::spawn(run(st.into_inner(), id, session, stream, token).instrument(span));
+    actix_web::rt::spawn(run(st.into_inner(), id, session, stream, credential).instrument(span));
     Ok(res)
+}
+
+/// What a session was opened with, when not with an `auth` frame.
+enum Credential {
+    Token(String),
+    Ticket(String),
 }
 
 /// Why a session ends: close code and reason.
@@ -194,16 +208,19 @@ async fn run(
     id: SessionId,
     mut ws: actix_ws::Session,
     mut stream: Stream,
-    token: Option<String>,
+    credential: Option<Credential>,
 ) {
-    let authed = match token {
-        Some(t) => match st.svc.authenticate_session(&t).await {
-            Ok(t) => Ok((t, None)),
-            Err(e) => {
-                send_error(&st, &mut ws, None, e.code, &e.message).await;
-                Err(Stop::new(close_for(e.code), e.message))
-            }
-        },
+    let checked = match credential {
+        Some(Credential::Token(t)) => Some(st.svc.authenticate_session(&t).await),
+        Some(Credential::Ticket(t)) => Some(st.svc.authenticate_ticket(&t).await),
+        None => None,
+    };
+    let authed = match checked {
+        Some(Ok(t)) => Ok((t, None)),
+        Some(Err(e)) => {
+            send_error(&st, &mut ws, None, e.code, &e.message).await;
+            Err(Stop::new(close_for(e.code), e.message))
+        }
         None => auth_frame(&st, &mut ws, &mut stream).await,
     };
     let (
