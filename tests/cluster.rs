@@ -746,3 +746,42 @@ async fn registration_requests_per_address_are_counted_across_nodes() {
         "the other node must see the two requests made on the first"
     );
 }
+
+/// `parley admin infobases unregister` from the command line closes the
+/// infobase's users' open sessions on every node, as the REST call does.
+#[actix_web::test]
+async fn admin_unregister_closes_open_sessions() {
+    let env = TestEnv::default().await;
+    let (ib, u) = users(&env, 1).await;
+    let cl = Cluster::start(&env, 2, false, &[]).await;
+    let a = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
+    let b = connect(&cl.nodes[1].ws_url(), &u[0].1).await;
+    let (db, redis, prefix, id) = (
+        cl.db_url.clone(),
+        cl.redis_url(),
+        cl.prefix.clone(),
+        ib.id.clone(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(parley_tests::cluster::parley_bin())
+            .args(["admin", "infobases", "unregister", &id])
+            .env("PARLEY_DATABASE__URL", db)
+            .env("PARLEY_DATABASE__MIGRATE_ON_START", "false")
+            .env("PARLEY_BUS__KIND", "redis")
+            .env("PARLEY_BUS__REDIS_URL", redis)
+            .env("PARLEY_BUS__PREFIX", prefix)
+            .output()
+    })
+    .await
+    .expect("join")
+    .expect("parley admin");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("closed on 2 node(s)"), "{stdout}");
+    closed_with(&a, 4003, "session on node 0").await;
+    closed_with(&b, 4003, "session on node 1").await;
+}

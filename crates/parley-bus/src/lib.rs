@@ -9,7 +9,7 @@ mod redis_bus;
 
 pub use hub::{Hub, HubLimits, HubStats, Overflow, Registered, SessionHandle, Tenant};
 pub use local::LocalBus;
-pub use redis_bus::{list_nodes, NodeInfo, RedisBus, RedisOptions};
+pub use redis_bus::{list_nodes, publish_once, NodeInfo, RedisBus, RedisOptions};
 
 use bytestring::ByteString;
 use futures_util::future::BoxFuture;

@@ -659,6 +659,19 @@ pub async fn list_nodes(url: &str, prefix: &str) -> Result<Vec<NodeInfo>, BusErr
     Ok(nodes)
 }
 
+/// Publishes one envelope to every node under `prefix` from outside the
+/// cluster (`parley admin`: an infobase unregistered from the command line
+/// closes its users' open sessions too). Returns how many nodes listened.
+pub async fn publish_once(url: &str, prefix: &str, env: &Envelope) -> Result<u64, BusError> {
+    let (_, mut conn) = manager(url).await?;
+    redis::cmd("PUBLISH")
+        .arg(Keys::new(prefix).channel)
+        .arg(encode("admin", env))
+        .query_async(&mut conn)
+        .await
+        .map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

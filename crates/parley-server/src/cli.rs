@@ -242,10 +242,23 @@ async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
             }
         }
         Admin::Infobases(InfobasesCmd::Unregister { id }) => {
-            if store.unregister_infobase(id).await?.is_some() {
-                println!("infobase {id} unregistered");
-            } else {
+            let Some(users) = store.unregister_infobase(id).await? else {
                 println!("infobase {id} is not registered");
+                return Ok(());
+            };
+            println!("infobase {id} unregistered");
+            // Its users' open sessions end on every node, as when the
+            // infobase unregisters itself.
+            if cfg.bus.kind == crate::config::BusKind::Redis {
+                let env = parley_bus::Envelope::revocation(users, parley_bus::Revoke::Users);
+                let nodes =
+                    parley_bus::publish_once(&cfg.bus.redis_url, &cfg.bus.prefix, &env).await?;
+                println!("open sessions of its users closed on {nodes} node(s)");
+            } else if !users.is_empty() {
+                println!(
+                    "bus.kind = \"local\": this command cannot reach the node's open sessions; \
+                     they end when their tokens expire or the node restarts"
+                );
             }
         }
     }
