@@ -45,6 +45,8 @@ export PARLEY_TEST_SMTP_PORT="$smtp_port"
 export PARLEY_TEST_MAILDIR="$work/mail"
 # Screenshots of the web client's end-to-end tests.
 export PARLEY_ARTIFACTS="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/e2e-artifacts"
+# The fuzz run (tests/fuzz.rs): generated frames and bodies for this long.
+export PARLEY_FUZZ_SECS="${PARLEY_FUZZ_SECS:-60}"
 # The cluster tests start this binary.
 export PARLEY_BIN="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/debug/parley"
 
