@@ -229,8 +229,21 @@ impl Storage for LocalStorage {
         })
     }
 
+    /// Reads only (`/readyz` must not write): the directory exists and is
+    /// not read-only. `check` writes a probe.
     fn ready(&self) -> BoxFuture<'_, Result<(), FilesError>> {
-        self.check()
+        Box::pin(async move {
+            let meta = tokio::fs::metadata(&self.root).await.map_err(|e| {
+                FilesError::Unavailable(format!("cannot read {}: {e}", self.root.display()))
+            })?;
+            if !meta.is_dir() || meta.permissions().readonly() {
+                return Err(FilesError::Unavailable(format!(
+                    "{} is not a writable directory",
+                    self.root.display()
+                )));
+            }
+            Ok(())
+        })
     }
 
     fn check(&self) -> BoxFuture<'_, Result<(), FilesError>> {

@@ -46,6 +46,9 @@ pub enum Admin {
     /// List the nodes of the cluster with their session counts (needs
     /// `bus.kind = "redis"`).
     Nodes,
+    /// Check the database, the bus and the file storage as configured and
+    /// say what is wrong in detail (`/readyz` only says which).
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +182,46 @@ async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
             };
             storage.check().await?;
             println!("storage ok: {what} is reachable, readable and writable");
+        }
+        Admin::Status => {
+            let mut failed = false;
+            let mut show = |what: &str, r: Result<String, String>| match r {
+                Ok(m) => println!("{what:<9} ready        {m}"),
+                Err(e) => {
+                    failed = true;
+                    println!("{what:<9} unavailable  {e}");
+                }
+            };
+            show(
+                "database",
+                store
+                    .ping()
+                    .await
+                    .map(|()| "answers".to_owned())
+                    .map_err(|e| e.to_string()),
+            );
+            let bus = match cfg.bus.kind {
+                crate::config::BusKind::Redis => {
+                    parley_bus::list_nodes(&cfg.bus.redis_url, &cfg.bus.prefix)
+                        .await
+                        .map(|n| format!("redis answers; {} node(s) registered", n.len()))
+                        .map_err(|e| e.to_string())
+                }
+                crate::config::BusKind::Local => Ok("local (one node)".to_owned()),
+            };
+            show("bus", bus);
+            let storage = match parley_files::open(&cfg.files).await {
+                Ok(s) => s
+                    .check()
+                    .await
+                    .map(|()| format!("{} reachable, readable and writable", s.name()))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            show("storage", storage);
+            if failed {
+                return Err(StartError::Unready("a component is unavailable".into()));
+            }
         }
         Admin::Nodes => {
             if cfg.bus.kind != crate::config::BusKind::Redis {

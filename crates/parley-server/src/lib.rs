@@ -28,6 +28,9 @@ pub enum StartError {
     Files(#[from] parley_files::FilesError),
     #[error("http: {0}")]
     Io(#[from] std::io::Error),
+    /// `parley admin status` found a component unavailable (it printed which).
+    #[error("{0}")]
+    Unready(String),
 }
 
 pub fn store(cfg: &Config) -> Result<Store, StartError> {

@@ -1,7 +1,8 @@
 //! Readiness of what the node depends on: database, bus, file storage.
-//! Checked at most once a second whatever the number of callers (a storage
-//! check writes an object; `/readyz` is public), and answered without the
-//! components' error texts, which name internal hosts: those go to the log.
+//! Checked at most once a second whatever the number of callers (`/readyz`
+//! is public; no check writes anything), and answered without the
+//! components' error texts, which name internal hosts: those go to the log
+//! and to `parley admin status`.
 
 use crate::Service;
 use parley_core::api::ComponentStatus;
