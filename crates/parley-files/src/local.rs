@@ -229,10 +229,13 @@ impl Storage for LocalStorage {
         })
     }
 
-    /// Reads only (`/readyz` must not write): the directory exists and is
-    /// not read-only. `check` writes a probe.
+    /// Writes no object (`/readyz` is public): the directory exists (made
+    /// once when missing) and is not read-only. `check` writes a probe.
     fn ready(&self) -> BoxFuture<'_, Result<(), FilesError>> {
         Box::pin(async move {
+            tokio::fs::create_dir_all(&self.root).await.map_err(|e| {
+                FilesError::Unavailable(format!("cannot create {}: {e}", self.root.display()))
+            })?;
             let meta = tokio::fs::metadata(&self.root).await.map_err(|e| {
                 FilesError::Unavailable(format!("cannot read {}: {e}", self.root.display()))
             })?;
