@@ -3,6 +3,7 @@
 
 mod access;
 mod batching;
+mod calls;
 mod chatting;
 mod contexts;
 mod events;

@@ -121,6 +121,7 @@ impl TestEnv {
         // As `parley serve` does (the other background loops would only
         // purge and sweep).
         svc.start_recovery();
+        svc.start_call_sweeper();
         let state = parley_server::app_state_for(&cfg, svc);
         let db = PgPoolOptions::new()
             .max_connections(2)

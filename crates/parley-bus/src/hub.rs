@@ -315,6 +315,9 @@ impl Hub {
         for user in &env.targets {
             let Some(list) = map.get(user) else { continue };
             for h in list {
+                if env.session.is_some_and(|s| s != h.id) {
+                    continue;
+                }
                 match h.tx.try_send(Arc::clone(env)) {
                     Ok(()) => {
                         self.delivered.fetch_add(1, Ordering::Relaxed);
@@ -348,6 +351,7 @@ impl Hub {
             frame: bytestring::ByteString::new(),
             resync: true,
             revoke: None,
+            session: None,
         });
         self.deliver(&env);
     }
@@ -458,6 +462,7 @@ mod tests {
             frame: ByteString::from_static("{}"),
             resync: false,
             revoke: None,
+            session: None,
         })
     }
 
@@ -558,6 +563,7 @@ mod tests {
                 frame: ByteString::from_static("{}"),
                 resync: false,
                 revoke: None,
+                session: None,
             })
         };
         for seq in [1, 2, 2, 1, 3] {

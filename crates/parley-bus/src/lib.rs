@@ -13,7 +13,7 @@ pub use redis_bus::{list_nodes, publish_once, NodeInfo, RedisBus, RedisOptions};
 
 use bytestring::ByteString;
 use futures_util::future::BoxFuture;
-use parley_core::{ConversationId, TokenId, UserId};
+use parley_core::{ConversationId, SessionId, TokenId, UserId};
 use std::sync::Arc;
 
 /// One event on its way to the sessions of some users, serialized once.
@@ -34,6 +34,8 @@ pub struct Envelope {
     /// Not a frame: the targets' sessions (or those of one token) lost
     /// their access and must close.
     pub revoke: Option<Revoke>,
+    /// Only this session of the targets gets it (call signaling).
+    pub session: Option<SessionId>,
 }
 
 /// Whose sessions a revocation ends.
@@ -47,6 +49,21 @@ pub enum Revoke {
 }
 
 impl Envelope {
+    /// A live frame (not part of a history) for the sessions of `targets`,
+    /// or only for `session` among them.
+    pub fn live(targets: Vec<UserId>, frame: ByteString, session: Option<SessionId>) -> Self {
+        Envelope {
+            targets,
+            position: None,
+            recipients: None,
+            author: None,
+            frame,
+            resync: false,
+            revoke: None,
+            session,
+        }
+    }
+
     /// A revocation for the sessions of `targets`.
     pub fn revocation(targets: Vec<UserId>, revoke: Revoke) -> Self {
         Envelope {
@@ -57,6 +74,7 @@ impl Envelope {
             frame: ByteString::new(),
             resync: false,
             revoke: Some(revoke),
+            session: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
-use parley_core::{ConversationId, UserId};
+use parley_core::{ConversationId, SessionId, UserId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -79,6 +79,9 @@ struct Header {
     /// Revocation: the targets' sessions close.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     v: Option<crate::Revoke>,
+    /// Only this session of the targets (call signaling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    o: Option<SessionId>,
 }
 
 struct Keys {
@@ -214,6 +217,7 @@ fn encode(node: &str, env: &Envelope) -> Vec<u8> {
         a: env.author,
         s: env.resync,
         v: env.revoke,
+        o: env.session,
     };
     let mut out = serde_json::to_vec(&header).unwrap_or_default();
     out.push(b'\n');
@@ -235,6 +239,7 @@ fn decode(payload: &[u8]) -> Option<(String, Envelope)> {
             frame: ByteString::from(frame),
             resync: header.s,
             revoke: header.v,
+            session: header.o,
         },
     ))
 }
@@ -348,6 +353,7 @@ async fn publisher(
                 frame: ByteString::new(),
                 resync: true,
                 revoke: None,
+                session: None,
             };
             batch.push(encode(&me, &resync));
         }
@@ -686,6 +692,7 @@ mod tests {
             frame: ByteString::from("{\"type\":\"event\",\"text\":\"a\\nb\"}"),
             resync: false,
             revoke: None,
+            session: None,
         };
         let (node, back) = decode(&encode("n1", &env)).expect("decode");
         assert_eq!(node, "n1");

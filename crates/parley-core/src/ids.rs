@@ -69,6 +69,10 @@ typed_id!(
     MessageId
 );
 typed_id!(
+    /// An audio or video call in a conversation.
+    CallId
+);
+typed_id!(
     /// One WebSocket session of a user.
     SessionId
 );

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod api;
+pub mod calls;
 pub mod crypto;
 pub mod error;
 pub mod ids;
@@ -12,5 +13,5 @@ pub mod validate;
 pub use actor::{InfobaseActor, UserActor};
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{
-    ConversationId, FileId, InfobaseId, MessageId, SessionId, SubscriberId, TokenId, UserId,
+    CallId, ConversationId, FileId, InfobaseId, MessageId, SessionId, SubscriberId, TokenId, UserId,
 };

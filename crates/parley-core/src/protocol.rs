@@ -2,7 +2,8 @@
 //! round-trips every example there through these types) and the conversation
 //! and message shapes the REST API shares with it.
 
-use crate::{ConversationId, ErrorCode, FileId, InfobaseId, MessageId, SessionId, UserId};
+use crate::calls::{Call, Media, Signal};
+use crate::{CallId, ConversationId, ErrorCode, FileId, InfobaseId, MessageId, SessionId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -127,6 +128,32 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_at: Option<DateTime<Utc>>,
     pub deleted: bool,
+    /// `system` for what the server writes into the history (a call, …),
+    /// with structured `data` a client renders in its own language; absent
+    /// for an ordinary message.
+    #[serde(default, skip_serializing_if = "MessageKind::is_text")]
+    pub kind: MessageKind,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    #[default]
+    Text,
+    System,
+}
+
+impl MessageKind {
+    pub fn is_text(&self) -> bool {
+        *self == MessageKind::Text
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::System => "system",
+        }
+    }
 }
 
 /// A file as attached to a message.
@@ -262,6 +289,13 @@ impl Request {
         "presence.get",
         "users.get",
         "logout",
+        "call.start",
+        "call.accept",
+        "call.join",
+        "call.decline",
+        "call.cancel",
+        "call.hangup",
+        "call.signal",
     ];
 }
 
@@ -361,6 +395,39 @@ pub enum Request {
     /// Names and pictures of users of the caller's subscriber.
     #[serde(rename = "users.get")]
     GetUsers { user_ids: Vec<UserId> },
+    /// Starts a call in a conversation; the other members' devices ring.
+    /// Answer: [`crate::calls::Joined`].
+    #[serde(rename = "call.start")]
+    CallStart {
+        conversation_id: ConversationId,
+        media: Media,
+    },
+    /// Answers a ringing call from this device.
+    #[serde(rename = "call.accept")]
+    CallAccept { call_id: CallId },
+    /// Comes back to a call this user was in (after a dropped connection,
+    /// within `calls.rejoin_grace_secs`).
+    #[serde(rename = "call.join")]
+    CallJoin { call_id: CallId },
+    /// Refuses a ringing call (a 1:1 call then ends as declined).
+    #[serde(rename = "call.decline")]
+    CallDecline { call_id: CallId },
+    /// The caller gives up before anyone answered.
+    #[serde(rename = "call.cancel")]
+    CallCancel { call_id: CallId },
+    /// Leaves the call (a 1:1 call then ends).
+    #[serde(rename = "call.hangup")]
+    CallHangup { call_id: CallId },
+    /// Relays an SDP description or ICE candidate to another session in the
+    /// call (`to_session`), or to every other one.
+    #[serde(rename = "call.signal")]
+    CallSignal {
+        call_id: CallId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_session: Option<SessionId>,
+        #[serde(flatten)]
+        signal: Signal,
+    },
 }
 
 /// Sent once the session is authenticated.
@@ -477,6 +544,41 @@ pub enum Event {
         after_seq: i64,
         before_seq: i64,
     },
+    /// A member started a call: every device of the other members rings.
+    #[serde(rename = "call.ringing")]
+    CallRinging { call: Call },
+    /// Someone joined or left the call (to every member of the
+    /// conversation, so that clients show who is in it).
+    #[serde(rename = "call.updated")]
+    CallUpdated { call: Call },
+    /// The call is over (`call.outcome` says how); ringing stops.
+    #[serde(rename = "call.ended")]
+    CallEnded { call: Call },
+    /// The user answered or declined on another device (`session_id`):
+    /// this one stops ringing.
+    #[serde(rename = "call.ringing_stopped")]
+    CallRingingStopped {
+        call_id: CallId,
+        session_id: SessionId,
+        reason: RingingStopped,
+    },
+    /// Signaling from another session in the call.
+    #[serde(rename = "call.signal")]
+    CallSignal {
+        call_id: CallId,
+        from_user: UserId,
+        from_session: SessionId,
+        #[serde(flatten)]
+        signal: Signal,
+    },
+}
+
+/// Why a device stopped ringing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingingStopped {
+    AnsweredElsewhere,
+    DeclinedElsewhere,
 }
 
 impl Event {

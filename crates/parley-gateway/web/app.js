@@ -289,7 +289,8 @@
         meta.append(edit, del);
       }
       const text = document.createElement("div"); text.className = "text";
-      text.textContent = m.deleted ? "message deleted" : m.text;
+      text.textContent = m.deleted ? "message deleted" : (m.kind === "system" ? systemText(m) : m.text);
+      if (m.kind === "system") li.classList.add("system");
       li.append(meta, text);
       for (const a of m.attachments || []) {
         const link = document.createElement("a");
@@ -318,6 +319,22 @@
       box.append(li);
     }
     if (scroll || atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  // System messages carry structured data; the words are the client's.
+  function systemText(m) {
+    const c = m.data && m.data.call;
+    if (!c) return "";
+    const kind = c.media === "video" ? "Video call" : "Call";
+    const dur = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+    switch (c.outcome) {
+      case "completed": return `📞 ${kind}, ${dur(c.duration_secs || 0)}`;
+      case "missed": return `📞 Missed ${kind.toLowerCase()}`;
+      case "declined": return `📞 ${kind} declined`;
+      case "cancelled": return `📞 ${kind} cancelled`;
+      case "busy": return `📞 ${kind}: busy`;
+      default: return `📞 ${kind}`;
+    }
   }
 
   async function editMessage(m) {

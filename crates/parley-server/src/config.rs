@@ -7,7 +7,8 @@ use parley_files::FilesConfig;
 use parley_gateway::config::{HttpConfig, WebConfig, WsConfig};
 use parley_mail::MailConfig;
 use parley_service::config::{
-    AuthConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RecoveryConfig, RegistrationConfig,
+    AuthConfig, CallsConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RecoveryConfig,
+    RegistrationConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -107,6 +108,7 @@ pub struct Config {
     pub maintenance: MaintenanceConfig,
     pub commit: CommitConfig,
     pub recovery: RecoveryConfig,
+    pub calls: CallsConfig,
     pub log: LogConfig,
 }
 
@@ -297,6 +299,7 @@ impl Config {
         self.maintenance.validate().map_err(wrap)?;
         self.commit.validate().map_err(wrap)?;
         self.recovery.validate().map_err(wrap)?;
+        self.calls.validate().map_err(wrap)?;
         let bad = |key: &str, message: &str| ConfigError::BadValue {
             key: key.into(),
             origin: "configuration".into(),
@@ -363,6 +366,9 @@ impl Config {
         }
         if !c.mail.smtp_password.is_empty() {
             c.mail.smtp_password = "***".into();
+        }
+        if !c.calls.turn_secret.is_empty() {
+            c.calls.turn_secret = "***".into();
         }
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }

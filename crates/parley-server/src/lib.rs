@@ -88,6 +88,7 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         maintenance: cfg.maintenance.clone(),
         commit: cfg.commit.clone(),
         recovery: cfg.recovery.clone(),
+        calls: cfg.calls.clone(),
         dev_signin: cfg.web.dev_signin,
     }
 }

@@ -43,5 +43,6 @@ impl Service {
         });
         tokio::spawn(Arc::clone(self).watch_departures());
         self.start_recovery();
+        self.start_call_sweeper();
     }
 }

@@ -438,3 +438,95 @@ impl RecoveryConfig {
         )
     }
 }
+
+/// `[calls]`: audio and video calls (docs/calls.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// A call nobody answers ends as missed after this long.
+    pub ring_timeout_secs: u64,
+    /// A participant whose connection dropped may come back (`call.join`)
+    /// within this long; then it has left (a call between two ends).
+    pub rejoin_grace_secs: u64,
+    /// Largest `call.signal` payload (SDP or ICE candidate), serialized.
+    pub max_signal_bytes: usize,
+    /// Participants of a peer-to-peer call.
+    pub p2p_max_participants: usize,
+    /// STUN servers given to clients (`stun:host:3478`).
+    pub stun_urls: Vec<String>,
+    /// TURN servers (`turn:host:3478?transport=udp`, `turns:…`), with
+    /// credentials made per call from `turn_secret`.
+    pub turn_urls: Vec<String>,
+    /// The secret shared with coturn (`use-auth-secret`,
+    /// `static-auth-secret`); TURN credentials are
+    /// `username = expiry:user_id`, `credential = base64(HMAC-SHA1(secret,
+    /// username))`, so no long-lived TURN password reaches a browser.
+    pub turn_secret: String,
+    /// Lifetime of TURN credentials.
+    pub turn_ttl_secs: u64,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            ring_timeout_secs: 45,
+            rejoin_grace_secs: 20,
+            max_signal_bytes: 64 * 1024,
+            p2p_max_participants: 2,
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: String::new(),
+            turn_ttl_secs: 3600,
+        }
+    }
+}
+
+impl CallsConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            (5..=600).contains(&self.ring_timeout_secs),
+            "calls.ring_timeout_secs",
+            "must be between 5 and 600",
+        )?;
+        check(
+            (1..=600).contains(&self.rejoin_grace_secs),
+            "calls.rejoin_grace_secs",
+            "must be between 1 and 600",
+        )?;
+        check(
+            (256..=1024 * 1024).contains(&self.max_signal_bytes),
+            "calls.max_signal_bytes",
+            "must be between 256 and 1048576",
+        )?;
+        check(
+            self.p2p_max_participants == 2,
+            "calls.p2p_max_participants",
+            "must be 2 (group calls need a media server)",
+        )?;
+        let url_ok = |u: &String, schemes: &[&str]| schemes.iter().any(|s| u.starts_with(s));
+        check(
+            self.stun_urls
+                .iter()
+                .all(|u| url_ok(u, &["stun:", "stuns:"])),
+            "calls.stun_urls",
+            "each must start with stun: or stuns:",
+        )?;
+        check(
+            self.turn_urls
+                .iter()
+                .all(|u| url_ok(u, &["turn:", "turns:"])),
+            "calls.turn_urls",
+            "each must start with turn: or turns:",
+        )?;
+        check(
+            self.turn_urls.is_empty() || self.turn_secret.len() >= 16,
+            "calls.turn_secret",
+            "must be set (16 characters at least) when calls.turn_urls is",
+        )?;
+        check(
+            (60..=7 * 24 * 3600).contains(&self.turn_ttl_secs),
+            "calls.turn_ttl_secs",
+            "must be between 60 and 604800",
+        )
+    }
+}

@@ -5,7 +5,7 @@ use crate::Service;
 use bytestring::ByteString;
 use parley_bus::{Bus, Envelope};
 use parley_core::protocol::{Event, ServerFrame};
-use parley_core::UserId;
+use parley_core::{SessionId, UserId};
 use parley_store::{Committed, StoredEvent};
 use std::sync::Arc;
 
@@ -29,15 +29,20 @@ impl Service {
         if targets.is_empty() {
             return;
         }
-        self.bus.publish(Arc::new(Envelope {
+        self.bus.publish(Arc::new(Envelope::live(
             targets,
-            position: None,
-            recipients: None,
-            author: None,
-            frame: frame_text(&ServerFrame::Event(event)),
-            resync: false,
-            revoke: None,
-        }));
+            frame_text(&ServerFrame::Event(event)),
+            None,
+        )));
+    }
+
+    /// As [`Service::push`], to one session of `user` only.
+    pub(crate) fn push_to_session(&self, user: UserId, session: SessionId, event: Event) {
+        self.bus.publish(Arc::new(Envelope::live(
+            vec![user],
+            frame_text(&ServerFrame::Event(event)),
+            Some(session),
+        )));
     }
 
     /// Fans out what a change committed to the members at its commit.
@@ -74,5 +79,6 @@ pub(crate) fn envelope(ev: StoredEvent, targets: Vec<UserId>) -> Envelope {
         frame: frame_text(&ServerFrame::Event(ev.event)),
         resync: false,
         revoke: None,
+        session: None,
     }
 }

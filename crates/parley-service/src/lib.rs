@@ -15,6 +15,7 @@ pub mod ratelimit;
 
 mod auth;
 mod background;
+mod calls;
 mod commit;
 mod conversations;
 mod fanout;
@@ -39,7 +40,8 @@ pub use messages::{HistoryQuery, Posted};
 pub use parley_store::TokenSession;
 
 use config::{
-    AuthConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RecoveryConfig, RegistrationConfig,
+    AuthConfig, CallsConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RecoveryConfig,
+    RegistrationConfig,
 };
 use parley_bus::Bus;
 use parley_files::{FilesConfig, Storage};
@@ -58,6 +60,7 @@ pub struct ServiceConfig {
     pub maintenance: MaintenanceConfig,
     pub commit: CommitConfig,
     pub recovery: RecoveryConfig,
+    pub calls: CallsConfig,
     /// `POST /v1/dev/signin` is allowed (development only).
     pub dev_signin: bool,
 }

@@ -2,6 +2,7 @@
 //! this crate, grouped by domain in the modules below.
 
 mod batch;
+mod calls;
 mod conversations;
 mod files;
 mod infobases;
@@ -12,6 +13,7 @@ mod tokens;
 mod users;
 
 pub use batch::BatchedSend;
+pub use calls::{CallChange, Declined};
 pub use conversations::{
     Committed, ConversationMeta, ConversationSeq, CreateOutcome, NewConversation, Viewer,
 };

@@ -2,7 +2,9 @@
 
 use crate::conversations::{add_members_tx, lock_conversation, members_tx, Committed};
 use crate::{Result, Store, StoreError};
-use parley_core::protocol::{Action, Attachment, ConversationKind, Event, Message, MessagePage};
+use parley_core::protocol::{
+    Action, Attachment, ConversationKind, Event, Message, MessageKind, MessagePage,
+};
 use parley_core::{ConversationId, FileId, MessageId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -136,6 +138,7 @@ impl NewMessageRow {
             created_at: chrono::Utc::now(),
             edited_at: None,
             deleted: false,
+            kind: MessageKind::Text,
         }
     }
 }
@@ -184,7 +187,7 @@ pub struct ReadMarker {
 }
 
 const MSG_COLUMNS: &str = "id, conversation_id, seq, author_id, text, data, actions, recipients, \
-                           attachments, created_at, edited_at, deleted";
+                           attachments, created_at, edited_at, deleted, kind";
 
 fn msg_from_row(r: &PgRow) -> Result<Message> {
     let data: Option<Json<serde_json::Value>> = r.try_get("data")?;
@@ -210,6 +213,10 @@ fn msg_from_row(r: &PgRow) -> Result<Message> {
         created_at: r.try_get("created_at")?,
         edited_at: r.try_get("edited_at")?,
         deleted,
+        kind: match r.try_get::<&str, _>("kind")? {
+            "system" => MessageKind::System,
+            _ => MessageKind::Text,
+        },
     })
 }
 

@@ -297,6 +297,7 @@ async fn run(
                 .unwrap_or(Duration::ZERO),
     };
     let stop = s.serve(stream, rx, auth_id, first).await;
+    st.svc.call_session_closed(user, id).await;
     if st.svc.session_closed(user, id).await {
         st.svc.announce_presence(user, false).await;
     }

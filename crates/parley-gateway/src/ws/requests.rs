@@ -162,6 +162,37 @@ impl Session {
             }
             Request::GetUsers { user_ids } => to_value(&svc.profiles(me, &user_ids).await?),
             Request::Presence { user_ids } => to_value(&svc.presence_for_user(me, user_ids).await?),
+            Request::CallStart {
+                conversation_id,
+                media,
+            } => to_value(&svc.start_call(me, self.id, conversation_id, media).await?),
+            Request::CallAccept { call_id } => {
+                to_value(&svc.accept_call(me, self.id, call_id).await?)
+            }
+            Request::CallJoin { call_id } => {
+                to_value(&svc.rejoin_call(me, self.id, call_id).await?)
+            }
+            Request::CallDecline { call_id } => {
+                svc.decline_call(me, self.id, call_id).await?;
+                Ok(json!({}))
+            }
+            Request::CallCancel { call_id } => {
+                svc.cancel_call(me, call_id).await?;
+                Ok(json!({}))
+            }
+            Request::CallHangup { call_id } => {
+                svc.hangup_call(me, call_id).await?;
+                Ok(json!({}))
+            }
+            Request::CallSignal {
+                call_id,
+                to_session,
+                signal,
+            } => {
+                svc.signal_call(me, self.id, call_id, to_session, signal)
+                    .await?;
+                Ok(json!({}))
+            }
         }
     }
 }
