@@ -785,3 +785,63 @@ async fn admin_unregister_closes_open_sessions() {
     closed_with(&a, 4003, "session on node 0").await;
     closed_with(&b, 4003, "session on node 1").await;
 }
+
+/// A call between users on different nodes: ringing, answer, signaling to
+/// one session and hang-up all cross the bus.
+#[actix_web::test]
+async fn a_call_between_two_nodes_rings_signals_and_ends() {
+    use parley_core::calls::{Joined, Media, Outcome, Signal};
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 2).await;
+    let cl = Cluster::start(&env, 2, false, &[]).await;
+    let a = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
+    let b = connect(&cl.nodes[1].ws_url(), &u[1].1).await;
+    let conv: Conversation = a
+        .call(Request::OpenDialog { user_id: u[1].0 })
+        .await
+        .expect("dialog");
+    let started: Joined = a
+        .call(Request::CallStart {
+            conversation_id: conv.id,
+            media: Media::Audio,
+        })
+        .await
+        .expect("start");
+    let id = started.call.id;
+    expect_event(
+        &b,
+        "ringing across nodes",
+        |e| matches!(e, Event::CallRinging { call } if call.id == id),
+    )
+    .await;
+    let _: Joined = b
+        .call(Request::CallAccept { call_id: id })
+        .await
+        .expect("accept");
+    let to = a.ready().expect("ready").session_id;
+    let _: serde_json::Value = b
+        .call(Request::CallSignal {
+            call_id: id,
+            to_session: Some(to),
+            signal: Signal {
+                sdp: Some(serde_json::json!({"type": "answer", "sdp": "v=0"})),
+                candidate: None,
+            },
+        })
+        .await
+        .expect("signal");
+    expect_event(
+        &a,
+        "signal across nodes",
+        |e| matches!(e, Event::CallSignal { call_id, .. } if *call_id == id),
+    )
+    .await;
+    let _: serde_json::Value = a
+        .call(Request::CallHangup { call_id: id })
+        .await
+        .expect("hangup");
+    expect_event(&b, "ended across nodes", |e| {
+        matches!(e, Event::CallEnded { call } if call.id == id && call.outcome == Some(Outcome::Completed))
+    })
+    .await;
+}
