@@ -17,6 +17,8 @@ command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || ensure_deb
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
 /usr/bin/python3 -c 'import boto3' 2>/dev/null || ensure_debs python3-boto3
 [ -x /usr/bin/chromium ] || ensure_debs chromium
+# Calls: a real TURN relay (the tests start their own on loopback).
+[ -x /usr/bin/turnserver ] || ensure_debs coturn
 ensure_garage
 
 work=$(mktemp -d /tmp/parley-test.XXXXXX)

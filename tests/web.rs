@@ -417,3 +417,137 @@ async fn a_browser_survives_the_death_of_its_node() {
         json!("live")
     );
 }
+
+/// Inbound RTP bytes by kind in the tab's call, how many inbound video
+/// streams carry bytes, and whether the pair in use goes through the relay.
+const CALL_STATS: &str = "(async () => {
+  const c = window.parleyCall; if (!c || !c.pc) return null;
+  const s = await c.pc.getStats();
+  const out = {audio: 0, video: 0, videos: 0, relay: false, state: c.pc.connectionState};
+  s.forEach(r => {
+    if (r.type === 'inbound-rtp') {
+      out[r.kind] += r.bytesReceived || 0;
+      if (r.kind === 'video' && (r.bytesReceived || 0) > 0) out.videos += 1;
+    }
+    if (r.type === 'candidate-pair' && r.state === 'succeeded' && r.nominated) {
+      const l = s.get(r.localCandidateId);
+      if (l && l.candidateType === 'relay') out.relay = true;
+    }
+  });
+  return out;
+})()";
+
+/// Waits until the call's inbound bytes of every kind grow (twice, so the
+/// media flows and did not merely start), with `videos` video streams.
+async fn media_flows(t: &parley_tests::browser::Tab<'_>, who: &str, videos: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let mut last: Option<serde_json::Value> = None;
+    let mut grew = 0;
+    loop {
+        let s = t.eval(CALL_STATS).await;
+        if let (Some(prev), false) = (&last, s.is_null()) {
+            let up = |k: &str| s[k].as_f64().unwrap_or(0.0) > prev[k].as_f64().unwrap_or(0.0);
+            if up("audio") && up("video") && s["videos"].as_u64() >= Some(videos) {
+                grew += 1;
+                if grew >= 2 {
+                    assert_eq!(s["relay"], true, "{who}: not through TURN: {s}");
+                    return;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{who}: media does not flow: {s} (before {last:?}); errors {:?}",
+            t.errors()
+        );
+        last = Some(s);
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+}
+
+/// Two browsers on different nodes call each other through the web client,
+/// forced through coturn (`iceTransportPolicy: "relay"`): audio and video
+/// flow both ways, a shared screen arrives as a second video stream, and the
+/// hang-up ends it on both with the call and its duration in the history.
+#[actix_web::test]
+async fn two_browsers_on_two_nodes_call_through_turn_and_share_a_screen() {
+    use parley_tests::cluster::Cluster;
+    use parley_tests::turn::Coturn;
+    let Two { env, ta, tb, .. } = two("webcall", "Call").await;
+    let turn = Coturn::start().await;
+    let settings = turn.settings();
+    let extra: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let cl = Cluster::start(&env, 2, false, &extra).await;
+    let browser = Browser::launch().await;
+    let a = browser
+        .tab(&format!(
+            "http://127.0.0.1:{}/#token={ta}",
+            cl.nodes[0].port
+        ))
+        .await;
+    let b = browser
+        .tab(&format!(
+            "http://127.0.0.1:{}/#token={tb}",
+            cl.nodes[1].port
+        ))
+        .await;
+    for t in [&a, &b] {
+        t.wait(
+            "live",
+            "document.getElementById('status').textContent === 'live'",
+        )
+        .await;
+        t.eval("sessionStorage.setItem('parley.icePolicy', 'relay')")
+            .await;
+        t.wait(
+            "listed",
+            "document.querySelectorAll('#conversations button').length === 1",
+        )
+        .await;
+        t.eval("document.querySelector('#conversations button').click()")
+            .await;
+        t.wait("open", "!document.getElementById('call-buttons').hidden")
+            .await;
+    }
+    a.eval_as_user("document.getElementById('call-video').click()")
+        .await;
+    b.wait("ringing", "!document.getElementById('incoming').hidden")
+        .await;
+    b.eval_as_user("document.getElementById('call-accept').click()")
+        .await;
+    for (t, who) in [(&a, "caller"), (&b, "callee")] {
+        t.wait(
+            "connected",
+            "window.parleyCall && window.parleyCall.pc.connectionState === 'connected'",
+        )
+        .await;
+        media_flows(t, who, 1).await;
+    }
+    b.screenshot("call-video", 1000).await;
+
+    // The caller shares a screen: a second video stream on the other side.
+    a.eval_as_user("document.getElementById('call-screen').click()")
+        .await;
+    media_flows(&b, "callee, with the screen", 2).await;
+
+    // Hang up: over on both, recorded in the history with a duration.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    a.eval_as_user("document.getElementById('call-hangup').click()")
+        .await;
+    for t in [&a, &b] {
+        t.wait("call over", "document.getElementById('call').hidden")
+            .await;
+        t.wait(
+            "the call in the history",
+            "[...document.querySelectorAll('#messages li.system')].some(li => /Video call, \\d+:\\d\\d/.test(li.textContent))",
+        )
+        .await;
+    }
+    b.screenshot("call-ended", 1000).await;
+    for t in [&a, &b] {
+        assert!(t.errors().is_empty(), "console errors: {:?}", t.errors());
+    }
+}

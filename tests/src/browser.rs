@@ -59,6 +59,12 @@ impl Browser {
                 "--disable-dev-shm-usage",
                 "--remote-debugging-port=0",
                 "--window-size=1280,800",
+                // Calls: a fake camera and microphone, no permission prompt,
+                // and a fake screen for getDisplayMedia.
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--auto-select-desktop-capture-source=Entire screen",
+                "--autoplay-policy=no-user-gesture-required",
             ])
             .arg(format!("--user-data-dir={}", dir.display()))
             .arg("about:blank")
@@ -212,6 +218,19 @@ impl Tab<'_> {
             .cmd(
                 "Runtime.evaluate",
                 json!({"expression": js, "awaitPromise": true, "returnByValue": true}),
+            )
+            .await;
+        assert!(r.get("exceptionDetails").is_none(), "{js}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// As [`Tab::eval`], as if the user had just clicked (APIs such as
+    /// `getDisplayMedia` need that).
+    pub async fn eval_as_user(&self, js: &str) -> Value {
+        let r = self
+            .cmd(
+                "Runtime.evaluate",
+                json!({"expression": js, "awaitPromise": true, "returnByValue": true, "userGesture": true}),
             )
             .await;
         assert!(r.get("exceptionDetails").is_none(), "{js}: {r}");

@@ -80,6 +80,7 @@
 
   async function onReady(ready) {
     state.me = ready.user_id;
+    state.sessionId = ready.session_id;
     $("me").textContent = ready.user_id;
     state.backoff = 250;
     const since = {};
@@ -138,6 +139,179 @@
       case "read": break;
       case "notification": console.info("notification", e.data); break;
       case "gap": catchUp(c, e.after_seq, e.before_seq); break;
+      case "call.ringing": case "call.updated": case "call.ended":
+      case "call.ringing_stopped": case "call.signal": onCallEvent(e); break;
+    }
+  }
+
+  // ---- calls (docs/calls.md): ringing, one RTCPeerConnection per call
+  // between this session and the other participant's, signaling relayed by
+  // the server to that session only.
+  function icePolicy() { return sessionStorage.getItem("parley.icePolicy") || "all"; }
+
+  function showIncoming(call) {
+    state.ringing = call;
+    $("incoming-text").textContent = `${call.media === "video" ? "Video call" : "Call"} from ${nameOf(call.started_by)}`;
+    $("incoming").hidden = false;
+  }
+
+  function stopRinging(id) {
+    if (state.ringing && (!id || state.ringing.id === id)) { state.ringing = null; $("incoming").hidden = true; }
+  }
+
+  async function startCall(media) {
+    if (!state.active || state.call) return;
+    const joined = await request("call.start", { conversation_id: state.active, media }).catch((e) => { setStatus(e.message); return null; });
+    if (!joined) return;
+    if (joined.call.outcome) { setStatus(`call: ${joined.call.outcome}`); return; }
+    await setupCall(joined, "caller");
+  }
+
+  async function acceptCall() {
+    const call = state.ringing; stopRinging();
+    if (!call || state.call) return;
+    const joined = await request("call.accept", { call_id: call.id }).catch((e) => { setStatus(e.message); return null; });
+    if (joined) await setupCall(joined, "callee");
+  }
+
+  async function declineCall() {
+    const call = state.ringing; stopRinging();
+    if (call) await request("call.decline", { call_id: call.id }).catch(() => null);
+  }
+
+  async function setupCall(joined, role) {
+    const call = joined.call;
+    const pc = new RTCPeerConnection({ iceServers: joined.ice_servers, iceTransportPolicy: icePolicy() });
+    // `ready` once the local tracks are in: signals that come earlier wait.
+    const c = { id: call.id, media: call.media, role, pc, peer: null, pendingIce: [], queued: [], ready: false, offered: false };
+    state.call = c;
+    window.parleyCall = c;
+    $("call").hidden = false; $("call-status").textContent = role === "caller" ? "calling…" : "connecting…";
+    c.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: call.media === "video" });
+    $("local-video").srcObject = c.local;
+    for (const t of c.local.getTracks()) pc.addTrack(t, c.local);
+    pc.onicecandidate = (ev) => { if (ev.candidate) signal(c, { candidate: ev.candidate.toJSON() }); };
+    pc.ontrack = (ev) => {
+      const stream = ev.streams[0];
+      if (!c.remoteStream || c.remoteStream.id === stream.id) { c.remoteStream = stream; $("remote-video").srcObject = stream; }
+      else { $("remote-screen").srcObject = stream; $("remote-screen").hidden = false; }
+    };
+    pc.onconnectionstatechange = () => { $("call-status").textContent = pc.connectionState; };
+    // Renegotiation (a screen shared by the caller later) goes by the same
+    // path as the first offer.
+    pc.onnegotiationneeded = async () => { if (c.ready && c.peer && c.offered && c.role === "caller") await offer(c); };
+    peerFrom(call);
+    c.ready = true;
+    if (c.peer && role === "caller" && !c.offered) await offer(c);
+    for (const e of c.queued.splice(0)) onSignal(c, e);
+  }
+
+  // The other participant's session, once it is in the call.
+  function peerFrom(call) {
+    const c = state.call; if (!c || c.peer) return;
+    const other = (call.participants || []).find((p) => p.user_id !== state.me);
+    if (other) c.peer = other.session_id;
+  }
+
+  function signal(c, body) {
+    if (!c.peer) { c.pendingIce.push(body); return; }
+    request("call.signal", { call_id: c.id, to_session: c.peer, ...body }).catch((e) => console.warn("signal", e.message));
+  }
+
+  // Resolves when no offer/answer exchange is under way.
+  function stable(pc) {
+    if (pc.signalingState === "stable" || pc.signalingState === "closed") return Promise.resolve();
+    return new Promise((resolve) => {
+      const f = () => {
+        if (pc.signalingState === "stable" || pc.signalingState === "closed") {
+          pc.removeEventListener("signalingstatechange", f); resolve();
+        }
+      };
+      pc.addEventListener("signalingstatechange", f);
+    });
+  }
+
+  // Offers one at a time, each once the previous exchange is complete (a
+  // renegotiation for a shared screen may be asked for while one runs).
+  function offer(c) {
+    c.offered = true;
+    c.offers = (c.offers || Promise.resolve()).then(async () => {
+      await stable(c.pc);
+      if (c.pc.signalingState === "closed") return;
+      const o = await c.pc.createOffer(); await c.pc.setLocalDescription(o);
+      signal(c, { sdp: c.pc.localDescription.toJSON() });
+      for (const b of c.pendingIce.splice(0)) signal(c, b);
+    }).catch((e) => console.warn("offer", e.message));
+    return c.offers;
+  }
+
+  // Signals are applied in the order they came, one at a time.
+  function onSignal(c, e) {
+    c.signals = (c.signals || Promise.resolve()).then(() => applySignal(c, e))
+      .catch((err) => console.warn("signal", err.message));
+    return c.signals;
+  }
+
+  async function applySignal(c, e) {
+    if (!c.ready) { c.queued.push(e); return; }
+    if (c.pc.signalingState === "closed") return;
+    if (!c.peer) c.peer = e.from_session;
+    if (e.sdp) {
+      await c.pc.setRemoteDescription(e.sdp);
+      if (e.sdp.type === "offer") {
+        const a = await c.pc.createAnswer(); await c.pc.setLocalDescription(a);
+        signal(c, { sdp: c.pc.localDescription.toJSON() });
+      }
+      for (const cand of c.remoteIce || []) await c.pc.addIceCandidate(cand).catch(() => null);
+      c.remoteIce = [];
+      for (const b of c.pendingIce.splice(0)) signal(c, b);
+    } else if (e.candidate) {
+      if (c.pc.remoteDescription) await c.pc.addIceCandidate(e.candidate).catch(() => null);
+      else (c.remoteIce = c.remoteIce || []).push(e.candidate);
+    }
+  }
+
+  async function shareScreen() {
+    const c = state.call; if (!c) return;
+    const s = await navigator.mediaDevices.getDisplayMedia({ video: true });
+    c.screen = s;
+    for (const t of s.getTracks()) c.pc.addTrack(t, s);
+    if (c.role !== "caller") await offer(c);
+  }
+
+  function endCall() {
+    const c = state.call; state.call = null;
+    if (!c) return;
+    if (c.pc) c.pc.close();
+    for (const s of [c.local, c.screen]) if (s) for (const t of s.getTracks()) t.stop();
+    $("call").hidden = true; $("remote-screen").hidden = true;
+    for (const v of ["local-video", "remote-video", "remote-screen"]) $(v).srcObject = null;
+  }
+
+  async function hangup() {
+    const c = state.call; if (!c) return;
+    endCall();
+    await request("call.hangup", { call_id: c.id }).catch(() => null);
+  }
+
+  async function onCallEvent(e) {
+    switch (e.event) {
+      case "call.ringing": if (!state.call) showIncoming(e.call); break;
+      case "call.ringing_stopped": if (e.session_id !== state.sessionId) stopRinging(e.call_id); break;
+      case "call.updated": {
+        const c = state.call;
+        if (c && c.id === e.call.id && !c.peer) {
+          peerFrom(e.call);
+          if (c.peer && c.role === "caller" && c.ready && !c.offered) await offer(c);
+        }
+        break;
+      }
+      case "call.ended": stopRinging(e.call.id); if (state.call && state.call.id === e.call.id) endCall(); break;
+      case "call.signal": {
+        const c = state.call;
+        if (c && c.id === e.call_id) await onSignal(c, e);
+        break;
+      }
     }
   }
 
@@ -242,6 +416,7 @@
     const c = state.convs.get(id);
     $("conv-title").textContent = c ? titleOf(c) : "Conversation";
     $("composer").hidden = false;
+    $("call-buttons").hidden = false;
     const page = await request("history", { conversation_id: id, limit: 50 }).catch(() => null);
     if (page) for (const m of page.messages) msgs(id).set(m.id, m);
     if (page) ensureNames(page.messages.map((m) => m.author_id));
@@ -328,12 +503,12 @@
     const kind = c.media === "video" ? "Video call" : "Call";
     const dur = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
     switch (c.outcome) {
-      case "completed": return `📞 ${kind}, ${dur(c.duration_secs || 0)}`;
-      case "missed": return `📞 Missed ${kind.toLowerCase()}`;
-      case "declined": return `📞 ${kind} declined`;
-      case "cancelled": return `📞 ${kind} cancelled`;
-      case "busy": return `📞 ${kind}: busy`;
-      default: return `📞 ${kind}`;
+      case "completed": return `${kind}, ${dur(c.duration_secs || 0)}`;
+      case "missed": return `Missed ${kind.toLowerCase()}`;
+      case "declined": return `${kind} declined`;
+      case "cancelled": return `${kind} cancelled`;
+      case "busy": return `${kind}: busy`;
+      default: return `${kind}`;
     }
   }
 
@@ -414,6 +589,24 @@
     };
     $("messages").onscroll = () => { if ($("messages").scrollTop === 0) olderHistory(); };
     $("back").onclick = () => { document.querySelector("main").classList.remove("in-conversation"); document.body.classList.remove("in-conversation"); };
+    $("call-audio").onclick = () => startCall("audio");
+    $("call-video").onclick = () => startCall("video");
+    $("call-accept").onclick = acceptCall;
+    $("call-decline").onclick = declineCall;
+    $("call-hangup").onclick = hangup;
+    $("call-screen").onclick = () => shareScreen().catch((e) => setStatus(`screen: ${e.message}`));
+    $("call-mute").onclick = () => {
+      const c = state.call; if (!c || !c.local) return;
+      const on = !$("call-mute").classList.toggle("on");
+      for (const t of c.local.getAudioTracks()) t.enabled = on;
+      $("call-mute").setAttribute("aria-pressed", String(!on)); $("call-mute").textContent = on ? "Mute" : "Unmute";
+    };
+    $("call-camera").onclick = () => {
+      const c = state.call; if (!c || !c.local) return;
+      const on = !$("call-camera").classList.toggle("on");
+      for (const t of c.local.getVideoTracks()) t.enabled = on;
+      $("call-camera").setAttribute("aria-pressed", String(!on)); $("call-camera").textContent = on ? "Camera off" : "Camera on";
+    };
     $("new-group").onsubmit = async (e) => {
       e.preventDefault();
       const members = $("group-members").value.split(",").map((s) => s.trim()).filter(Boolean);
