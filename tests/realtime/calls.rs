@@ -410,3 +410,92 @@ async fn a_dropped_participant_rejoins_in_time_or_the_call_ends() {
     p.cb.disconnect().await;
     assert_eq!(ended(&p.ca, id).await, Outcome::Completed);
 }
+
+/// A call in a group goes through a Janus VideoRoom that Parley creates
+/// (only with the admin key), gives to the participants with its pin, and
+/// destroys when the last one leaves; one leaving does not end it.
+#[actix_web::test]
+async fn a_group_call_gets_a_janus_room_until_the_last_one_leaves() {
+    let janus = parley_tests::janus::Janus::start().await;
+    let (url, key) = (janus.url(), janus.admin_key.clone());
+    let p = pair_with(|c| {
+        with_ice(c);
+        c.calls.janus_urls = vec![url.clone()];
+        c.calls.janus_admin_key = key.clone();
+    })
+    .await;
+    let app = p.env.app().await;
+    let carol = user(&app, &p.b, "carol").await;
+    let cc = client(&p.server, &token(&app, &p.b, &carol).await).await;
+    let g = group(&p.ca, "standup", &[p.bob, uid(&carol)]).await;
+
+    let joined = start(&p.ca, g.id).await;
+    assert!(joined.call.group);
+    let room = joined.room.clone().expect("a room for a group call");
+    assert_eq!(room.server, url);
+    assert!(room.pin.len() >= 16);
+    let admin = parley_media::Janus::new(vec![url.clone()], key.clone(), Duration::from_secs(5));
+    assert!(
+        admin.room_exists(&room).await.expect("exists"),
+        "{}",
+        janus.log()
+    );
+    // Nobody without the admin key creates rooms on this Janus.
+    let stranger =
+        parley_media::Janus::new(vec![url.clone()], String::new(), Duration::from_secs(5));
+    assert!(stranger.create_room("x", 3).await.is_err());
+
+    let id = joined.call.id;
+    assert_eq!(ringing(&p.cb).await, id);
+    assert_eq!(ringing(&cc).await, id);
+    for c in [&p.cb, &cc] {
+        let j: Joined = c
+            .call(Request::CallAccept { call_id: id })
+            .await
+            .expect("accept");
+        assert_eq!(j.room.as_ref(), Some(&room));
+    }
+    expect_event(&p.ca, "three in the call", |e| {
+        matches!(e, Event::CallUpdated { call } if call.id == id && call.participants.len() == 3)
+    })
+    .await;
+    // One leaves: the others go on.
+    p.cb.call::<Value>(Request::CallHangup { call_id: id })
+        .await
+        .expect("hangup");
+    expect_event(&p.ca, "two left", |e| {
+        matches!(e, Event::CallUpdated { call } if call.id == id && call.participants.len() == 2)
+    })
+    .await;
+    assert!(admin.room_exists(&room).await.expect("exists"));
+    for c in [&p.ca, &cc] {
+        c.call::<Value>(Request::CallHangup { call_id: id })
+            .await
+            .expect("hangup");
+    }
+    assert_eq!(ended(&p.cb, id).await, Outcome::Completed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while admin.room_exists(&room).await.expect("exists") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the room was not destroyed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_group_call_without_a_media_server_is_unavailable() {
+    let p = pair_with(with_ice).await;
+    let app = p.env.app().await;
+    let carol = user(&app, &p.b, "carol").await;
+    let g = group(&p.ca, "no janus", &[p.bob, uid(&carol)]).await;
+    let e =
+        p.ca.request(Request::CallStart {
+            conversation_id: g.id,
+            media: Media::Audio,
+        })
+        .await
+        .expect_err("no media server");
+    assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e}");
+}

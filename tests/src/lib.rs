@@ -7,6 +7,7 @@ pub mod browser;
 pub mod chat;
 pub mod cluster;
 pub mod faults;
+pub mod janus;
 pub mod turn;
 
 use actix_web::body::MessageBody;

@@ -76,6 +76,9 @@ pub struct Call {
     pub conversation_id: ConversationId,
     pub started_by: UserId,
     pub media: Media,
+    /// Through the media server, for more than two (false: peer to peer).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub group: bool,
     pub state: CallState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
@@ -99,12 +102,24 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+/// A group call's room on the media server (Janus VideoRoom), and what
+/// lets a participant in: given only in the answers to the participants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Room {
+    /// The Janus HTTP API URL the browser talks to (`…/janus`).
+    pub server: String,
+    pub room: u64,
+    pub pin: String,
+}
+
 /// The answer to `call.start`, `call.accept` and `call.join`: the call and
-/// how to reach the others.
+/// how to reach the others (peer to peer, or the group call's room).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Joined {
     pub call: Call,
     pub ice_servers: Vec<IceServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<Room>,
 }
 
 /// What `call.signal` relays: an SDP description or an ICE candidate, as

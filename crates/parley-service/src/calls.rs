@@ -39,11 +39,16 @@ impl Service {
         out
     }
 
-    fn joined(&self, me: &UserActor, call: Call) -> Joined {
-        Joined {
+    async fn joined(&self, me: &UserActor, call: Call) -> Result<Joined> {
+        let room = match call.group {
+            true => self.store.call_room(call.id).await?,
+            false => None,
+        };
+        Ok(Joined {
             call,
             ice_servers: self.ice_servers(me.id()),
-        }
+            room,
+        })
     }
 
     /// Tells the conversation's members what changed, and publishes the
@@ -57,6 +62,9 @@ impl Service {
         if let Some(c) = committed {
             self.publish(c);
         }
+        if call.group && call.outcome.is_some() {
+            self.destroy_room(call.id);
+        }
         let ev = match call.outcome {
             Some(_) => Event::CallEnded { call },
             None => Event::CallUpdated { call },
@@ -64,7 +72,29 @@ impl Service {
         self.push(members, ev);
     }
 
-    /// Starts a call; the other members' devices ring (`call.ringing`).
+    /// The room of an ended group call goes (in the background: the call is
+    /// over whatever Janus answers; a room left behind is logged).
+    fn destroy_room(&self, id: CallId) {
+        let store = self.store.clone();
+        let media = self.media.clone();
+        tokio::spawn(async move {
+            let room = match store.call_room(id).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, call_id = %id, "room of an ended call unknown");
+                    return;
+                }
+            };
+            if let Err(e) = media.destroy_room(&room).await {
+                tracing::warn!(error = %e, call_id = %id, room = room.room, "room not destroyed");
+            }
+        });
+    }
+
+    /// Starts a call; the other members' devices ring (`call.ringing`). In a
+    /// conversation of more than two it is a group call in a room of the
+    /// media server.
     pub async fn start_call(
         &self,
         me: &UserActor,
@@ -73,10 +103,42 @@ impl Service {
         media: Media,
     ) -> Result<Joined> {
         self.require_member(me, conversation).await?;
-        let change = self
+        let members = self.store.member_ids(conversation).await?;
+        let room = if members.len() > self.cfg.calls.p2p_max_participants {
+            if !self.media.configured() {
+                return Err(Error::unavailable(
+                    "group calls need a media server (calls.janus_urls)",
+                ));
+            }
+            let pin = crypto::secret("");
+            Some(
+                self.media
+                    .create_room(&pin, self.cfg.calls.group_max_participants)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "group call room not created");
+                        Error::unavailable("the media server did not create the room; retry later")
+                    })?,
+            )
+        } else {
+            None
+        };
+        let change = match self
             .store
-            .start_call(conversation, me.id(), session, media)
-            .await?;
+            .start_call(conversation, me.id(), session, media, room.as_ref())
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(r) = room {
+                    let media = self.media.clone();
+                    tokio::spawn(async move {
+                        let _ = media.destroy_room(&r).await;
+                    });
+                }
+                return Err(e.into());
+            }
+        };
         let call = change.call.clone();
         if call.outcome.is_some() {
             // Busy: over before it rang.
@@ -90,7 +152,7 @@ impl Service {
                 .collect();
             self.push(others, Event::CallRinging { call: call.clone() });
         }
-        Ok(self.joined(me, call))
+        self.joined(me, call).await
     }
 
     /// Answers from this session; the user's other devices stop ringing.
@@ -102,7 +164,13 @@ impl Service {
     ) -> Result<Joined> {
         let change = self
             .store
-            .accept_call(id, me.id(), session, self.cfg.calls.p2p_max_participants)
+            .accept_call(
+                id,
+                me.id(),
+                session,
+                self.cfg.calls.p2p_max_participants,
+                self.cfg.calls.group_max_participants,
+            )
             .await?;
         let call = change.call.clone();
         self.push(
@@ -114,7 +182,7 @@ impl Service {
             },
         );
         self.announce_call(change);
-        Ok(self.joined(me, call))
+        self.joined(me, call).await
     }
 
     /// Comes back to a call after a dropped connection.
@@ -127,7 +195,7 @@ impl Service {
         let change = self.store.rejoin_call(id, me.id(), session).await?;
         let call = change.call.clone();
         self.announce_call(change);
-        Ok(self.joined(me, call))
+        self.joined(me, call).await
     }
 
     pub async fn decline_call(&self, me: &UserActor, session: SessionId, id: CallId) -> Result<()> {

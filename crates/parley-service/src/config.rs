@@ -464,6 +464,15 @@ pub struct CallsConfig {
     pub turn_secret: String,
     /// Lifetime of TURN credentials.
     pub turn_ttl_secs: u64,
+    /// Janus HTTP API URLs (`http://janus1:8088/janus`), used round-robin
+    /// for group calls; browsers reach the same URL. Empty: no group calls.
+    pub janus_urls: Vec<String>,
+    /// The VideoRoom plugin's `admin_key` (only who holds it creates rooms).
+    pub janus_admin_key: String,
+    /// Longest wait for one Janus request.
+    pub janus_timeout_secs: u64,
+    /// Participants of a group call (the room's publishers).
+    pub group_max_participants: usize,
 }
 
 impl Default for CallsConfig {
@@ -477,6 +486,10 @@ impl Default for CallsConfig {
             turn_urls: Vec::new(),
             turn_secret: String::new(),
             turn_ttl_secs: 3600,
+            janus_urls: Vec::new(),
+            janus_admin_key: String::new(),
+            janus_timeout_secs: 5,
+            group_max_participants: 12,
         }
     }
 }
@@ -527,6 +540,28 @@ impl CallsConfig {
             (60..=7 * 24 * 3600).contains(&self.turn_ttl_secs),
             "calls.turn_ttl_secs",
             "must be between 60 and 604800",
+        )?;
+        check(
+            self.janus_urls
+                .iter()
+                .all(|u| u.starts_with("http://") || u.starts_with("https://")),
+            "calls.janus_urls",
+            "each must be an http:// URL of Janus's HTTP API",
+        )?;
+        check(
+            self.janus_urls.iter().all(|u| u.starts_with("http://")),
+            "calls.janus_urls",
+            "https:// is not built in: reach Janus over a private network (browsers may use https through a proxy)",
+        )?;
+        check(
+            (1..=120).contains(&self.janus_timeout_secs),
+            "calls.janus_timeout_secs",
+            "must be between 1 and 120",
+        )?;
+        check(
+            (3..=100).contains(&self.group_max_participants),
+            "calls.group_max_participants",
+            "must be between 3 and 100",
         )
     }
 }

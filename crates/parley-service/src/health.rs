@@ -39,6 +39,10 @@ impl Service {
         components.insert("bus".to_owned(), bus);
         let storage = component(self.files.ready(), Some(self.files.name()), timeout).await;
         components.insert("storage".to_owned(), storage);
+        if self.media.configured() {
+            let media = component(self.media.check(), Some("janus"), timeout).await;
+            components.insert("media".to_owned(), media);
+        }
         components
     }
 }

@@ -84,6 +84,8 @@ pub struct Service {
     commit: commit::GroupCommit,
     /// The key that signs file links, read once (see tickets.rs).
     link_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// Group calls' rooms (Janus); unconfigured without `calls.janus_urls`.
+    media: parley_media::Janus,
     /// Where the sweep of stray upload objects goes on (see files.rs).
     stray_cursor: std::sync::Mutex<Option<String>>,
     /// The last readiness check and when it was made (see health.rs).
@@ -106,6 +108,11 @@ impl Service {
         let metrics = metrics::Metrics::new();
         let commit =
             commit::GroupCommit::start(&cfg.commit, &parts.store, &parts.bus, metrics.for_commit());
+        let media = parley_media::Janus::new(
+            cfg.calls.janus_urls.clone(),
+            cfg.calls.janus_admin_key.clone(),
+            std::time::Duration::from_secs(cfg.calls.janus_timeout_secs),
+        );
         Self {
             store: parts.store,
             mailer: parts.mailer,
@@ -116,6 +123,7 @@ impl Service {
             metrics,
             commit,
             link_key: tokio::sync::OnceCell::new(),
+            media,
             stray_cursor: std::sync::Mutex::new(None),
             readiness: tokio::sync::Mutex::new(None),
         }

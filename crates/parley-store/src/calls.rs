@@ -5,7 +5,7 @@
 use crate::conversations::{lock_conversation, members_tx};
 use crate::{Committed, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
-use parley_core::calls::{Call, CallRecord, CallState, Media, Outcome, Participant};
+use parley_core::calls::{Call, CallRecord, CallState, Media, Outcome, Participant, Room};
 use parley_core::protocol::{Event, Message, MessageKind};
 use parley_core::{CallId, ConversationId, MessageId, SessionId, UserId};
 use sqlx::postgres::PgRow;
@@ -32,8 +32,8 @@ pub enum Declined {
     ForMe,
 }
 
-const CALL_COLUMNS: &str =
-    "id, conversation_id, started_by, media, state, outcome, started_at, answered_at, ended_at";
+const CALL_COLUMNS: &str = "id, conversation_id, started_by, media, state, outcome, started_at, \
+                            answered_at, ended_at, room IS NOT NULL AS grouped";
 
 fn media(s: &str) -> Media {
     match s {
@@ -58,6 +58,7 @@ fn call_from_row(r: &PgRow) -> Result<Call> {
         conversation_id: ConversationId(r.try_get("conversation_id")?),
         started_by: UserId(r.try_get("started_by")?),
         media: media(r.try_get("media")?),
+        group: r.try_get("grouped")?,
         state: match r.try_get::<&str, _>("state")? {
             "ringing" => CallState::Ringing,
             "active" => CallState::Active,
@@ -257,6 +258,7 @@ impl Store {
         user: UserId,
         session: SessionId,
         media: Media,
+        room: Option<&Room>,
     ) -> Result<CallChange> {
         let mut tx = self.pool.begin().await?;
         lock_conversation(&mut tx, conversation).await?;
@@ -289,14 +291,15 @@ impl Store {
         let others: Vec<UserId> = members.iter().copied().filter(|m| *m != user).collect();
         let busy = others.len() == 1 && in_a_call(&mut tx, others[0]).await?;
         let sql = format!(
-            "INSERT INTO calls (id, conversation_id, started_by, media, state)
-             VALUES ($1, $2, $3, $4, 'ringing') RETURNING {CALL_COLUMNS}"
+            "INSERT INTO calls (id, conversation_id, started_by, media, state, room)
+             VALUES ($1, $2, $3, $4, 'ringing', $5) RETURNING {CALL_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(id.0)
             .bind(conversation.0)
             .bind(user.0)
             .bind(media.as_str())
+            .bind(room.map(Json))
             .fetch_one(&mut *tx)
             .await?;
         let mut call = call_from_row(&row)?;
@@ -329,10 +332,12 @@ impl Store {
         id: CallId,
         user: UserId,
         session: SessionId,
-        max_participants: usize,
+        max_p2p: usize,
+        max_group: usize,
     ) -> Result<CallChange> {
         let mut tx = self.pool.begin().await?;
         let (mut call, members) = locked_for_member(&mut tx, id, user).await?;
+        let max_participants = if call.group { max_group } else { max_p2p };
         if call.state == CallState::Ended {
             return Err(StoreError::Conflict("the call is over".into()));
         }
@@ -351,7 +356,7 @@ impl Store {
         }
         if call.participants.len() >= max_participants {
             return Err(StoreError::Conflict(format!(
-                "the call is full ({max_participants} participants, calls.p2p_max_participants)"
+                "the call is full ({max_participants} participants)"
             )));
         }
         if in_a_call(&mut tx, user).await? {
@@ -499,6 +504,16 @@ impl Store {
         Ok(call)
     }
 
+    /// The room of a group call (with its pin).
+    pub async fn call_room(&self, id: CallId) -> Result<Option<Room>> {
+        let room: Option<Option<Json<Room>>> =
+            sqlx::query_scalar("SELECT room FROM calls WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(room.flatten().map(|r| r.0))
+    }
+
     /// A session closed: its participations are marked dropped (the user
     /// may come back within the grace period). Returns the calls touched.
     pub async fn call_session_closed(
@@ -613,11 +628,16 @@ async fn leave(
         .execute(&mut **tx)
         .await?;
     call.participants.retain(|p| p.user_id != user);
-    // While it rings, the caller's leaving is a cancel; once answered, a
-    // call of fewer than two is over.
+    // While it rings, the caller's leaving is a cancel (a group call goes
+    // on while others are in it); once answered, a call between two ends
+    // when one leaves, a group call when the last one does.
+    let left = call.participants.len();
     let how = match call.state {
-        CallState::Ringing if call.started_by == user => Some(Outcome::Cancelled),
-        CallState::Active if call.participants.len() < 2 => Some(Outcome::Completed),
+        CallState::Ringing if call.started_by == user && (!call.group || left == 0) => {
+            Some(Outcome::Cancelled)
+        }
+        CallState::Active if !call.group && left < 2 => Some(Outcome::Completed),
+        CallState::Active if call.group && left == 0 => Some(Outcome::Completed),
         _ => None,
     };
     match how {
