@@ -551,3 +551,180 @@ async fn two_browsers_on_two_nodes_call_through_turn_and_share_a_screen() {
         assert!(t.errors().is_empty(), "console errors: {:?}", t.errors());
     }
 }
+
+/// Inbound bytes over the tab's group call: per remote feed (one
+/// subscription each), and whether they all go through the relay.
+const GROUP_STATS: &str = "(async () => {
+  const c = window.parleyCall; if (!c || !c.subs) return null;
+  const out = {feeds: 0, video: 0, audio: 0, relay: true, room: c.room.room};
+  for (const s of c.subs.values()) {
+    if (!s.pc) continue;
+    const st = await s.pc.getStats();
+    let v = 0, rel = false;
+    st.forEach(r => {
+      if (r.type === 'inbound-rtp') { if (r.kind === 'video') v += r.bytesReceived || 0; else out.audio += r.bytesReceived || 0; }
+      if (r.type === 'candidate-pair' && r.state === 'succeeded' && r.nominated) {
+        const l = st.get(r.localCandidateId); if (l && l.candidateType === 'relay') rel = true;
+      }
+    });
+    if (v > 0) out.feeds += 1;
+    out.video += v;
+    out.relay = out.relay && rel;
+  }
+  return out;
+})()";
+
+/// Waits until `feeds` remote videos carry growing bytes.
+async fn group_media_flows(
+    t: &parley_tests::browser::Tab<'_>,
+    who: &str,
+    feeds: u64,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut last: Option<serde_json::Value> = None;
+    loop {
+        let s = t.eval(GROUP_STATS).await;
+        if let (Some(prev), false) = (&last, s.is_null()) {
+            if s["feeds"].as_u64() == Some(feeds)
+                && s["video"].as_f64() > prev["video"].as_f64()
+                && s["relay"] == true
+            {
+                return s;
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            let state = t
+                .eval(
+                    "JSON.stringify({status: document.getElementById('call-status').textContent,
+                      subs: [...window.parleyCall.subs.entries()].map(([k, v]) => [k, v.pc ? v.pc.connectionState : null]),
+                      publisher: window.parleyCall.pc ? window.parleyCall.pc.connectionState : null})",
+                )
+                .await;
+            panic!(
+                "{who}: {feeds} feeds do not flow: {s}; state {state}; errors {:?}",
+                t.errors()
+            );
+        }
+        last = Some(s);
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+}
+
+/// Three browsers (on two nodes) meet in a group call through Janus, each
+/// receiving the two others' video through the TURN relay; when one leaves
+/// the others see it; when all leave the room is gone from Janus.
+#[actix_web::test]
+async fn three_browsers_meet_in_a_group_call_through_janus() {
+    use parley_tests::cluster::Cluster;
+    use parley_tests::janus::Janus;
+    use parley_tests::turn::Coturn;
+    let env = TestEnv::default().await;
+    let app = env.app().await;
+    let ib = register(&app, &email("webgroup"), "Group").await;
+    let mut ids = Vec::new();
+    let mut tokens = Vec::new();
+    for n in ["ann", "ben", "cat"] {
+        let id = user(&app, &ib, n).await;
+        tokens.push(token(&app, &ib, &id).await);
+        ids.push(id);
+    }
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations", ib.id),
+        &ib.auth(),
+        json_body(json!({"title": "Standup", "members": ids})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let turn = Coturn::start().await;
+    let janus = Janus::start().await;
+    let mut settings = turn.settings();
+    settings.extend(janus.settings());
+    let extra: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let cl = Cluster::start(&env, 2, false, &extra).await;
+    let browser = Browser::launch().await;
+    let mut tabs = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let port = cl.nodes[i % 2].port;
+        tabs.push(
+            browser
+                .tab(&format!("http://127.0.0.1:{port}/#token={t}"))
+                .await,
+        );
+    }
+    for t in &tabs {
+        t.wait(
+            "live",
+            "document.getElementById('status').textContent === 'live'",
+        )
+        .await;
+        t.eval("sessionStorage.setItem('parley.icePolicy', 'relay')")
+            .await;
+        t.wait(
+            "listed",
+            "document.querySelectorAll('#conversations button').length === 1",
+        )
+        .await;
+        t.eval("document.querySelector('#conversations button').click()")
+            .await;
+        t.wait("open", "!document.getElementById('call-buttons').hidden")
+            .await;
+    }
+    tabs[0]
+        .eval_as_user("document.getElementById('call-video').click()")
+        .await;
+    for t in &tabs[1..] {
+        t.wait("ringing", "!document.getElementById('incoming').hidden")
+            .await;
+        t.eval_as_user("document.getElementById('call-accept').click()")
+            .await;
+    }
+    let mut room = None;
+    for (i, t) in tabs.iter().enumerate() {
+        let s = group_media_flows(t, &format!("tab {i}"), 2).await;
+        room = s["room"].as_u64();
+    }
+    tabs[0].screenshot("group-call", 1000).await;
+    // One leaves: the others are down to one remote video.
+    tabs[2]
+        .eval_as_user("document.getElementById('call-hangup').click()")
+        .await;
+    for t in &tabs[..2] {
+        t.wait(
+            "the third left",
+            "document.querySelectorAll('#tiles video').length === 1",
+        )
+        .await;
+    }
+    for t in &tabs[..2] {
+        t.eval_as_user("document.getElementById('call-hangup').click()")
+            .await;
+    }
+    let room = parley_media::Room {
+        server: janus.url(),
+        room: room.expect("room id"),
+        pin: String::new(),
+    };
+    let admin = parley_media::Janus::new(
+        vec![janus.url()],
+        janus.admin_key.clone(),
+        std::time::Duration::from_secs(5),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while admin.room_exists(&room).await.expect("exists") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the room outlived the call"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for t in &tabs {
+        t.wait("call over", "document.getElementById('call').hidden")
+            .await;
+        assert!(t.errors().is_empty(), "console errors: {:?}", t.errors());
+    }
+}

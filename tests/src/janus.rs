@@ -52,7 +52,7 @@ media: {{
   rtp_port_range = "{rtp}-{rtp_end}"
 }}
 nat: {{
-  ice_enforce_list = "lo"
+  ice_ignore_list = "vmnet,docker"
 }}
 plugins: {{
   disable = "{plugins}"
@@ -136,6 +136,14 @@ loggers: {{
 
 impl Drop for Janus {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- janus, last lines:");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

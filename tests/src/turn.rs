@@ -24,11 +24,12 @@ impl Coturn {
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .unwrap_or("turnserver");
+        let relay = relay_ip();
         let child = Command::new(bin)
             .args([
                 "-n",
                 "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
+                &format!("--relay-ip={relay}"),
                 &format!("--listening-port={port}"),
                 &format!("--min-port={min}"),
                 &format!("--max-port={}", min + 39),
@@ -81,6 +82,23 @@ impl Coturn {
             ("PARLEY_CALLS__TURN_SECRET".into(), self.secret.clone()),
         ]
     }
+}
+
+/// The address relays are allocated on: the machine's own address (packets
+/// to it stay inside the machine) when it has one, so that a media server
+/// that does not take loopback candidates (Janus's libnice) reaches them;
+/// else 127.0.0.1.
+fn relay_ip() -> String {
+    // No packet is sent: connecting a UDP socket only picks a route.
+    ["1.1.1.1:9", "192.0.2.1:9"]
+        .into_iter()
+        .find_map(|to| {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+            s.connect(to).ok()?;
+            let ip = s.local_addr().ok()?.ip();
+            (!ip.is_unspecified() && !ip.is_loopback()).then(|| ip.to_string())
+        })
+        .unwrap_or_else(|| "127.0.0.1".into())
 }
 
 impl Drop for Coturn {

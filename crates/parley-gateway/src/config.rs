@@ -221,14 +221,32 @@ impl WebConfig {
     /// scripts and styles only, WebSocket and API calls to this origin,
     /// pictures from here or any https address (users' avatars), framed
     /// only by `frame_ancestors`.
-    pub fn content_security_policy(&self) -> String {
+    /// The pages' policy; `connect` adds the origins of URLs the client
+    /// fetches besides this server (the media servers of group calls).
+    pub fn content_security_policy(&self, connect: &[String]) -> String {
         let mut ancestors = String::from("'self'");
         for o in &self.frame_ancestors {
             ancestors.push(' ');
             ancestors.push_str(o);
         }
+        let mut connect_src = String::from("'self'");
+        for url in connect {
+            // scheme://host[:port] of the URL, nothing that could break out.
+            let origin: String = match url.find("://") {
+                Some(i) => {
+                    let rest = &url[i + 3..];
+                    let host = rest.split('/').next().unwrap_or("");
+                    format!("{}{}", &url[..i + 3], host)
+                }
+                None => continue,
+            };
+            if !origin.contains([' ', ';', ',', '\'', '"']) {
+                connect_src.push(' ');
+                connect_src.push_str(&origin);
+            }
+        }
         format!(
-            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src {connect_src}; \
              img-src 'self' data: blob: https:; media-src 'self' blob:; base-uri 'none'; \
              form-action 'none'; frame-ancestors {ancestors}"
         )

@@ -180,6 +180,7 @@
   }
 
   async function setupCall(joined, role) {
+    if (joined.room) return setupGroupCall(joined);
     const call = joined.call;
     const pc = new RTCPeerConnection({ iceServers: joined.ice_servers, iceTransportPolicy: icePolicy() });
     // `ready` once the local tracks are in: signals that come earlier wait.
@@ -279,9 +280,130 @@
     if (c.role !== "caller") await offer(c);
   }
 
+  // ---- group calls: a Janus VideoRoom, spoken to over Janus's HTTP API.
+  // This session publishes its camera and microphone and subscribes to
+  // every other publisher (one RTCPeerConnection each).
+  async function janus(c, path, body) {
+    const r = await fetch(`${c.room.server}${path}`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ transaction: Math.random().toString(36).slice(2), ...body }),
+    });
+    const v = await r.json();
+    if (v.janus === "error") throw new Error(`janus: ${v.error && v.error.reason}`);
+    return v;
+  }
+
+  async function setupGroupCall(joined) {
+    const call = joined.call;
+    const c = { id: call.id, media: call.media, group: true, room: joined.room, ice: joined.ice_servers, subs: new Map(), handles: new Map() };
+    state.call = c; window.parleyCall = c;
+    $("call").hidden = false; $("tiles").hidden = false; $("remote-video").hidden = true;
+    $("call-status").textContent = "joining…";
+    c.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: call.media === "video" });
+    $("local-video").srcObject = c.local;
+    c.session = (await janus(c, "", { janus: "create" })).data.id;
+    poll(c);
+    c.pubHandle = (await janus(c, `/${c.session}`, { janus: "attach", plugin: "janus.plugin.videoroom" })).data.id;
+    c.handles.set(c.pubHandle, { kind: "publisher" });
+    await janus(c, `/${c.session}/${c.pubHandle}`, {
+      janus: "message", body: { request: "join", ptype: "publisher", room: c.room.room, pin: c.room.pin, display: state.me },
+    });
+  }
+
+  function newPc(c) {
+    return new RTCPeerConnection({ iceServers: c.ice, iceTransportPolicy: icePolicy() });
+  }
+
+  function trickle(c, handle, pc) {
+    pc.onicecandidate = (ev) => {
+      const candidate = ev.candidate ? ev.candidate.toJSON() : { completed: true };
+      janus(c, `/${c.session}/${handle}`, { janus: "trickle", candidate }).catch(() => null);
+    };
+  }
+
+  async function publish(c) {
+    const pc = newPc(c); c.pc = pc;
+    for (const t of c.local.getTracks()) pc.addTrack(t, c.local);
+    trickle(c, c.pubHandle, pc);
+    pc.onconnectionstatechange = () => { $("call-status").textContent = pc.connectionState; };
+    const offer = await pc.createOffer(); await pc.setLocalDescription(offer);
+    await janus(c, `/${c.session}/${c.pubHandle}`, {
+      janus: "message", body: { request: "configure", audio: true, video: c.media === "video" }, jsep: pc.localDescription.toJSON(),
+    });
+  }
+
+  async function subscribe(c, feed) {
+    if (c.subs.has(feed)) return;
+    c.subs.set(feed, {});
+    const handle = (await janus(c, `/${c.session}`, { janus: "attach", plugin: "janus.plugin.videoroom" })).data.id;
+    c.handles.set(handle, { kind: "subscriber", feed });
+    c.subs.get(feed).handle = handle;
+    await janus(c, `/${c.session}/${handle}`, {
+      janus: "message", body: { request: "join", ptype: "subscriber", room: c.room.room, pin: c.room.pin, feed },
+    });
+  }
+
+  function dropFeed(c, feed) {
+    const s = c.subs.get(feed); if (!s) return;
+    c.subs.delete(feed);
+    if (s.pc) s.pc.close();
+    if (s.video) s.video.remove();
+    if (s.handle) janus(c, `/${c.session}/${s.handle}`, { janus: "detach" }).catch(() => null);
+  }
+
+  // Janus's events for the session (HTTP long poll), until the call ends.
+  async function poll(c) {
+    while (state.call === c) {
+      let evs;
+      try {
+        const r = await fetch(`${c.room.server}/${c.session}?maxev=10&rid=${Date.now()}`);
+        evs = await r.json();
+      } catch (_) { await new Promise((r) => setTimeout(r, 500)); continue; }
+      for (const e of Array.isArray(evs) ? evs : [evs]) await onJanus(c, e).catch((err) => console.warn("janus", err.message));
+    }
+  }
+
+  async function onJanus(c, e) {
+    if (state.call !== c || e.janus !== "event") return;
+    const h = c.handles.get(e.sender); if (!h) return;
+    const d = (e.plugindata && e.plugindata.data) || {};
+    if (h.kind === "publisher") {
+      if (d.videoroom === "joined") {
+        await publish(c);
+        for (const p of d.publishers || []) await subscribe(c, p.id);
+      } else if (d.videoroom === "event") {
+        for (const p of d.publishers || []) await subscribe(c, p.id);
+        if (d.leaving) dropFeed(c, d.leaving);
+        if (d.unpublished && d.unpublished !== "ok") dropFeed(c, d.unpublished);
+      }
+      if (e.jsep && e.jsep.type === "answer") await c.pc.setRemoteDescription(e.jsep);
+    } else if (e.jsep && e.jsep.type === "offer") {
+      const s = c.subs.get(h.feed); if (!s) return;
+      const pc = newPc(c); s.pc = pc;
+      const handle = s.handle;
+      trickle(c, handle, pc);
+      pc.ontrack = (ev) => {
+        if (!s.video) {
+          s.video = document.createElement("video");
+          s.video.autoplay = true; s.video.playsInline = true; s.video.dataset.feed = String(h.feed);
+          $("tiles").append(s.video);
+        }
+        s.video.srcObject = ev.streams[0];
+      };
+      await pc.setRemoteDescription(e.jsep);
+      const answer = await pc.createAnswer(); await pc.setLocalDescription(answer);
+      await janus(c, `/${c.session}/${handle}`, { janus: "message", body: { request: "start", room: c.room.room }, jsep: pc.localDescription.toJSON() });
+    }
+  }
+
   function endCall() {
     const c = state.call; state.call = null;
     if (!c) return;
+    if (c.group) {
+      for (const feed of [...c.subs.keys()]) dropFeed(c, feed);
+      if (c.session) janus(c, `/${c.session}`, { janus: "destroy" }).catch(() => null);
+      $("tiles").hidden = true; $("remote-video").hidden = false;
+    }
     if (c.pc) c.pc.close();
     for (const s of [c.local, c.screen]) if (s) for (const t of s.getTracks()) t.stop();
     $("call").hidden = true; $("remote-screen").hidden = true;

@@ -23,7 +23,10 @@ fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
 /// `/` and `/embed/context`: the client (it reads its mode from the path).
 pub async fn index(st: web::Data<AppState>) -> HttpResponse {
     let mut res = asset(INDEX, "text/html; charset=utf-8");
-    if let Ok(v) = header::HeaderValue::from_str(&st.web.content_security_policy()) {
+    if let Ok(v) = header::HeaderValue::from_str(
+        &st.web
+            .content_security_policy(&st.svc.config().calls.janus_urls),
+    ) {
         res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
     res
