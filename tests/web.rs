@@ -532,6 +532,12 @@ async fn two_browsers_on_two_nodes_call_through_turn_and_share_a_screen() {
     a.eval_as_user("document.getElementById('call-screen').click()")
         .await;
     media_flows(&b, "callee, with the screen", 2).await;
+    // The protocol says who shares: the other side names the sharer.
+    b.wait(
+        "who shares",
+        "document.getElementById('call-status').textContent.includes('sharing a screen')",
+    )
+    .await;
 
     // Hang up: over on both, recorded in the history with a duration.
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;

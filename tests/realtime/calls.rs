@@ -224,6 +224,26 @@ async fn a_call_rings_every_device_is_answered_once_signals_only_inside_and_leav
     for ev in cb2.drain_events().await {
         assert!(!matches!(ev, Event::CallSignal { .. }), "leaked: {ev:?}");
     }
+    // Alice shares a screen: the members see who.
+    p.ca.call::<Value>(Request::CallScreen {
+        call_id: id,
+        sharing: true,
+    })
+    .await
+    .expect("screen");
+    expect_event(&p.cb, "who shares", |e| {
+        matches!(e, Event::CallUpdated { call } if call.id == id
+            && call.participants.iter().any(|x| x.user_id == p.alice && x.screen))
+    })
+    .await;
+    let e = cb2
+        .request(Request::CallScreen {
+            call_id: id,
+            sharing: true,
+        })
+        .await
+        .expect_err("not in the call");
+    assert_eq!(e.code(), Some(ErrorCode::AccessDenied), "{e}");
 
     // Bob hangs up: over for both, with its duration in the history.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -498,4 +518,91 @@ async fn a_group_call_without_a_media_server_is_unavailable() {
         .await
         .expect_err("no media server");
     assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e}");
+}
+
+/// Runs coturn's own client against the relay; true when it allocated.
+fn turn_allocates(port: u16, username: &str, credential: &str) -> bool {
+    std::process::Command::new("turnutils_uclient")
+        .args(["-y", "-n", "1", "-m", "1", "-u", username, "-w", credential])
+        .args(["-p", &port.to_string(), "127.0.0.1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// The TURN credentials of a call work on a real coturn with the shared
+/// secret, and the same kind of credential past its expiry does not.
+#[actix_web::test]
+async fn turn_credentials_work_on_coturn_until_they_expire() {
+    let turn = parley_tests::turn::Coturn::start().await;
+    let (port, secret) = (turn.port, turn.secret.clone());
+    let p = pair_with(|c| {
+        with_ice(c);
+        c.calls.turn_urls = vec![format!("turn:127.0.0.1:{port}?transport=udp")];
+        c.calls.turn_secret = secret.clone();
+        c.calls.turn_ttl_secs = 60;
+    })
+    .await;
+    let conv = dialog(&p).await;
+    let joined = start(&p.ca, conv).await;
+    let ice = joined
+        .ice_servers
+        .iter()
+        .find(|s| s.urls[0].starts_with("turn:"))
+        .expect("turn");
+    let (user, cred) = (
+        ice.username.clone().expect("username"),
+        ice.credential.clone().expect("credential"),
+    );
+    let expiry: i64 = user
+        .split(':')
+        .next()
+        .and_then(|e| e.parse().ok())
+        .expect("expiry");
+    let now = chrono::Utc::now().timestamp();
+    assert!((now + 55..=now + 61).contains(&expiry), "{user}");
+    let allocates = tokio::task::spawn_blocking(move || turn_allocates(port, &user, &cred))
+        .await
+        .expect("join");
+    assert!(allocates, "coturn refused fresh credentials");
+    // Expired: the same scheme and secret, an expiry in the past.
+    let old = format!("{}:{}", now - 5, p.alice);
+    let old_cred = parley_core::crypto::turn_credential(secret.as_bytes(), &old);
+    let allocates = tokio::task::spawn_blocking(move || turn_allocates(port, &old, &old_cred))
+        .await
+        .expect("join");
+    assert!(!allocates, "coturn took expired credentials");
+}
+
+/// Janus not answering: a group call is unavailable, with a clear message.
+#[actix_web::test]
+async fn a_group_call_with_janus_down_is_unavailable() {
+    let closed = parley_tests::cluster::free_port();
+    let p = pair_with(|c| {
+        with_ice(c);
+        c.calls.janus_urls = vec![format!("http://127.0.0.1:{closed}/janus")];
+        c.calls.janus_timeout_secs = 2;
+    })
+    .await;
+    let app = p.env.app().await;
+    let carol = user(&app, &p.b, "carol").await;
+    let g = group(&p.ca, "janus down", &[p.bob, uid(&carol)]).await;
+    let e =
+        p.ca.request(Request::CallStart {
+            conversation_id: g.id,
+            media: Media::Video,
+        })
+        .await
+        .expect_err("janus down");
+    assert_eq!(e.code(), Some(ErrorCode::Unavailable), "{e}");
+    assert!(e.to_string().contains("media server"), "{e}");
+    // Nothing was left behind: a call can start once Janus is back (here:
+    // the conversation has no live call).
+    let live: i64 = sqlx::query_scalar("SELECT count(*) FROM calls WHERE state <> 'ended'")
+        .fetch_one(&p.env.db)
+        .await
+        .expect("count");
+    assert_eq!(live, 0);
 }

@@ -68,6 +68,9 @@ pub struct Participant {
     pub user_id: UserId,
     pub session_id: SessionId,
     pub joined_at: DateTime<Utc>,
+    /// Shares a screen now (an extra video track).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub screen: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

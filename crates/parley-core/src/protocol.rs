@@ -296,6 +296,7 @@ impl Request {
         "call.cancel",
         "call.hangup",
         "call.signal",
+        "call.screen",
     ];
 }
 
@@ -428,6 +429,10 @@ pub enum Request {
         #[serde(flatten)]
         signal: Signal,
     },
+    /// This session starts (`sharing: true`) or stops sharing a screen; the
+    /// members see it on the participant in `call.updated`.
+    #[serde(rename = "call.screen")]
+    CallScreen { call_id: CallId, sharing: bool },
 }
 
 /// Sent once the session is authenticated.

@@ -276,8 +276,13 @@
     const c = state.call; if (!c) return;
     const s = await navigator.mediaDevices.getDisplayMedia({ video: true });
     c.screen = s;
-    for (const t of s.getTracks()) c.pc.addTrack(t, s);
+    for (const t of s.getTracks()) {
+      c.pc.addTrack(t, s);
+      // The browser's own "stop sharing" ends the track.
+      t.onended = () => request("call.screen", { call_id: c.id, sharing: false }).catch(() => null);
+    }
     if (c.role !== "caller") await offer(c);
+    await request("call.screen", { call_id: c.id, sharing: true }).catch(() => null);
   }
 
   // ---- group calls: a Janus VideoRoom, spoken to over Janus's HTTP API.
@@ -422,6 +427,10 @@
       case "call.ringing_stopped": if (e.session_id !== state.sessionId) stopRinging(e.call_id); break;
       case "call.updated": {
         const c = state.call;
+        if (c && c.id === e.call.id) {
+          const sharing = e.call.participants.filter((p) => p.screen && p.user_id !== state.me);
+          $("call-status").textContent = sharing.length ? `${sharing.map((p) => nameOf(p.user_id)).join(", ")} is sharing a screen` : (c.pc ? c.pc.connectionState : "");
+        }
         if (c && c.id === e.call.id && !c.peer) {
           peerFrom(e.call);
           if (c.peer && c.role === "caller" && c.ready && !c.offered) await offer(c);

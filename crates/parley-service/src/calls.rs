@@ -293,6 +293,22 @@ impl Service {
         Ok(())
     }
 
+    /// This session shares a screen, or stops; the members are told.
+    pub async fn share_screen(
+        &self,
+        me: &UserActor,
+        session: SessionId,
+        id: CallId,
+        sharing: bool,
+    ) -> Result<()> {
+        let change = self
+            .store
+            .share_screen(id, me.id(), session, sharing)
+            .await?;
+        self.announce_call(change);
+        Ok(())
+    }
+
     /// A session closed: its calls see it dropped (it may come back within
     /// `calls.rejoin_grace_secs`).
     pub async fn call_session_closed(&self, user: UserId, session: SessionId) {

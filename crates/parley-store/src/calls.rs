@@ -89,8 +89,8 @@ async fn load(tx: &mut Transaction<'_, Postgres>, id: CallId, lock: bool) -> Res
 }
 
 async fn participants(tx: &mut Transaction<'_, Postgres>, id: CallId) -> Result<Vec<Participant>> {
-    let rows: Vec<(Uuid, Uuid, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT user_id, session_id, joined_at FROM call_participants
+    let rows: Vec<(Uuid, Uuid, DateTime<Utc>, bool)> = sqlx::query_as(
+        "SELECT user_id, session_id, joined_at, screen FROM call_participants
          WHERE call_id = $1 AND left_at IS NULL ORDER BY joined_at, user_id",
     )
     .bind(id.0)
@@ -98,10 +98,11 @@ async fn participants(tx: &mut Transaction<'_, Postgres>, id: CallId) -> Result<
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(u, s, t)| Participant {
+        .map(|(u, s, t, screen)| Participant {
             user_id: UserId(u),
             session_id: SessionId(s),
             joined_at: t,
+            screen,
         })
         .collect())
 }
@@ -502,6 +503,39 @@ impl Store {
         };
         tx.rollback().await?;
         Ok(call)
+    }
+
+    /// A participant's session starts or stops sharing a screen.
+    pub async fn share_screen(
+        &self,
+        id: CallId,
+        user: UserId,
+        session: SessionId,
+        sharing: bool,
+    ) -> Result<CallChange> {
+        let mut tx = self.pool.begin().await?;
+        let (mut call, members) = locked_for_member(&mut tx, id, user).await?;
+        let n = sqlx::query(
+            "UPDATE call_participants SET screen = $4
+             WHERE call_id = $1 AND user_id = $2 AND session_id = $3 AND left_at IS NULL",
+        )
+        .bind(id.0)
+        .bind(user.0)
+        .bind(session.0)
+        .bind(sharing)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 0 || call.state == CallState::Ended {
+            return Err(StoreError::Denied("this session is not in the call".into()));
+        }
+        call.participants = participants(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(CallChange {
+            call,
+            members,
+            committed: None,
+        })
     }
 
     /// The room of a group call (with its pin).

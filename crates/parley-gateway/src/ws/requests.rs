@@ -193,6 +193,10 @@ impl Session {
                     .await?;
                 Ok(json!({}))
             }
+            Request::CallScreen { call_id, sharing } => {
+                svc.share_screen(me, self.id, call_id, sharing).await?;
+                Ok(json!({}))
+            }
         }
     }
 }
