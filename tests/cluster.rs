@@ -804,6 +804,7 @@ async fn a_call_between_two_nodes_rings_signals_and_ends() {
         .call(Request::CallStart {
             conversation_id: conv.id,
             media: Media::Audio,
+            group: false,
         })
         .await
         .expect("start");

@@ -34,6 +34,7 @@ async fn start(c: &Client, conv: ConversationId) -> Joined {
     c.call(Request::CallStart {
         conversation_id: conv,
         media: Media::Video,
+        group: false,
     })
     .await
     .expect("call.start")
@@ -315,6 +316,7 @@ async fn declined_cancelled_busy_and_unanswered_calls_end_with_their_outcome() {
         p.cb.request(Request::CallStart {
             conversation_id: conv,
             media: Media::Audio,
+            group: false,
         })
         .await
         .expect_err("in a call");
@@ -350,6 +352,7 @@ async fn a_non_member_cannot_start_answer_or_hear_a_call() {
             .request(Request::CallStart {
                 conversation_id: conv,
                 media: Media::Audio,
+                group: false,
             })
             .await
             .expect_err("not a member");
@@ -502,6 +505,21 @@ async fn a_group_call_gets_a_janus_room_until_the_last_one_leaves() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // A call between two started as a group call gets a room too.
+    let conv = dialog(&p).await;
+    let j: Joined =
+        p.ca.call(Request::CallStart {
+            conversation_id: conv,
+            media: Media::Audio,
+            group: true,
+        })
+        .await
+        .expect("group call in a dialog");
+    assert!(j.call.group && j.room.is_some(), "{j:?}");
+    p.ca.call::<Value>(Request::CallCancel { call_id: j.call.id })
+        .await
+        .expect("cancel");
 }
 
 #[actix_web::test]
@@ -514,6 +532,7 @@ async fn a_group_call_without_a_media_server_is_unavailable() {
         p.ca.request(Request::CallStart {
             conversation_id: g.id,
             media: Media::Audio,
+            group: false,
         })
         .await
         .expect_err("no media server");
@@ -593,6 +612,7 @@ async fn a_group_call_with_janus_down_is_unavailable() {
         p.ca.request(Request::CallStart {
             conversation_id: g.id,
             media: Media::Video,
+            group: false,
         })
         .await
         .expect_err("janus down");

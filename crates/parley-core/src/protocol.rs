@@ -402,6 +402,10 @@ pub enum Request {
     CallStart {
         conversation_id: ConversationId,
         media: Media,
+        /// Through the media server even between two (more can join);
+        /// a conversation of more than two always gets a group call.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        group: bool,
     },
     /// Answers a ringing call from this device.
     #[serde(rename = "call.accept")]

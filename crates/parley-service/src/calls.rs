@@ -101,10 +101,11 @@ impl Service {
         session: SessionId,
         conversation: ConversationId,
         media: Media,
+        group: bool,
     ) -> Result<Joined> {
         self.require_member(me, conversation).await?;
         let members = self.store.member_ids(conversation).await?;
-        let room = if members.len() > self.cfg.calls.p2p_max_participants {
+        let room = if group || members.len() > self.cfg.calls.p2p_max_participants {
             if !self.media.configured() {
                 return Err(Error::unavailable(
                     "group calls need a media server (calls.janus_urls)",

@@ -290,7 +290,7 @@ impl Store {
         }
         let id = CallId(Uuid::now_v7());
         let others: Vec<UserId> = members.iter().copied().filter(|m| *m != user).collect();
-        let busy = others.len() == 1 && in_a_call(&mut tx, others[0]).await?;
+        let busy = room.is_none() && others.len() == 1 && in_a_call(&mut tx, others[0]).await?;
         let sql = format!(
             "INSERT INTO calls (id, conversation_id, started_by, media, state, room)
              VALUES ($1, $2, $3, $4, 'ringing', $5) RETURNING {CALL_COLUMNS}"
@@ -439,7 +439,7 @@ impl Store {
                 "the call is not ringing for you".into(),
             ));
         }
-        if members.len() > 2 {
+        if call.group || members.len() > 2 {
             return Ok(Declined::ForMe);
         }
         let committed = end(&mut tx, &mut call, Outcome::Declined).await?;

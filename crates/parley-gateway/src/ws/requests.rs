@@ -165,7 +165,11 @@ impl Session {
             Request::CallStart {
                 conversation_id,
                 media,
-            } => to_value(&svc.start_call(me, self.id, conversation_id, media).await?),
+                group,
+            } => to_value(
+                &svc.start_call(me, self.id, conversation_id, media, group)
+                    .await?,
+            ),
             Request::CallAccept { call_id } => {
                 to_value(&svc.accept_call(me, self.id, call_id).await?)
             }
