@@ -155,22 +155,7 @@ impl Ctx {
         let upload = &r.body["upload"];
         if upload["direct"] == true {
             // Straight to the bucket with the presigned URL, as a browser would.
-            let tmp = std::env::temp_dir().join(format!("upload-{id}"));
-            std::fs::write(&tmp, bytes).expect("tmp");
-            let mut args = vec![
-                "put-url".to_owned(),
-                upload["url"].as_str().expect("url").to_owned(),
-                tmp.display().to_string(),
-            ];
-            for h in upload["headers"].as_array().expect("headers") {
-                let (k, v) = (h[0].as_str().unwrap_or(""), h[1].as_str().unwrap_or(""));
-                if !k.eq_ignore_ascii_case("content-length") {
-                    args.push(format!("{k}={v}"));
-                }
-            }
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            s3tool(&refs);
-            let _ = std::fs::remove_file(tmp);
+            put_to(upload, bytes, "upload");
             let r = call(
                 app,
                 "POST",

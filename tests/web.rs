@@ -418,6 +418,43 @@ async fn a_browser_survives_the_death_of_its_node() {
     );
 }
 
+/// `(key, value)` pairs borrowed, as `Cluster::start` takes them.
+fn pairs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+    settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// A tab signed in on `port` with its only conversation open, calls forced
+/// through the TURN relay.
+async fn call_tab<'b>(
+    browser: &'b Browser,
+    port: u16,
+    token: &str,
+) -> parley_tests::browser::Tab<'b> {
+    let t = browser
+        .tab(&format!("http://127.0.0.1:{port}/#token={token}"))
+        .await;
+    t.wait(
+        "live",
+        "document.getElementById('status').textContent === 'live'",
+    )
+    .await;
+    t.eval("sessionStorage.setItem('parley.icePolicy', 'relay')")
+        .await;
+    t.wait(
+        "listed",
+        "document.querySelectorAll('#conversations button').length === 1",
+    )
+    .await;
+    t.eval("document.querySelector('#conversations button').click()")
+        .await;
+    t.wait("open", "!document.getElementById('call-buttons').hidden")
+        .await;
+    t
+}
+
 /// Inbound RTP bytes by kind in the tab's call, how many inbound video
 /// streams carry bytes, and whether the pair in use goes through the relay.
 const CALL_STATS: &str = "(async () => {
@@ -475,43 +512,10 @@ async fn two_browsers_on_two_nodes_call_through_turn_and_share_a_screen() {
     use parley_tests::turn::Coturn;
     let Two { env, ta, tb, .. } = two("webcall", "Call").await;
     let turn = Coturn::start().await;
-    let settings = turn.settings();
-    let extra: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let cl = Cluster::start(&env, 2, false, &extra).await;
+    let cl = Cluster::start(&env, 2, false, &pairs(&turn.settings())).await;
     let browser = Browser::launch().await;
-    let a = browser
-        .tab(&format!(
-            "http://127.0.0.1:{}/#token={ta}",
-            cl.nodes[0].port
-        ))
-        .await;
-    let b = browser
-        .tab(&format!(
-            "http://127.0.0.1:{}/#token={tb}",
-            cl.nodes[1].port
-        ))
-        .await;
-    for t in [&a, &b] {
-        t.wait(
-            "live",
-            "document.getElementById('status').textContent === 'live'",
-        )
-        .await;
-        t.eval("sessionStorage.setItem('parley.icePolicy', 'relay')")
-            .await;
-        t.wait(
-            "listed",
-            "document.querySelectorAll('#conversations button').length === 1",
-        )
-        .await;
-        t.eval("document.querySelector('#conversations button').click()")
-            .await;
-        t.wait("open", "!document.getElementById('call-buttons').hidden")
-            .await;
-    }
+    let a = call_tab(&browser, cl.nodes[0].port, &ta).await;
+    let b = call_tab(&browser, cl.nodes[1].port, &tb).await;
     a.eval_as_user("document.getElementById('call-video').click()")
         .await;
     b.wait("ringing", "!document.getElementById('incoming').hidden")
@@ -647,38 +651,11 @@ async fn three_browsers_meet_in_a_group_call_through_janus() {
     let janus = Janus::start().await;
     let mut settings = turn.settings();
     settings.extend(janus.settings());
-    let extra: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let cl = Cluster::start(&env, 2, false, &extra).await;
+    let cl = Cluster::start(&env, 2, false, &pairs(&settings)).await;
     let browser = Browser::launch().await;
     let mut tabs = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
-        let port = cl.nodes[i % 2].port;
-        tabs.push(
-            browser
-                .tab(&format!("http://127.0.0.1:{port}/#token={t}"))
-                .await,
-        );
-    }
-    for t in &tabs {
-        t.wait(
-            "live",
-            "document.getElementById('status').textContent === 'live'",
-        )
-        .await;
-        t.eval("sessionStorage.setItem('parley.icePolicy', 'relay')")
-            .await;
-        t.wait(
-            "listed",
-            "document.querySelectorAll('#conversations button').length === 1",
-        )
-        .await;
-        t.eval("document.querySelector('#conversations button').click()")
-            .await;
-        t.wait("open", "!document.getElementById('call-buttons').hidden")
-            .await;
+        tabs.push(call_tab(&browser, cl.nodes[i % 2].port, t).await);
     }
     tabs[0]
         .eval_as_user("document.getElementById('call-video').click()")

@@ -99,18 +99,25 @@ impl FromRequest for UserCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let st = state(&req)?;
-            let raw = auth_header(&st, &req)?;
-            let token = raw.strip_prefix("Bearer ").ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "expected a Bearer session token",
-                )
-            })?;
-            let actor = st.svc.authenticate_token(token).await?;
-            Ok(UserCaller { actor })
+            let session = bearer_session(&req).await?;
+            Ok(UserCaller {
+                actor: session.actor,
+            })
         })
     }
+}
+
+/// The live session of the request's `Authorization: Bearer` token.
+async fn bearer_session(req: &HttpRequest) -> Result<TokenSession, ApiError> {
+    let st = state(req)?;
+    let raw = auth_header(&st, req)?;
+    let token = raw.strip_prefix("Bearer ").ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unauthenticated,
+            "expected a Bearer session token",
+        )
+    })?;
+    Ok(st.svc.authenticate_session(token).await?)
 }
 
 /// A user's live session token with its id and expiry (for what is issued
@@ -127,15 +134,9 @@ impl FromRequest for SessionCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let st = state(&req)?;
-            let token = token_from_request(&req)?.ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    "expected a Bearer session token",
-                )
-            })?;
-            let session = st.svc.authenticate_session(&token).await?;
-            Ok(SessionCaller { session })
+            Ok(SessionCaller {
+                session: bearer_session(&req).await?,
+            })
         })
     }
 }
