@@ -11,6 +11,7 @@ mod lists;
 mod outage;
 mod ownership;
 mod resume;
+mod search;
 
 pub use parley_bus::Bus;
 pub use parley_client::Client;

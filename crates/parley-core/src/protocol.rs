@@ -297,6 +297,7 @@ impl Request {
         "call.hangup",
         "call.signal",
         "call.screen",
+        "search",
     ];
 }
 
@@ -437,6 +438,53 @@ pub enum Request {
     /// members see it on the participant in `call.updated`.
     #[serde(rename = "call.screen")]
     CallScreen { call_id: CallId, sharing: bool },
+    /// Full-text search of the messages the caller may read.
+    #[serde(rename = "search")]
+    Search {
+        #[serde(flatten)]
+        query: SearchQuery,
+    },
+}
+
+/// A search: words (Russian and English, any word form; `"exact phrase"`,
+/// `-excluded`, `or`), with optional filters; a page of results.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<ConversationId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<UserId>,
+    /// Messages created at or after this time…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    /// …and before this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One found message, best matches first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchHit {
+    pub message: Message,
+    /// A short excerpt around the matches, as plain text…
+    pub snippet: String,
+    /// …and the matched words in it: `[start, end)` in characters.
+    pub highlights: Vec<[usize; 2]>,
+    pub rank: f32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SearchPage {
+    pub hits: Vec<SearchHit>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Sent once the session is authenticated.

@@ -140,6 +140,10 @@ pub fn app(
             resource("/v1/infobases/{infobase_id}/users/{user_id}/notifications")
                 .route(web::post().to(conversations::notify)),
         )
+        .service(
+            resource("/v1/infobases/{infobase_id}/search")
+                .route(web::get().to(conversations::search)),
+        )
         .service(resource("/v1/files").route(web::post().to(files::create)))
         .service(
             resource("/v1/files/{file_id}")

@@ -44,7 +44,7 @@ impl Modify for Security {
         me::me, me::ws_ticket,
         conversations::create, conversations::open_context, conversations::list, conversations::get,
         conversations::add_members, conversations::remove_member, conversations::post_message,
-        conversations::history, conversations::delete_message, conversations::presence, conversations::notify,
+        conversations::history, conversations::delete_message, conversations::presence, conversations::notify, conversations::search,
         files::create, files::upload, files::complete, files::link, files::info, files::download, files::delete,
     ),
     components(schemas(
@@ -58,7 +58,7 @@ impl Modify for Security {
         conversations::PostMessage, conversations::NotificationBody, conversations::Presence,
         protocol::FileInfo, protocol::FileState, protocol::Attachment,
         parley_core::api::NewFileBody, parley_core::api::Upload, parley_core::api::FileCreated,
-        api::WsTicket, api::FileLink,
+        api::WsTicket, api::FileLink, protocol::SearchPage, protocol::SearchHit, protocol::SearchQuery,
     )),
     modifiers(&Security),
 )]

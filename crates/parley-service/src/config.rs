@@ -179,6 +179,11 @@ pub struct LimitsConfig {
     pub max_users_per_infobase: u64,
     /// Live (unexpired, unrevoked) session tokens one infobase may hold.
     pub max_live_tokens_per_infobase: u64,
+    /// Longest search query.
+    pub max_search_query_chars: usize,
+    /// Search results per page when none is asked, and the most.
+    pub default_search_page: u32,
+    pub max_search_page: u32,
 }
 
 impl Default for LimitsConfig {
@@ -207,6 +212,9 @@ impl Default for LimitsConfig {
             messages_per_minute: 600,
             max_users_per_infobase: 100_000,
             max_live_tokens_per_infobase: 200_000,
+            max_search_query_chars: 256,
+            default_search_page: 20,
+            max_search_page: 100,
         }
     }
 }
@@ -237,6 +245,17 @@ impl LimitsConfig {
             self.max_users_per_infobase >= 1,
             "limits.max_users_per_infobase",
             "must be at least 1",
+        )?;
+        check(
+            (1..=4096).contains(&self.max_search_query_chars),
+            "limits.max_search_query_chars",
+            "must be between 1 and 4096",
+        )?;
+        check(
+            (1..=1000).contains(&self.max_search_page)
+                && (1..=self.max_search_page).contains(&self.default_search_page),
+            "limits.max_search_page",
+            "must be between 1 and 1000, and limits.default_search_page between 1 and it",
         )?;
         check(
             self.max_live_tokens_per_infobase >= 1,

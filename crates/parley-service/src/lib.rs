@@ -27,6 +27,7 @@ mod metrics;
 mod presence;
 mod recovery;
 mod registration;
+mod search;
 mod sessions;
 mod tickets;
 

@@ -9,6 +9,7 @@ mod infobases;
 mod messages;
 mod recovery;
 mod registration;
+mod search;
 mod tokens;
 mod users;
 
@@ -24,6 +25,7 @@ pub use messages::{
 };
 pub use recovery::LoggedEnvelope;
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
+pub use search::{Reader, SearchParams};
 pub use tokens::{NewToken, TokenSession};
 pub use users::UserFields;
 

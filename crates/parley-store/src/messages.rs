@@ -186,10 +186,11 @@ pub struct ReadMarker {
     pub unread: i64,
 }
 
-const MSG_COLUMNS: &str = "id, conversation_id, seq, author_id, text, data, actions, recipients, \
+pub(crate) const MSG_COLUMNS: &str =
+    "id, conversation_id, seq, author_id, text, data, actions, recipients, \
                            attachments, created_at, edited_at, deleted, kind";
 
-fn msg_from_row(r: &PgRow) -> Result<Message> {
+pub(crate) fn msg_from_row(r: &PgRow) -> Result<Message> {
     let data: Option<Json<serde_json::Value>> = r.try_get("data")?;
     let actions: Json<Vec<Action>> = r.try_get("actions")?;
     let recipients: Option<Vec<Uuid>> = r.try_get("recipients")?;

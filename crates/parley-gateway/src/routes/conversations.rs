@@ -8,6 +8,7 @@ use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use parley_core::protocol::{
     ConversationFilter, ConversationKind, ConversationPage, Message, MessagePage, NewMessage,
+    SearchPage, SearchQuery,
 };
 use parley_core::{ConversationId, ErrorBody, InfobaseId, MessageId, UserId};
 use parley_service::{HistoryQuery as Page, NewByInfobase, Opened, Posted};
@@ -273,4 +274,27 @@ pub async fn notify(
         .notify(&me.actor, path.1, body.into_inner().data)
         .await?;
     Ok(HttpResponse::Accepted().json(json!({ "queued": true })))
+}
+
+/// Full-text search (Russian and English word forms) of what the infobase
+/// may read: its own conversations whole, in others what its member users
+/// may read. Best matches first, cursor-paged.
+#[utoipa::path(get, path = "/v1/infobases/{infobase_id}/search", tag = "conversations",
+    params(("infobase_id" = InfobaseId, Path),
+           ("query" = String, Query, description = "Words; \"phrase\", -excluded, or"),
+           ("conversation_id" = Option<ConversationId>, Query), ("author_id" = Option<UserId>, Query),
+           ("from" = Option<String>, Query, description = "RFC 3339"), ("to" = Option<String>, Query),
+           ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query)),
+    security(("infobase" = [])),
+    responses((status = 200, body = SearchPage), (status = 400, description = "`invalid`", body = ErrorBody)))]
+pub async fn search(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    q: web::Query<SearchQuery>,
+) -> ApiResult<web::Json<SearchPage>> {
+    Ok(web::Json(
+        st.svc
+            .search_for_infobase(&me.actor, q.into_inner())
+            .await?,
+    ))
 }

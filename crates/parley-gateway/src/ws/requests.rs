@@ -197,6 +197,7 @@ impl Session {
                     .await?;
                 Ok(json!({}))
             }
+            Request::Search { query } => to_value(&svc.search_for_user(me, query).await?),
             Request::CallScreen { call_id, sharing } => {
                 svc.share_screen(me, self.id, call_id, sharing).await?;
                 Ok(json!({}))
