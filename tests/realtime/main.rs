@@ -10,6 +10,7 @@ mod events;
 mod lists;
 mod outage;
 mod ownership;
+mod reactions;
 mod resume;
 mod search;
 

@@ -133,6 +133,19 @@ pub struct Message {
     /// for an ordinary message.
     #[serde(default, skip_serializing_if = "MessageKind::is_text")]
     pub kind: MessageKind,
+    /// Reactions by emoji, in `history` (live changes come as
+    /// `reaction.added` / `reaction.removed` events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+}
+
+/// The reactions of one emoji on a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i64,
+    /// The reader is one of them.
+    pub mine: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -298,6 +311,8 @@ impl Request {
         "call.signal",
         "call.screen",
         "search",
+        "reaction.add",
+        "reaction.remove",
     ];
 }
 
@@ -438,6 +453,19 @@ pub enum Request {
     /// members see it on the participant in `call.updated`.
     #[serde(rename = "call.screen")]
     CallScreen { call_id: CallId, sharing: bool },
+    /// Adds the caller's reaction (one per emoji) to a message it can read.
+    #[serde(rename = "reaction.add")]
+    ReactionAdd {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        emoji: String,
+    },
+    #[serde(rename = "reaction.remove")]
+    ReactionRemove {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        emoji: String,
+    },
     /// Full-text search of the messages the caller may read.
     #[serde(rename = "search")]
     Search {
@@ -573,6 +601,22 @@ pub enum Event {
         seq: i64,
         user_id: UserId,
     },
+    #[serde(rename = "reaction.added")]
+    ReactionAdded {
+        conversation_id: ConversationId,
+        seq: i64,
+        message_id: MessageId,
+        user_id: UserId,
+        emoji: String,
+    },
+    #[serde(rename = "reaction.removed")]
+    ReactionRemoved {
+        conversation_id: ConversationId,
+        seq: i64,
+        message_id: MessageId,
+        user_id: UserId,
+        emoji: String,
+    },
     /// A member's read marker moved (no `seq`: not part of the history).
     #[serde(rename = "read")]
     Read {
@@ -663,6 +707,16 @@ impl Event {
                 ..
             }
             | Event::MemberRemoved {
+                conversation_id,
+                seq,
+                ..
+            }
+            | Event::ReactionAdded {
+                conversation_id,
+                seq,
+                ..
+            }
+            | Event::ReactionRemoved {
                 conversation_id,
                 seq,
                 ..

@@ -184,6 +184,11 @@ pub struct LimitsConfig {
     /// Search results per page when none is asked, and the most.
     pub default_search_page: u32,
     pub max_search_page: u32,
+    /// Longest reaction emoji (bytes of UTF-8: a flag or a skin-toned
+    /// family emoji takes 25 or more).
+    pub max_reaction_bytes: usize,
+    /// Different emoji on one message.
+    pub max_reactions_per_message: u32,
 }
 
 impl Default for LimitsConfig {
@@ -215,6 +220,8 @@ impl Default for LimitsConfig {
             max_search_query_chars: 256,
             default_search_page: 20,
             max_search_page: 100,
+            max_reaction_bytes: 32,
+            max_reactions_per_message: 50,
         }
     }
 }
@@ -256,6 +263,16 @@ impl LimitsConfig {
                 && (1..=self.max_search_page).contains(&self.default_search_page),
             "limits.max_search_page",
             "must be between 1 and 1000, and limits.default_search_page between 1 and it",
+        )?;
+        check(
+            (4..=256).contains(&self.max_reaction_bytes),
+            "limits.max_reaction_bytes",
+            "must be between 4 and 256",
+        )?;
+        check(
+            self.max_reactions_per_message >= 1,
+            "limits.max_reactions_per_message",
+            "must be at least 1",
         )?;
         check(
             self.max_live_tokens_per_infobase >= 1,

@@ -308,6 +308,46 @@ impl Service {
             .await?)
     }
 
+    /// Adds or removes the user's reaction to a message it can read; the
+    /// change is an event with its own `seq`. Returns whether it changed.
+    pub async fn react(
+        &self,
+        me: &UserActor,
+        conversation: ConversationId,
+        message: MessageId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<bool> {
+        let max = self.cfg.limits.max_reaction_bytes;
+        if emoji.is_empty() || emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::invalid("emoji: one emoji, without spaces"));
+        }
+        if emoji.len() > max || emoji.chars().count() > 16 {
+            return Err(Error::too_large(format!(
+                "emoji: longer than {max} bytes (limits.max_reaction_bytes)"
+            )));
+        }
+        self.require_member(me, conversation).await?;
+        let committed = self
+            .store
+            .react(
+                conversation,
+                message,
+                me.id(),
+                emoji,
+                add,
+                i64::from(self.cfg.limits.max_reactions_per_message),
+            )
+            .await?;
+        Ok(match committed {
+            Some(c) => {
+                self.publish(c);
+                true
+            }
+            None => false,
+        })
+    }
+
     /// Moves the user's read marker and tells the other members.
     pub async fn mark_read(
         &self,

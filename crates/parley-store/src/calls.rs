@@ -196,6 +196,7 @@ async fn system_message(
         edited_at: None,
         deleted: false,
         kind: MessageKind::System,
+        reactions: Vec::new(),
     };
     let event = Event::MessageCreated {
         conversation_id: conversation,

@@ -7,6 +7,7 @@ mod conversations;
 mod files;
 mod infobases;
 mod messages;
+mod reactions;
 mod recovery;
 mod registration;
 mod search;

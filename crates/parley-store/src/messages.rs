@@ -139,6 +139,7 @@ impl NewMessageRow {
             edited_at: None,
             deleted: false,
             kind: MessageKind::Text,
+            reactions: Vec::new(),
         }
     }
 }
@@ -218,6 +219,7 @@ pub(crate) fn msg_from_row(r: &PgRow) -> Result<Message> {
             "system" => MessageKind::System,
             _ => MessageKind::Text,
         },
+        reactions: Vec::new(),
     })
 }
 
@@ -535,6 +537,7 @@ impl Store {
             .map(msg_from_row)
             .collect::<Result<Vec<_>>>()?;
         messages.sort_by_key(|m| m.seq);
+        crate::reactions::fill(&self.pool, &mut messages, readers).await?;
         Ok(MessagePage { messages, has_more })
     }
 

@@ -198,6 +198,26 @@ impl Session {
                 Ok(json!({}))
             }
             Request::Search { query } => to_value(&svc.search_for_user(me, query).await?),
+            Request::ReactionAdd {
+                conversation_id,
+                message_id,
+                emoji,
+            } => {
+                let changed = svc
+                    .react(me, conversation_id, message_id, &emoji, true)
+                    .await?;
+                Ok(json!({ "changed": changed }))
+            }
+            Request::ReactionRemove {
+                conversation_id,
+                message_id,
+                emoji,
+            } => {
+                let changed = svc
+                    .react(me, conversation_id, message_id, &emoji, false)
+                    .await?;
+                Ok(json!({ "changed": changed }))
+            }
             Request::CallScreen { call_id, sharing } => {
                 svc.share_screen(me, self.id, call_id, sharing).await?;
                 Ok(json!({}))
