@@ -727,6 +727,9 @@ impl Event {
 }
 
 /// Every frame the server sends.
+// An event frame is built once per event and serialized at once; boxing
+// the large variant would only add an allocation to every delivery.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum ServerFrame {
