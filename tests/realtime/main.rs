@@ -11,6 +11,7 @@ mod lists;
 mod outage;
 mod ownership;
 mod reactions;
+mod replies;
 mod resume;
 mod search;
 

@@ -69,7 +69,8 @@ pub enum State {
 }
 
 enum Cmd {
-    Request(ClientFrame, oneshot::Sender<Result<Value, ClientError>>),
+    // Boxed: a request frame (a message with its fields) dwarfs the others.
+    Request(Box<ClientFrame>, oneshot::Sender<Result<Value, ClientError>>),
     /// Drop the connection; reconnect only when asked.
     Disconnect(oneshot::Sender<()>),
     Reconnect,
@@ -218,7 +219,7 @@ impl Client {
         let id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
         self.cmd
-            .send(Cmd::Request(ClientFrame { id, request }, tx))
+            .send(Cmd::Request(Box::new(ClientFrame { id, request }), tx))
             .map_err(|_| ClientError::Closed("client task ended".into()))?;
         rx.await.map_err(|_| ClientError::Disconnected)?
     }

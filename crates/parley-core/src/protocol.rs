@@ -95,6 +95,9 @@ pub struct Conversation {
     pub read_seq: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unread: Option<i64>,
+    /// Unread messages that mention the user (its own list only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread_mentions: Option<i64>,
 }
 
 /// A button of an application message: `value` is sent back when chosen.
@@ -137,6 +140,23 @@ pub struct Message {
     /// `reaction.added` / `reaction.removed` events).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<Reaction>,
+    /// The message this one answers, as a short preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyPreview>,
+    /// Members named with @; a client shows the message as mentioning its
+    /// user when its id is here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
+}
+
+/// What a reply shows of the message it answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReplyPreview {
+    pub message_id: MessageId,
+    pub author_id: UserId,
+    /// The first characters of its text (empty once deleted).
+    pub text: String,
+    pub deleted: bool,
 }
 
 /// The reactions of one emoji on a message.
@@ -223,6 +243,12 @@ pub struct NewMessage {
     /// message instead of storing a second one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The message of this conversation this one answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+    /// Members named with @ (each must be able to read the message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
 }
 
 /// Filters of a conversation list.

@@ -89,6 +89,15 @@ impl Service {
                 lim.max_attachments
             )));
         }
+        let mut mentions = m.mentions;
+        mentions.sort();
+        mentions.dedup();
+        if mentions.len() > lim.max_users_per_request {
+            return Err(Error::too_large(format!(
+                "mentions: more than {} (limits.max_users_per_request)",
+                lim.max_users_per_request
+            )));
+        }
         Ok(NewMessageRow {
             author,
             text: m.text,
@@ -97,6 +106,8 @@ impl Service {
             recipients: m.recipients,
             attachments: m.attachments,
             idempotency_key: key,
+            reply_to: m.reply_to,
+            mentions,
         })
     }
 

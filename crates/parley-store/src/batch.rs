@@ -30,7 +30,9 @@ pub struct BatchedSend {
 impl BatchedSend {
     /// Sends that may go through a batch: those that only add a message.
     pub fn fits(row: &NewMessageRow) -> bool {
-        row.attachments.is_empty()
+        // Attachments, replies and mentions are checked by the single-send
+        // path (they read other rows under the lock).
+        row.attachments.is_empty() && row.reply_to.is_none() && row.mentions.is_empty()
     }
 }
 

@@ -197,6 +197,8 @@ async fn system_message(
         deleted: false,
         kind: MessageKind::System,
         reactions: Vec::new(),
+        reply_to: None,
+        mentions: Vec::new(),
     };
     let event = Event::MessageCreated {
         conversation_id: conversation,

@@ -142,6 +142,11 @@ fn conv_from_row(r: &PgRow, with_read: bool) -> Result<Conversation> {
         } else {
             None
         },
+        unread_mentions: if with_read {
+            Some(r.try_get("unread_mentions")?)
+        } else {
+            None
+        },
     })
 }
 
@@ -301,7 +306,7 @@ impl Store {
         let row = match viewer {
             Viewer::User(user) => {
                 let sql = format!(
-                    "SELECT {CONV_COLUMNS}, m.read_seq, {UNREAD} AS unread
+                    "SELECT {CONV_COLUMNS}, m.read_seq, {UNREAD} AS unread, {UNREAD_MENTIONS} AS unread_mentions
                      FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $2
                      WHERE c.id = $1"
                 );
@@ -417,7 +422,7 @@ impl Store {
         let (sql, a, b) = match viewer {
             Viewer::User(user) => (
                 format!(
-                    "SELECT {CONV_COLUMNS}, c.last_activity, m.read_seq, {UNREAD} AS unread
+                    "SELECT {CONV_COLUMNS}, c.last_activity, m.read_seq, {UNREAD} AS unread, {UNREAD_MENTIONS} AS unread_mentions
                      FROM conversations c JOIN members m ON m.conversation_id = c.id AND m.user_id = $1
                      WHERE $2::uuid IS NULL AND {filters}
                      ORDER BY c.last_activity DESC, c.id DESC LIMIT $11"
@@ -606,6 +611,11 @@ const UNREAD: &str = "(SELECT count(*) FROM messages um
       WHERE um.conversation_id = c.id AND um.seq > m.read_seq AND NOT um.deleted
         AND um.author_id <> m.user_id
         AND (um.recipients IS NULL OR m.user_id = ANY(um.recipients)))";
+
+/// Unread messages naming the member ($user of `m`) in their mentions.
+const UNREAD_MENTIONS: &str = "(SELECT count(*) FROM messages um
+      WHERE um.conversation_id = c.id AND um.seq > m.read_seq AND NOT um.deleted
+        AND um.author_id <> m.user_id AND m.user_id = ANY(um.mentions))";
 
 /// An infobase ($2) sees what it created and what its users are members of.
 const IB_VISIBLE: &str =

@@ -3,7 +3,7 @@
 use crate::conversations::{add_members_tx, lock_conversation, members_tx, Committed};
 use crate::{Result, Store, StoreError};
 use parley_core::protocol::{
-    Action, Attachment, ConversationKind, Event, Message, MessageKind, MessagePage,
+    Action, Attachment, ConversationKind, Event, Message, MessageKind, MessagePage, ReplyPreview,
 };
 use parley_core::{ConversationId, FileId, MessageId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
@@ -24,6 +24,90 @@ pub struct StoredEvent {
 /// Appends an event with the conversation's next `seq`. The UPDATE takes the
 /// conversation row's lock, so events of one conversation commit in `seq`
 /// order; keep the transaction short after calling this.
+/// Characters of the original a reply shows.
+const PREVIEW_CHARS: i32 = 140;
+
+/// The preview of the message `id` answers, checked: a message of this
+/// conversation the author can read; one addressed to some members is
+/// answered to them only.
+async fn reply_preview(
+    tx: &mut Transaction<'_, Postgres>,
+    conversation: ConversationId,
+    id: MessageId,
+    m: &NewMessageRow,
+) -> Result<ReplyPreview> {
+    let row: Option<(Uuid, String, bool, Option<Vec<Uuid>>)> = sqlx::query_as(
+        "SELECT author_id, left(text, $3), deleted, recipients FROM messages
+         WHERE id = $1 AND conversation_id = $2",
+    )
+    .bind(id.0)
+    .bind(conversation.0)
+    .bind(PREVIEW_CHARS)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let bad =
+        || StoreError::Invalid("reply_to: not a message of this conversation you can read".into());
+    let (author, text, deleted, recipients) = row.ok_or_else(bad)?;
+    if let Some(r) = recipients {
+        let audience = |u: &Uuid| *u == author || r.contains(u);
+        if !audience(&m.author.0) {
+            return Err(bad());
+        }
+        let narrow = m
+            .recipients
+            .as_ref()
+            .is_some_and(|mine| mine.iter().all(|u| audience(&u.0)));
+        if !narrow {
+            return Err(StoreError::Invalid(
+                "recipients: a reply to a message addressed to some members goes to them only"
+                    .into(),
+            ));
+        }
+    }
+    Ok(ReplyPreview {
+        message_id: id,
+        author_id: UserId(author),
+        text: if deleted { String::new() } else { text },
+        deleted,
+    })
+}
+
+/// Fills the reply previews of messages read from the table (a deleted
+/// original shows as deleted).
+pub(crate) async fn fill_replies<'e>(
+    ex: impl sqlx::PgExecutor<'e>,
+    messages: &mut [Message],
+) -> Result<()> {
+    let ids: Vec<Uuid> = messages
+        .iter()
+        .filter_map(|m| m.reply_to.as_ref().map(|r| r.message_id.0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(Uuid, Uuid, String, bool)> = sqlx::query_as(
+        "SELECT id, author_id, left(text, $2), deleted FROM messages WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .bind(PREVIEW_CHARS)
+    .fetch_all(ex)
+    .await?;
+    let by: std::collections::HashMap<Uuid, (Uuid, String, bool)> = rows
+        .into_iter()
+        .map(|(i, a, t, d)| (i, (a, t, d)))
+        .collect();
+    for m in messages {
+        if let Some(r) = m.reply_to.as_mut() {
+            if let Some((a, t, d)) = by.get(&r.message_id.0) {
+                r.author_id = UserId(*a);
+                r.deleted = *d;
+                r.text = if *d { String::new() } else { t.clone() };
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(crate) async fn append_event(
     tx: &mut Transaction<'_, Postgres>,
     conversation: ConversationId,
@@ -115,6 +199,8 @@ pub struct NewMessageRow {
     pub recipients: Option<Vec<UserId>>,
     pub attachments: Vec<FileId>,
     pub idempotency_key: Option<String>,
+    pub reply_to: Option<MessageId>,
+    pub mentions: Vec<UserId>,
 }
 
 impl NewMessageRow {
@@ -140,6 +226,8 @@ impl NewMessageRow {
             deleted: false,
             kind: MessageKind::Text,
             reactions: Vec::new(),
+            reply_to: None,
+            mentions: self.mentions.clone(),
         }
     }
 }
@@ -189,7 +277,7 @@ pub struct ReadMarker {
 
 pub(crate) const MSG_COLUMNS: &str =
     "id, conversation_id, seq, author_id, text, data, actions, recipients, \
-                           attachments, created_at, edited_at, deleted, kind";
+                           attachments, created_at, edited_at, deleted, kind, reply_to, mentions";
 
 pub(crate) fn msg_from_row(r: &PgRow) -> Result<Message> {
     let data: Option<Json<serde_json::Value>> = r.try_get("data")?;
@@ -220,6 +308,21 @@ pub(crate) fn msg_from_row(r: &PgRow) -> Result<Message> {
             _ => MessageKind::Text,
         },
         reactions: Vec::new(),
+        // A placeholder until `fill_replies` reads the original.
+        reply_to: r
+            .try_get::<Option<Uuid>, _>("reply_to")?
+            .map(|id| ReplyPreview {
+                message_id: MessageId(id),
+                author_id: UserId(Uuid::nil()),
+                text: String::new(),
+                deleted: true,
+            }),
+        mentions: r
+            .try_get::<Option<Vec<Uuid>>, _>("mentions")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(UserId)
+            .collect(),
     })
 }
 
@@ -285,6 +388,22 @@ impl Store {
                 )));
             }
         }
+        // Mentions name members who can read the message.
+        let reads =
+            |u: &UserId| *u == m.author || m.recipients.as_ref().is_none_or(|r| r.contains(u));
+        if let Some(x) = m
+            .mentions
+            .iter()
+            .find(|u| !members.contains(u) || !reads(u))
+        {
+            return Err(StoreError::Invalid(format!(
+                "mentions: {x} is not a member who can read this message"
+            )));
+        }
+        let reply = match m.reply_to {
+            None => None,
+            Some(id) => Some(reply_preview(&mut tx, conversation, id, m).await?),
+        };
         if let Some(key) = &m.idempotency_key {
             let sql = format!(
                 "SELECT {MSG_COLUMNS} FROM messages
@@ -312,6 +431,7 @@ impl Store {
         let id = MessageId(Uuid::now_v7());
         let attachments = attach_files(&mut tx, conversation, m.author, id, &m.attachments).await?;
         let mut message = m.message(id, conversation, attachments);
+        message.reply_to = reply;
         // The event as sent on the wire, with its `seq` filled in by the
         // statement that assigns it.
         let body = serde_json::to_value(Event::MessageCreated {
@@ -338,8 +458,9 @@ impl Store {
                  FROM s
              )
              INSERT INTO messages (id, conversation_id, seq, author_id, text, data, actions,
-                                   recipients, idempotency_key, created_at, attachments)
-             SELECT $2, $1, s.last_seq, $5, $6, $7, $8, $3, $9, $10, $11 FROM s
+                                   recipients, idempotency_key, created_at, attachments,
+                                   reply_to, mentions)
+             SELECT $2, $1, s.last_seq, $5, $6, $7, $8, $3, $9, $10, $11, $12, $13 FROM s
              RETURNING seq",
         )
         .bind(conversation.0)
@@ -353,6 +474,8 @@ impl Store {
         .bind(&m.idempotency_key)
         .bind(message.created_at)
         .bind(Json(&message.attachments))
+        .bind(m.reply_to.map(|r| r.0))
+        .bind((!m.mentions.is_empty()).then(|| m.mentions.iter().map(|u| u.0).collect::<Vec<_>>()))
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound("conversation"))?;
@@ -404,6 +527,8 @@ impl Store {
                 editor.as_ref().map(std::slice::from_ref),
             )
             .await?;
+        let mut current = current;
+        fill_replies(&mut *tx, std::slice::from_mut(&mut current)).await?;
         let recipients = current.recipients.clone();
         let mut updated = None;
         let ev = append_event(&mut tx, conversation, recipients, |seq| {
@@ -538,6 +663,7 @@ impl Store {
             .collect::<Result<Vec<_>>>()?;
         messages.sort_by_key(|m| m.seq);
         crate::reactions::fill(&self.pool, &mut messages, readers).await?;
+        fill_replies(&self.pool, &mut messages).await?;
         Ok(MessagePage { messages, has_more })
     }
 

@@ -144,6 +144,11 @@ impl Store {
                 rank: r.try_get("rank")?,
             });
         }
+        let mut messages: Vec<_> = hits.iter().map(|h| h.message.clone()).collect();
+        crate::messages::fill_replies(&self.pool, &mut messages).await?;
+        for (h, m) in hits.iter_mut().zip(messages) {
+            h.message = m;
+        }
         let next_cursor = match (more, hits.last()) {
             (true, Some(h)) => Some(format!(
                 "{}_{}_{}",
