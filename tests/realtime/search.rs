@@ -175,3 +175,76 @@ async fn search_pages_with_a_cursor() {
     }
     assert_eq!(seen.len(), 7);
 }
+
+/// The people directory: name or full name contains the query, case- and
+/// ё-insensitive, only the caller's subscriber, locked users hidden, paged.
+#[actix_web::test]
+async fn the_people_directory_finds_colleagues_only() {
+    use parley_core::protocol::UserProfiles;
+    let p = pair().await;
+    let app = p.env.app().await;
+    for (ext, name) in [
+        ("f1", "Фёдор Петров"),
+        ("f2", "федор Сидоров"),
+        ("f3", "Fedora_100%"),
+    ] {
+        let r = call(
+            &app,
+            "POST",
+            &format!("/v1/infobases/{}/users", p.a.id),
+            &p.a.auth(),
+            json_body(json!({"external_id": ext, "name": name})),
+        )
+        .await;
+        assert!(r.status.is_success(), "{r:?}");
+    }
+    // Locked, and another subscriber's: never listed.
+    call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/users", p.a.id),
+        &p.a.auth(),
+        json_body(json!({"external_id": "f4", "name": "Федор Закрытый", "locked": true})),
+    )
+    .await;
+    let e_ib = register(&app, &email("dir-eve"), "Eve").await;
+    call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/users", e_ib.id),
+        &e_ib.auth(),
+        json_body(json!({"external_id": "x", "name": "Федор Чужой"})),
+    )
+    .await;
+    let find = |q: &str, cursor: Option<String>, limit: Option<u32>| {
+        let c = p.cb.clone();
+        let q = q.to_owned();
+        async move {
+            let r: UserProfiles = c
+                .call(Request::SearchUsers {
+                    query: q,
+                    cursor,
+                    limit,
+                })
+                .await
+                .expect("users.search");
+            r
+        }
+    };
+    let names: Vec<String> = find("ФЁДОР", None, None)
+        .await
+        .users
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(names, vec!["Фёдор Петров", "федор Сидоров"], "{names:?}");
+    // LIKE's wildcards are plain characters.
+    assert_eq!(find("_100%", None, None).await.users.len(), 1);
+    assert!(find("%", None, None).await.users.len() <= 1);
+    // Paged.
+    let first = find("д", None, Some(1)).await;
+    assert_eq!(first.users.len(), 1);
+    let second = find("д", first.next_cursor.clone(), Some(1)).await;
+    assert_eq!(second.users.len(), 1);
+    assert_ne!(first.users[0].id, second.users[0].id);
+}

@@ -70,7 +70,10 @@ pub enum State {
 
 enum Cmd {
     // Boxed: a request frame (a message with its fields) dwarfs the others.
-    Request(Box<ClientFrame>, oneshot::Sender<Result<Value, ClientError>>),
+    Request(
+        Box<ClientFrame>,
+        oneshot::Sender<Result<Value, ClientError>>,
+    ),
     /// Drop the connection; reconnect only when asked.
     Disconnect(oneshot::Sender<()>),
     Reconnect,

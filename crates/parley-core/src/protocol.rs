@@ -339,6 +339,7 @@ impl Request {
         "search",
         "reaction.add",
         "reaction.remove",
+        "users.search",
     ];
 }
 
@@ -492,6 +493,16 @@ pub enum Request {
         message_id: MessageId,
         emoji: String,
     },
+    /// The people directory: users of the caller's subscriber whose name
+    /// or full name contains `query` (case- and ё-insensitive), by name.
+    #[serde(rename = "users.search")]
+    SearchUsers {
+        query: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Full-text search of the messages the caller may read.
     #[serde(rename = "search")]
     Search {
@@ -581,10 +592,12 @@ pub struct UserProfile {
 }
 
 /// Answer to `users.get` (unknown ids and users of other subscribers are
-/// left out).
+/// left out) and to `users.search` (with `next_cursor` when more match).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserProfiles {
     pub users: Vec<UserProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Answer to `presence.get`: user id → online.

@@ -20,7 +20,10 @@ impl Service {
     pub async fn profiles(&self, me: &UserActor, ids: &[UserId]) -> Result<UserProfiles> {
         self.check_batch(ids.len())?;
         let users = self.store.profiles(me.subscriber_id, ids).await?;
-        Ok(UserProfiles { users })
+        Ok(UserProfiles {
+            users,
+            next_cursor: None,
+        })
     }
 
     /// Online state of users of the caller's subscriber.
@@ -95,5 +98,53 @@ impl Service {
         while let Some(user) = rx.recv().await {
             self.announce(user, false).await;
         }
+    }
+
+    /// The people directory of the caller's subscriber (locked and deleted
+    /// users left out), a page at a time.
+    pub async fn search_users(
+        &self,
+        me: &UserActor,
+        query: &str,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<UserProfiles> {
+        let lim = &self.cfg.limits;
+        let query = parley_core::validate::text("query", query, lim.max_search_query_chars)?;
+        let limit = limit.unwrap_or(lim.default_search_page);
+        if !(1..=lim.max_search_page).contains(&limit) {
+            return Err(Error::invalid(format!(
+                "limit: must be between 1 and {} (limits.max_search_page)",
+                lim.max_search_page
+            )));
+        }
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let (id, name) = c
+                    .split_once('_')
+                    .ok_or_else(|| Error::invalid("cursor: not a cursor of this search"))?;
+                let id: UserId = id
+                    .parse()
+                    .map_err(|_| Error::invalid("cursor: not a cursor of this search"))?;
+                Some((name.to_owned(), id))
+            }
+        };
+        let mut users = self
+            .store
+            .search_users(
+                me.subscriber_id,
+                &query,
+                after.as_ref().map(|(n, i)| (n.as_str(), *i)),
+                i64::from(limit) + 1,
+            )
+            .await?;
+        let more = users.len() > limit as usize;
+        users.truncate(limit as usize);
+        let next_cursor = match (more, users.last()) {
+            (true, Some(u)) => Some(format!("{}_{}", u.id, u.name)),
+            _ => None,
+        };
+        Ok(UserProfiles { users, next_cursor })
     }
 }

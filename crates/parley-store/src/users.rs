@@ -154,6 +154,51 @@ impl Store {
             .collect()
     }
 
+    /// Unlocked, undeleted users of registered infobases of `subscriber`
+    /// whose name or full name contains `query` (case- and ё-insensitive),
+    /// by name then id, `limit` after the `(name, id)` cursor.
+    pub async fn search_users(
+        &self,
+        subscriber: SubscriberId,
+        query: &str,
+        after: Option<(&str, UserId)>,
+        limit: i64,
+    ) -> Result<Vec<UserProfile>> {
+        // LIKE's own characters in the query match themselves.
+        let escaped = query
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let rows = sqlx::query(
+            "SELECT u.id, u.name, u.full_name, u.picture, u.bot FROM users u
+             JOIN infobases i ON i.id = u.infobase_id
+             WHERE i.subscriber_id = $1 AND i.unregistered_at IS NULL
+               AND NOT u.locked AND u.deleted_at IS NULL
+               AND lower(translate(u.name || ' ' || u.full_name, 'ёЁ', 'еЕ'))
+                   LIKE '%' || lower(translate($2, 'ёЁ', 'еЕ')) || '%'
+               AND ($3::text IS NULL OR (u.name, u.id) > ($3, $4))
+             ORDER BY u.name, u.id LIMIT $5",
+        )
+        .bind(subscriber.0)
+        .bind(escaped)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1 .0))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UserProfile {
+                    id: UserId(r.try_get("id")?),
+                    name: r.try_get("name")?,
+                    full_name: r.try_get("full_name")?,
+                    picture: r.try_get("picture")?,
+                    bot: r.try_get("bot")?,
+                })
+            })
+            .collect()
+    }
+
     /// Users of the infobase ordered by id, `limit` after the `after` cursor.
     pub async fn list_users(
         &self,

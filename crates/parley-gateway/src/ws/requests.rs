@@ -198,6 +198,14 @@ impl Session {
                 Ok(json!({}))
             }
             Request::Search { query } => to_value(&svc.search_for_user(me, query).await?),
+            Request::SearchUsers {
+                query,
+                cursor,
+                limit,
+            } => to_value(
+                &svc.search_users(me, &query, cursor.as_deref(), limit)
+                    .await?,
+            ),
             Request::ReactionAdd {
                 conversation_id,
                 message_id,
