@@ -2,6 +2,7 @@
 //! per topic; helpers are in `parley_tests::chat`.
 
 mod access;
+mod actions;
 mod batching;
 mod calls;
 mod chatting;

@@ -106,6 +106,40 @@ pub struct Conversation {
 pub struct Action {
     pub value: String,
     pub caption: String,
+    /// The first click of any single-use button of the message answers it
+    /// for everyone (`chosen`); later clicks are `conflict`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_use: bool,
+}
+
+/// A page of clicks for an infobase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InvocationPage {
+    pub invocations: Vec<ActionInvocation>,
+    /// Pass as `after` for the next page (absent: nothing more now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<i64>,
+}
+
+/// The answer a single-use question got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ActionChoice {
+    pub value: String,
+    pub user_id: UserId,
+    pub chosen_at: DateTime<Utc>,
+}
+
+/// One click of an action button, as its message's author (a bot or an
+/// application user) and its infobase receive it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ActionInvocation {
+    /// Increasing: the infobase reads them after a cursor.
+    pub id: i64,
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
+    pub value: String,
+    pub user_id: UserId,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A message. `seq` orders it in its conversation.
@@ -143,6 +177,9 @@ pub struct Message {
     /// The message this one answers, as a short preview.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<ReplyPreview>,
+    /// The answer of a single-use question.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<ActionChoice>,
     /// Members named with @; a client shows the message as mentioning its
     /// user when its id is here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -340,6 +377,7 @@ impl Request {
         "reaction.add",
         "reaction.remove",
         "users.search",
+        "action.invoke",
     ];
 }
 
@@ -493,6 +531,14 @@ pub enum Request {
         message_id: MessageId,
         emoji: String,
     },
+    /// Clicks an action button of a message the caller can read; its author
+    /// hears of it (`action.invoked`).
+    #[serde(rename = "action.invoke")]
+    ActionInvoke {
+        conversation_id: ConversationId,
+        message_id: MessageId,
+        value: String,
+    },
     /// The people directory: users of the caller's subscriber whose name
     /// or full name contains `query` (case- and ё-insensitive), by name.
     #[serde(rename = "users.search")]
@@ -640,6 +686,18 @@ pub enum Event {
         seq: i64,
         user_id: UserId,
     },
+    /// A single-use question was answered (history: everyone who sees the
+    /// message sees the choice).
+    #[serde(rename = "action.chosen")]
+    ActionChosen {
+        conversation_id: ConversationId,
+        seq: i64,
+        message_id: MessageId,
+        choice: ActionChoice,
+    },
+    /// Someone clicked a button of your message (live, to its author).
+    #[serde(rename = "action.invoked")]
+    ActionInvoked { invocation: ActionInvocation },
     #[serde(rename = "reaction.added")]
     ReactionAdded {
         conversation_id: ConversationId,
@@ -751,6 +809,11 @@ impl Event {
                 ..
             }
             | Event::ReactionAdded {
+                conversation_id,
+                seq,
+                ..
+            }
+            | Event::ActionChosen {
                 conversation_id,
                 seq,
                 ..

@@ -144,6 +144,10 @@ pub fn app(
             resource("/v1/infobases/{infobase_id}/search")
                 .route(web::get().to(conversations::search)),
         )
+        .service(
+            resource("/v1/infobases/{infobase_id}/action-invocations")
+                .route(web::get().to(conversations::action_invocations)),
+        )
         .service(resource("/v1/files").route(web::post().to(files::create)))
         .service(
             resource("/v1/files/{file_id}")

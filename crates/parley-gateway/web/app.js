@@ -134,6 +134,11 @@
         break;
       }
       case "member.added": case "member.removed": loadConversations(); break;
+      case "action.chosen": {
+        const m = msgs(c).get(e.message_id); if (m) m.chosen = e.choice;
+        if (c === state.active) renderMessages();
+        break;
+      }
       case "typing": showTyping(c, e.user_id); break;
       case "presence": state.presence.set(e.user_id, e.online); renderList(); break;
       case "read": break;
@@ -617,8 +622,17 @@
         const row = document.createElement("div"); row.className = "actions";
         for (const a of m.actions) {
           const b = document.createElement("button"); b.textContent = a.caption;
-          b.onclick = () => request("message.send", { conversation_id: state.active, text: a.caption, data: { action: a.value, reply_to: m.id } });
+          // A single-use question answered already shows the answer instead.
+          b.disabled = Boolean(m.chosen && a.single_use);
+          if (m.chosen && m.chosen.value === a.value) b.classList.add("chosen");
+          b.onclick = () => request("action.invoke", { conversation_id: m.conversation_id, message_id: m.id, value: a.value })
+            .catch((e) => setStatus(e.message));
           row.append(b);
+        }
+        if (m.chosen) {
+          const who = document.createElement("small"); who.className = "chosen-by";
+          who.textContent = `${nameOf(m.chosen.user_id)}: ${(m.actions.find((a) => a.value === m.chosen.value) || {}).caption || m.chosen.value}`;
+          row.append(who);
         }
         li.append(row);
       }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod ratelimit;
 
+mod actions;
 mod auth;
 mod background;
 mod calls;

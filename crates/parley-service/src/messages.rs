@@ -64,6 +64,7 @@ impl Service {
                 Ok(Action {
                     value: validate::text("actions.value", &a.value, lim.max_action_chars)?,
                     caption: validate::text("actions.caption", &a.caption, lim.max_action_chars)?,
+                    single_use: a.single_use,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -199,6 +199,7 @@ async fn system_message(
         reactions: Vec::new(),
         reply_to: None,
         mentions: Vec::new(),
+        chosen: None,
     };
     let event = Event::MessageCreated {
         conversation_id: conversation,

@@ -1,6 +1,7 @@
 //! PostgreSQL access for Parley. Every SQL statement of the project lives in
 //! this crate, grouped by domain in the modules below.
 
+mod actions;
 mod batch;
 mod calls;
 mod conversations;
@@ -14,6 +15,7 @@ mod search;
 mod tokens;
 mod users;
 
+pub use actions::Invoked;
 pub use batch::BatchedSend;
 pub use calls::{CallChange, Declined};
 pub use conversations::{

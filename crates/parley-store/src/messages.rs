@@ -228,6 +228,7 @@ impl NewMessageRow {
             reactions: Vec::new(),
             reply_to: None,
             mentions: self.mentions.clone(),
+            chosen: None,
         }
     }
 }
@@ -277,7 +278,7 @@ pub struct ReadMarker {
 
 pub(crate) const MSG_COLUMNS: &str =
     "id, conversation_id, seq, author_id, text, data, actions, recipients, \
-                           attachments, created_at, edited_at, deleted, kind, reply_to, mentions";
+                           attachments, created_at, edited_at, deleted, kind, reply_to, mentions, chosen";
 
 pub(crate) fn msg_from_row(r: &PgRow) -> Result<Message> {
     let data: Option<Json<serde_json::Value>> = r.try_get("data")?;
@@ -323,6 +324,9 @@ pub(crate) fn msg_from_row(r: &PgRow) -> Result<Message> {
             .into_iter()
             .map(UserId)
             .collect(),
+        chosen: r
+            .try_get::<Option<Json<parley_core::protocol::ActionChoice>>, _>("chosen")?
+            .map(|c| c.0),
     })
 }
 

@@ -7,8 +7,8 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use parley_core::protocol::{
-    ConversationFilter, ConversationKind, ConversationPage, Message, MessagePage, NewMessage,
-    SearchPage, SearchQuery,
+    ConversationFilter, ConversationKind, ConversationPage, InvocationPage, Message, MessagePage,
+    NewMessage, SearchPage, SearchQuery,
 };
 use parley_core::{ConversationId, ErrorBody, InfobaseId, MessageId, UserId};
 use parley_service::{HistoryQuery as Page, NewByInfobase, Opened, Posted};
@@ -295,6 +295,33 @@ pub async fn search(
     Ok(web::Json(
         st.svc
             .search_for_infobase(&me.actor, q.into_inner())
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InvocationsQuery {
+    /// The `next_cursor` of the previous page (0 or absent: from the start).
+    pub after: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// Clicks on action buttons of messages written by the infobase's users
+/// (bots, application users), oldest first, after a cursor: how an
+/// application that cannot receive webhooks hears the answers.
+#[utoipa::path(get, path = "/v1/infobases/{infobase_id}/action-invocations", tag = "conversations",
+    params(("infobase_id" = InfobaseId, Path), InvocationsQuery),
+    security(("infobase" = [])),
+    responses((status = 200, body = InvocationPage)))]
+pub async fn action_invocations(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    q: web::Query<InvocationsQuery>,
+) -> ApiResult<web::Json<InvocationPage>> {
+    Ok(web::Json(
+        st.svc
+            .action_invocations(&me.actor, q.after, q.limit)
             .await?,
     ))
 }

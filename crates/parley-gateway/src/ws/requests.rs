@@ -198,6 +198,14 @@ impl Session {
                 Ok(json!({}))
             }
             Request::Search { query } => to_value(&svc.search_for_user(me, query).await?),
+            Request::ActionInvoke {
+                conversation_id,
+                message_id,
+                value,
+            } => to_value(
+                &svc.invoke_action(me, conversation_id, message_id, &value)
+                    .await?,
+            ),
             Request::SearchUsers {
                 query,
                 cursor,
