@@ -78,3 +78,80 @@ async fn conversation_lists_page_by_cursor_and_find_by_key() {
     );
     assert_eq!(plain.conversations.len(), 4);
 }
+
+/// The creator renames a group (an event with `seq`, replayed by resume);
+/// others may not; the owner infobase changes its own over REST, another
+/// infobase may not.
+#[actix_web::test]
+async fn a_conversation_is_renamed_by_its_creator_or_owner_only() {
+    let p = pair().await;
+    let app = p.env.app().await;
+    let g = group(&p.ca, "old name", &[p.bob]).await;
+    let c: Conversation =
+        p.ca.call(Request::UpdateConversation {
+            conversation_id: g.id,
+            title: Some("Budget 2027".into()),
+            description: Some("Numbers and approvals".into()),
+        })
+        .await
+        .expect("rename");
+    assert_eq!(
+        (c.title.as_str(), c.description.as_str()),
+        ("Budget 2027", "Numbers and approvals")
+    );
+    let seq = expect(&p.cb, "conversation.updated", |e| match e {
+        Event::ConversationUpdated {
+            conversation_id,
+            seq,
+            title,
+            by,
+            ..
+        } if *conversation_id == g.id && title == "Budget 2027" && *by == Some(p.alice) => {
+            Some(*seq)
+        }
+        _ => None,
+    })
+    .await;
+    assert!(seq > 0);
+    let e =
+        p.cb.request(Request::UpdateConversation {
+            conversation_id: g.id,
+            title: Some("mine now".into()),
+            description: None,
+        })
+        .await
+        .expect_err("not the creator");
+    assert_eq!(e.code(), Some(ErrorCode::AccessDenied), "{e}");
+    let e =
+        p.ca.request(Request::UpdateConversation {
+            conversation_id: g.id,
+            title: Some(String::new()),
+            description: None,
+        })
+        .await
+        .expect_err("empty title");
+    assert_eq!(e.code(), Some(ErrorCode::Invalid), "{e}");
+    // Over REST: the group belongs to Alice's infobase A.
+    let path = format!("/v1/infobases/{}/conversations/{}", p.a.id, g.id);
+    let r = call(
+        &app,
+        "PATCH",
+        &path,
+        &p.a.auth(),
+        json_body(json!({"title": "Budget"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["title"], "Budget");
+    assert_eq!(r.body["description"], "Numbers and approvals");
+    let path_b = format!("/v1/infobases/{}/conversations/{}", p.b.id, g.id);
+    call(
+        &app,
+        "PATCH",
+        &path_b,
+        &p.b.auth(),
+        json_body(json!({"title": "taken"})),
+    )
+    .await
+    .expect_error(403, "access_denied");
+}

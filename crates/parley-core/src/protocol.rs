@@ -72,6 +72,8 @@ pub struct Conversation {
     pub id: ConversationId,
     pub kind: ConversationKind,
     pub title: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
     /// Not shown in conversation lists (system conversations).
     pub hidden: bool,
     /// The infobase's lookup key, unique in that infobase.
@@ -378,6 +380,7 @@ impl Request {
         "reaction.remove",
         "users.search",
         "action.invoke",
+        "conversation.update",
     ];
 }
 
@@ -530,6 +533,16 @@ pub enum Request {
         conversation_id: ConversationId,
         message_id: MessageId,
         emoji: String,
+    },
+    /// Renames a group or changes its description (its creator; the owner
+    /// infobase over REST). Absent fields stay.
+    #[serde(rename = "conversation.update")]
+    UpdateConversation {
+        conversation_id: ConversationId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
     },
     /// Clicks an action button of a message the caller can read; its author
     /// hears of it (`action.invoked`).
@@ -686,6 +699,17 @@ pub enum Event {
         seq: i64,
         user_id: UserId,
     },
+    /// Title or description changed (history, with `seq`).
+    #[serde(rename = "conversation.updated")]
+    ConversationUpdated {
+        conversation_id: ConversationId,
+        seq: i64,
+        title: String,
+        description: String,
+        /// Who changed it (absent: its infobase).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
+    },
     /// A single-use question was answered (history: everyone who sees the
     /// message sees the choice).
     #[serde(rename = "action.chosen")]
@@ -814,6 +838,11 @@ impl Event {
                 ..
             }
             | Event::ActionChosen {
+                conversation_id,
+                seq,
+                ..
+            }
+            | Event::ConversationUpdated {
                 conversation_id,
                 seq,
                 ..

@@ -109,7 +109,8 @@ pub fn app(
         )
         .service(
             resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}")
-                .route(web::get().to(conversations::get)),
+                .route(web::get().to(conversations::get))
+                .route(web::patch().to(conversations::update)),
         )
         .service(
             resource("/v1/infobases/{infobase_id}/conversations/{conversation_id}/members")

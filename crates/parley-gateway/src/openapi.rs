@@ -45,7 +45,7 @@ impl Modify for Security {
         conversations::create, conversations::open_context, conversations::list, conversations::get,
         conversations::add_members, conversations::remove_member, conversations::post_message,
         conversations::history, conversations::delete_message, conversations::presence, conversations::notify, conversations::search,
-        conversations::action_invocations,
+        conversations::action_invocations, conversations::update,
         files::create, files::upload, files::complete, files::link, files::info, files::download, files::delete,
     ),
     components(schemas(
@@ -61,6 +61,7 @@ impl Modify for Security {
         parley_core::api::NewFileBody, parley_core::api::Upload, parley_core::api::FileCreated,
         api::WsTicket, api::FileLink, protocol::SearchPage, protocol::SearchHit, protocol::SearchQuery,
         protocol::ActionInvocation, protocol::ActionChoice, protocol::InvocationPage,
+        conversations::UpdateConversation,
     )),
     modifiers(&Security),
 )]

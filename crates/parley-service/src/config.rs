@@ -181,6 +181,8 @@ pub struct LimitsConfig {
     pub max_live_tokens_per_infobase: u64,
     /// Longest search query.
     pub max_search_query_chars: usize,
+    /// A conversation's description.
+    pub max_description_chars: usize,
     /// Search results per page when none is asked, and the most.
     pub default_search_page: u32,
     pub max_search_page: u32,
@@ -218,6 +220,7 @@ impl Default for LimitsConfig {
             max_users_per_infobase: 100_000,
             max_live_tokens_per_infobase: 200_000,
             max_search_query_chars: 256,
+            max_description_chars: 2000,
             default_search_page: 20,
             max_search_page: 100,
             max_reaction_bytes: 32,

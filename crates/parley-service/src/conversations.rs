@@ -442,4 +442,64 @@ impl Service {
             None => Err(Error::not_found("member")),
         }
     }
+
+    fn check_update(
+        &self,
+        title: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<(Option<String>, Option<String>)> {
+        if title.is_none() && description.is_none() {
+            return Err(Error::invalid("give title or description to change"));
+        }
+        let lim = &self.cfg.limits;
+        let title = title
+            .map(|t| validate::text("title", t, lim.max_title_chars))
+            .transpose()?;
+        let description = description
+            .map(|d| validate::optional_text("description", d, lim.max_description_chars))
+            .transpose()?;
+        Ok((title, description))
+    }
+
+    /// The creator of a group renames it or changes its description.
+    pub async fn update_conversation_by_user(
+        &self,
+        me: &UserActor,
+        id: ConversationId,
+        title: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Conversation> {
+        let (title, description) = self.check_update(title, description)?;
+        let meta = self.member_meta(me, id).await?;
+        if meta.kind != ConversationKind::Group || meta.created_by != Some(me.id()) {
+            return Err(Error::access_denied(
+                "only the creator of a group changes it (the infobase changes its own)",
+            ));
+        }
+        let committed = self
+            .store
+            .update_conversation(id, title.as_deref(), description.as_deref(), Some(me.id()))
+            .await?;
+        self.publish(committed);
+        self.conversation_for_user(me, id).await
+    }
+
+    /// The owner infobase changes a conversation's title or description.
+    pub async fn update_conversation_by_infobase(
+        &self,
+        me: &InfobaseActor,
+        id: ConversationId,
+        title: Option<&str>,
+        description: Option<&str>,
+    ) -> Result<Conversation> {
+        let (title, description) = self.check_update(title, description)?;
+        let view = self.infobase_view(me, id).await?;
+        view.require_owner("changes its title and description")?;
+        let committed = self
+            .store
+            .update_conversation(id, title.as_deref(), description.as_deref(), None)
+            .await?;
+        self.publish(committed);
+        self.conversation_for_infobase(me, id).await
+    }
 }

@@ -113,7 +113,8 @@ pub enum CreateOutcome {
     Existing(ConversationId),
 }
 
-const CONV_COLUMNS: &str = "c.id, c.kind, c.title, c.hidden, c.infobase_id, c.key, c.object_ref, \
+const CONV_COLUMNS: &str =
+    "c.id, c.kind, c.title, c.description, c.hidden, c.infobase_id, c.key, c.object_ref, \
      c.created_at, c.last_seq, \
      (SELECT count(*) FROM members mc WHERE mc.conversation_id = c.id) AS member_count";
 
@@ -124,6 +125,7 @@ fn conv_from_row(r: &PgRow, with_read: bool) -> Result<Conversation> {
         kind: ConversationKind::parse(&kind)
             .ok_or(StoreError::Invalid(format!("bad kind {kind}")))?,
         title: r.try_get("title")?,
+        description: r.try_get("description")?,
         hidden: r.try_get("hidden")?,
         key: r.try_get("key")?,
         infobase_id: r.try_get::<Option<Uuid>, _>("infobase_id")?.map(InfobaseId),
@@ -343,6 +345,43 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.into_iter().map(UserId).collect())
+    }
+
+    /// Changes title and/or description (None keeps each); the change is a
+    /// `conversation.updated` event with the next `seq`.
+    pub async fn update_conversation(
+        &self,
+        id: ConversationId,
+        title: Option<&str>,
+        description: Option<&str>,
+        by: Option<UserId>,
+    ) -> Result<Committed> {
+        let mut tx = self.pool.begin().await?;
+        lock_conversation(&mut tx, id).await?;
+        let (title, description): (String, String) = sqlx::query_as(
+            "UPDATE conversations SET title = COALESCE($2, title),
+                    description = COALESCE($3, description)
+             WHERE id = $1 RETURNING title, description",
+        )
+        .bind(id.0)
+        .bind(title)
+        .bind(description)
+        .fetch_one(&mut *tx)
+        .await?;
+        let ev = append_event(&mut tx, id, None, |seq| Event::ConversationUpdated {
+            conversation_id: id,
+            seq,
+            title,
+            description,
+            by,
+        })
+        .await?;
+        let members = members_tx(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Committed {
+            events: vec![ev],
+            members,
+        })
     }
 
     /// The members of a conversation that are users of `infobase`.

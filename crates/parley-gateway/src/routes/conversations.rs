@@ -7,8 +7,8 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use parley_core::protocol::{
-    ConversationFilter, ConversationKind, ConversationPage, InvocationPage, Message, MessagePage,
-    NewMessage, SearchPage, SearchQuery,
+    Conversation, ConversationFilter, ConversationKind, ConversationPage, InvocationPage, Message,
+    MessagePage, NewMessage, SearchPage, SearchQuery,
 };
 use parley_core::{ConversationId, ErrorBody, InfobaseId, MessageId, UserId};
 use parley_service::{HistoryQuery as Page, NewByInfobase, Opened, Posted};
@@ -322,6 +322,40 @@ pub async fn action_invocations(
     Ok(web::Json(
         st.svc
             .action_invocations(&me.actor, q.after, q.limit)
+            .await?,
+    ))
+}
+
+/// `PATCH .../conversations/{id}`: what changes (absent fields stay).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConversation {
+    pub title: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Changes the title or description of a conversation the infobase owns;
+/// members get `conversation.updated` (with `seq`).
+#[utoipa::path(patch, path = "/v1/infobases/{infobase_id}/conversations/{conversation_id}", tag = "conversations",
+    params(("infobase_id" = InfobaseId, Path), ("conversation_id" = ConversationId, Path)),
+    request_body = UpdateConversation, security(("infobase" = [])),
+    responses((status = 200, body = Conversation),
+              (status = 403, description = "`access_denied`: not the owner infobase", body = ErrorBody)))]
+pub async fn update(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    path: web::Path<(InfobaseId, ConversationId)>,
+    body: web::Json<UpdateConversation>,
+) -> ApiResult<web::Json<Conversation>> {
+    let b = body.into_inner();
+    Ok(web::Json(
+        st.svc
+            .update_conversation_by_infobase(
+                &me.actor,
+                path.1,
+                b.title.as_deref(),
+                b.description.as_deref(),
+            )
             .await?,
     ))
 }

@@ -198,6 +198,19 @@ impl Session {
                 Ok(json!({}))
             }
             Request::Search { query } => to_value(&svc.search_for_user(me, query).await?),
+            Request::UpdateConversation {
+                conversation_id,
+                title,
+                description,
+            } => to_value(
+                &svc.update_conversation_by_user(
+                    me,
+                    conversation_id,
+                    title.as_deref(),
+                    description.as_deref(),
+                )
+                .await?,
+            ),
             Request::ActionInvoke {
                 conversation_id,
                 message_id,
