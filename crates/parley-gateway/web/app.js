@@ -134,6 +134,12 @@
         break;
       }
       case "member.added": case "member.removed": loadConversations(); break;
+      case "conversation.updated": {
+        const conv = state.convs.get(c);
+        if (conv) { conv.title = e.title; conv.description = e.description; renderList(); }
+        if (c === state.active && conv) $("conv-title").textContent = titleOf(conv);
+        break;
+      }
       case "action.chosen": {
         const m = msgs(c).get(e.message_id); if (m) m.chosen = e.choice;
         if (c === state.active) renderMessages();
