@@ -6,9 +6,21 @@ use futures_util::{SinkExt, StreamExt};
 use std::net::{IpAddr, SocketAddr};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// tungstenite's default read buffer is 128 KiB and is zero-filled before
+/// every read: with thousands of sessions each receiving small frames, the
+/// bench client spent half its CPU in `memset` (a quarter of the shared
+/// machine). Frames here are a few hundred bytes; larger ones still arrive
+/// (the buffer grows as needed).
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(READ_BUFFER)
+}
+
+const READ_BUFFER: usize = 4096;
 
 fn host(url: &str) -> Result<&str, String> {
     let rest = url.strip_prefix("ws://").ok_or("ws:// URL expected")?;
@@ -42,7 +54,7 @@ pub async fn open(url: &str, token: &str, source: Option<IpAddr>) -> Result<Ws, 
             .parse()
             .map_err(|_| "bad token".to_string())?,
     );
-    let (mut ws, _) = tokio_tungstenite::client_async(req, stream)
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config()))
         .await
         .map_err(|e| e.to_string())?;
     loop {
@@ -68,9 +80,10 @@ pub async fn open_peer(
     let stream = tcp(base, source).await?;
     let host = host(base)?;
     let url = format!("ws://{host}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config()))
+            .await
+            .map_err(|e| e.to_string())?;
     let auth = serde_json::json!({ "user": user, "rooms": rooms });
     loop {
         match ws.next().await {

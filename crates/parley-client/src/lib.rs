@@ -431,7 +431,12 @@ impl Task {
             .parse()
             .map_err(|_| ClientError::Connect("token is not a valid header value".into()))?;
         req.headers_mut().insert("authorization", auth);
-        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        // tungstenite zero-fills its whole read buffer (128 KiB by default)
+        // before every read; chat frames are small, so a small buffer saves
+        // most of a busy client's CPU (it grows for larger frames).
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(8 * 1024);
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false)
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         // The first frame is `ready`, or an error followed by a close.
