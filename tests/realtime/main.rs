@@ -15,6 +15,7 @@ mod reactions;
 mod replies;
 mod resume;
 mod search;
+mod timeline;
 
 pub use parley_bus::Bus;
 pub use parley_client::Client;

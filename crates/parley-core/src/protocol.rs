@@ -692,12 +692,24 @@ pub enum Event {
         conversation_id: ConversationId,
         seq: i64,
         user_id: UserId,
+        /// Who made the change (absent: the infobase, or the conversation's
+        /// creation, or an author joining by posting). The history has a
+        /// `kind: system` line at the same `seq` when this is a change of an
+        /// existing conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
     },
     #[serde(rename = "member.removed")]
     MemberRemoved {
         conversation_id: ConversationId,
         seq: i64,
         user_id: UserId,
+        /// Who made the change (absent: the infobase, or the conversation's
+        /// creation, or an author joining by posting). The history has a
+        /// `kind: system` line at the same `seq` when this is a change of an
+        /// existing conversation.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<UserId>,
     },
     /// Title or description changed (history, with `seq`).
     #[serde(rename = "conversation.updated")]

@@ -5,7 +5,7 @@
 use crate::{Error, Result, Service};
 use parley_core::protocol::{Conversation, ConversationFilter, ConversationKind, ConversationPage};
 use parley_core::{validate, ConversationId, InfobaseActor, InfobaseId, UserActor, UserId};
-use parley_store::{ConversationMeta, CreateOutcome, NewConversation, Viewer};
+use parley_store::{ChangedBy, ConversationMeta, CreateOutcome, NewConversation, Viewer};
 
 /// A conversation an infobase creates (`POST .../conversations`).
 #[derive(Clone, Debug)]
@@ -349,7 +349,13 @@ impl Service {
         }
         let committed = self
             .store
-            .add_members(id, me.subscriber_id, users, self.cfg.limits.max_members)
+            .add_members(
+                id,
+                me.subscriber_id,
+                users,
+                self.cfg.limits.max_members,
+                ChangedBy(Some(me.id())),
+            )
             .await?;
         self.publish(committed);
         self.conversation_for_user(me, id).await
@@ -377,6 +383,7 @@ impl Service {
                 me.subscriber_id,
                 users,
                 self.cfg.limits.max_members,
+                ChangedBy(None),
             )
             .await?;
         self.publish(committed);
@@ -401,7 +408,7 @@ impl Service {
         } else if meta.kind == ConversationKind::Dialog {
             return Err(Error::invalid("nobody leaves a dialog"));
         }
-        Ok(match self.store.remove_member(id, user).await? {
+        Ok(match self.store.remove_member(id, user, ChangedBy(Some(me.id()))).await? {
             Some(committed) => {
                 self.publish(committed);
                 true
@@ -415,7 +422,7 @@ impl Service {
         if self.member_meta(me, id).await?.kind == ConversationKind::Dialog {
             return Err(Error::invalid("nobody leaves a dialog"));
         }
-        if let Some(committed) = self.store.remove_member(id, me.id()).await? {
+        if let Some(committed) = self.store.remove_member(id, me.id(), ChangedBy(Some(me.id()))).await? {
             self.publish(committed);
         }
         Ok(())
@@ -434,7 +441,7 @@ impl Service {
         if conv.kind == ConversationKind::Dialog {
             return Err(Error::invalid("nobody leaves a dialog"));
         }
-        match self.store.remove_member(conv.id, user).await? {
+        match self.store.remove_member(conv.id, user, ChangedBy(None)).await? {
             Some(committed) => {
                 self.publish(committed);
                 Ok(())

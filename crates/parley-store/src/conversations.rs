@@ -194,11 +194,54 @@ async fn check_users(
     Ok(())
 }
 
-/// Adds members that are not members yet; one `member.added` event each.
+/// Who made a membership change or a rename shown in the timeline: a user,
+/// or the infobase (None).
+#[derive(Clone, Copy, Debug)]
+pub struct ChangedBy(pub Option<UserId>);
+
+/// A line of the timeline for a change: a `kind: system` message at the
+/// change event's own `seq` (the event stays what clients apply; history
+/// shows the line). Its author is the acting user, or the nil UUID when the
+/// infobase acted; the words are the client's, from `data`.
+pub(crate) async fn timeline_line(
+    tx: &mut Transaction<'_, Postgres>,
+    conversation: ConversationId,
+    seq: i64,
+    by: ChangedBy,
+    data: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, seq, author_id, text, data, kind)
+         VALUES ($1, $2, $3, $4, '', $5, 'system')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(conversation.0)
+    .bind(seq)
+    .bind(by.0.map_or(Uuid::nil(), |u| u.0))
+    .bind(sqlx::types::Json(data))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The `data` of a membership line: `change` is added, removed or left.
+fn member_line(change: &str, user: UserId, by: ChangedBy) -> serde_json::Value {
+    let mut member = serde_json::json!({ "change": change, "user_id": user });
+    if let Some(b) = by.0 {
+        member["by"] = serde_json::json!(b);
+    }
+    serde_json::json!({ "member": member })
+}
+
+/// Adds members that are not members yet; one `member.added` event each,
+/// and a timeline line each when `line` says who added them (not for the
+/// members a conversation is created with, nor an author joining by posting:
+/// their message shows it).
 pub(crate) async fn add_members_tx(
     tx: &mut Transaction<'_, Postgres>,
     conversation: ConversationId,
     users: &[UserId],
+    line: Option<ChangedBy>,
 ) -> Result<Vec<StoredEvent>> {
     let mut events = Vec::new();
     for user in users {
@@ -213,14 +256,18 @@ pub(crate) async fn add_members_tx(
             == 1;
         if added {
             let user_id = *user;
-            events.push(
-                append_event(tx, conversation, None, |seq| Event::MemberAdded {
-                    conversation_id: conversation,
-                    seq,
-                    user_id,
-                })
-                .await?,
-            );
+            let ev = append_event(tx, conversation, None, |seq| Event::MemberAdded {
+                conversation_id: conversation,
+                seq,
+                user_id,
+                by: line.and_then(|b| b.0),
+            })
+            .await?;
+            if let Some(by) = line {
+                timeline_line(tx, conversation, ev.seq, by, member_line("added", user_id, by))
+                    .await?;
+            }
+            events.push(ev);
         }
     }
     Ok(events)
@@ -293,7 +340,7 @@ impl Store {
                 )),
             };
         }
-        let events = add_members_tx(&mut tx, id, &members).await?;
+        let events = add_members_tx(&mut tx, id, &members, None).await?;
         tx.commit().await?;
         Ok(CreateOutcome::Created(id, Committed { events, members }))
     }
@@ -368,6 +415,9 @@ impl Store {
         .bind(description)
         .fetch_one(&mut *tx)
         .await?;
+        let line = serde_json::json!({
+            "conversation": { "title": &title, "description": &description, "by": by }
+        });
         let ev = append_event(&mut tx, id, None, |seq| Event::ConversationUpdated {
             conversation_id: id,
             seq,
@@ -376,6 +426,7 @@ impl Store {
             by,
         })
         .await?;
+        timeline_line(&mut tx, id, ev.seq, ChangedBy(by), line).await?;
         let members = members_tx(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Committed {
@@ -518,6 +569,7 @@ impl Store {
         subscriber: SubscriberId,
         users: &[UserId],
         max_members: usize,
+        by: ChangedBy,
     ) -> Result<Committed> {
         let mut tx = self.pool.begin().await?;
         // Lock the conversation first so the member count check holds.
@@ -543,7 +595,7 @@ impl Store {
                 "members: more than the limit of {max_members} (limits.max_members)"
             )));
         }
-        let events = add_members_tx(&mut tx, id, &new).await?;
+        let events = add_members_tx(&mut tx, id, &new, Some(by)).await?;
         let members = members_tx(&mut tx, id).await?;
         tx.commit().await?;
         Ok(Committed { events, members })
@@ -554,6 +606,7 @@ impl Store {
         &self,
         id: ConversationId,
         user: UserId,
+        by: ChangedBy,
     ) -> Result<Option<Committed>> {
         let mut tx = self.pool.begin().await?;
         lock_conversation(&mut tx, id).await?;
@@ -572,8 +625,11 @@ impl Store {
             conversation_id: id,
             seq,
             user_id: user,
+            by: by.0,
         })
         .await?;
+        let change = if by.0 == Some(user) { "left" } else { "removed" };
+        timeline_line(&mut tx, id, ev.seq, by, member_line(change, user, by)).await?;
         let mut members = members_tx(&mut tx, id).await?;
         tx.commit().await?;
         // The one removed learns of it too.

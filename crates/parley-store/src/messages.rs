@@ -380,7 +380,7 @@ impl Store {
                     )))
                 }
                 JoinPolicy::Join { .. } => {
-                    events.extend(add_members_tx(&mut tx, conversation, &[m.author]).await?);
+                    events.extend(add_members_tx(&mut tx, conversation, &[m.author], None).await?);
                     members.push(m.author);
                 }
             }

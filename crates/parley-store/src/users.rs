@@ -1,6 +1,6 @@
 //! Users of infobases: upsert by the infobase's own id, read, list.
 
-use crate::conversations::{lock_conversation, members_tx};
+use crate::conversations::{lock_conversation, members_tx, ChangedBy};
 use crate::messages::append_event;
 use crate::{Committed, Result, Store};
 use parley_core::api::User;
@@ -283,8 +283,12 @@ impl Store {
                 conversation_id: conv,
                 seq,
                 user_id: id,
+                by: None,
             })
             .await?;
+            let line = serde_json::json!({ "member": { "change": "removed", "user_id": id } });
+            crate::conversations::timeline_line(&mut tx, conv, ev.seq, ChangedBy(None), line)
+                .await?;
             let members = members_tx(&mut tx, conv).await?;
             out.push(Committed {
                 events: vec![ev],
