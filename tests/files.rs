@@ -38,6 +38,7 @@ struct Ctx {
     alice_id: String,
     bob: String,
     eve: String,
+    eve_id: String,
 }
 
 fn use_backend(c: &mut parley_server::config::Config, kind: StorageKind, bucket: &str) {
@@ -84,6 +85,7 @@ async fn ctx(kind: StorageKind, tweak: impl FnOnce(&mut parley_server::config::C
         alice: token(&app, &ib, &alice_id).await,
         bob: token(&app, &ib, &bob_id).await,
         eve: token(&app, &ib, &eve_id).await,
+        eve_id,
         alice_id,
         env,
         kind,
@@ -482,6 +484,61 @@ async fn only_readers_download(kind: StorageKind) {
     r.expect_error(401, "unauthenticated");
 }
 
+/// A forwarded message's attachments are the original's: readers of the
+/// copy download them; a reader of neither still cannot; the files keep
+/// pointing at the original.
+async fn forwarded_files_are_readable_where_forwarded(kind: StorageKind) {
+    let c = ctx(kind, |_| {}).await;
+    let app = c.env.app().await;
+    let id = c
+        .upload(&app, "report.txt", "text/plain", b"quarterly")
+        .await
+        .expect("upload");
+    let r = c.attach(&app, &[&id]).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let original = r.body["id"].as_str().expect("id").to_owned();
+    let carol_id = user(&app, &c.ib, "carol").await;
+    let carol = token(&app, &c.ib, &carol_id).await;
+    // Alice and Eve talk elsewhere; Carol is in neither.
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations", c.ib.id),
+        &c.ib.auth(),
+        json_body(json!({"title": "eve and alice", "members": [c.alice_id, c.eve_id]})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let other = r.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(download(&app, &id, &c.eve, None).await.0, 403);
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/conversations/{other}/messages", c.ib.id),
+        &c.ib.auth(),
+        json_body(json!({"author_id": c.alice_id,
+                         "forward": {"conversation_id": c.conv, "message_id": original}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.body["text"], "see attached");
+    assert_eq!(r.body["attachments"][0]["id"], id.as_str());
+    assert_eq!(r.body["forwarded"]["message_id"], original.as_str());
+    assert_eq!(r.body["forwarded"]["conversation_title"], "docs");
+    // Streamed (200) or redirected to the bucket (302), the bytes arrive.
+    let (status, body) = download(&app, &id, &c.eve, None).await;
+    assert!(status == 200 || status == 302, "{status}");
+    assert_eq!(body, b"quarterly");
+    assert_eq!(download(&app, &id, &carol, None).await.0, 403);
+    let home: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT message_id FROM files WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&c.env.db)
+            .await
+            .expect("file row");
+    assert_eq!(home.map(|u| u.to_string()), Some(original));
+}
+
 async fn cleanup_removes_object_and_row(kind: StorageKind) {
     let c = ctx(kind, |cfg| cfg.files.retention_days = 30).await;
     let app = c.env.app().await;
@@ -696,6 +753,7 @@ macro_rules! on_both {
 
 on_both!(
     round_trip,
+    forwarded_files_are_readable_where_forwarded,
     refusals_leave_nothing,
     only_readers_download,
     cleanup_removes_object_and_row,

@@ -8,6 +8,7 @@ mod calls;
 mod chatting;
 mod contexts;
 mod events;
+mod forwarding;
 mod lists;
 mod outage;
 mod ownership;

@@ -104,5 +104,4 @@ async fn membership_changes_and_renames_are_lines_of_the_history() {
     // The line of the infobase's change has no acting user.
     let last = all.last().expect("lines");
     assert_eq!(last.author_id, UserId(uuid::Uuid::nil()));
-
 }

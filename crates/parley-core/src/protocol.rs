@@ -186,6 +186,34 @@ pub struct Message {
     /// user when its id is here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<UserId>,
+    /// @all: the message mentions every member who reads it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mention_all: bool,
+    /// Where a forwarded message comes from (text, data and attachments
+    /// are the original's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<ForwardOrigin>,
+}
+
+/// The origin of a forwarded message: the first message of a chain of
+/// forwards, whoever forwarded it since.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ForwardOrigin {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub author_id: UserId,
+    pub created_at: DateTime<Utc>,
+    /// The title of a group or contextual conversation it came from;
+    /// absent for a dialog (its title would tell who talked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_title: Option<String>,
+}
+
+/// Which message to forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ForwardRef {
+    pub conversation_id: ConversationId,
+    pub message_id: MessageId,
 }
 
 /// What a reply shows of the message it answers.
@@ -266,7 +294,7 @@ pub struct FileInfo {
 /// Body of a new message (WebSocket `message.send`; REST adds the author).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct NewMessage {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -288,6 +316,15 @@ pub struct NewMessage {
     /// Members named with @ (each must be able to read the message).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<UserId>,
+    /// @all: mentions every member (groups and contextual conversations;
+    /// who may use it is `limits.mention_all`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mention_all: bool,
+    /// Forwards a message the sender can read to this conversation: text,
+    /// data and attachments are the original's (`text` and `data` must be
+    /// absent), `forwarded` tells where it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<ForwardRef>,
 }
 
 /// Filters of a conversation list.

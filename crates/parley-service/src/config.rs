@@ -164,6 +164,9 @@ pub struct LimitsConfig {
     /// Most user ids in one request (`users.get`, `presence.get`,
     /// `members.add`, REST members).
     pub max_users_per_request: usize,
+    /// Who may mention everyone with @all: `members` (any member),
+    /// `creator` (a group's creator; the owner infobase over REST), `nobody`.
+    pub mention_all: String,
     pub max_attachments: usize,
     pub max_idempotency_key_chars: usize,
     /// Caption and value of one action button.
@@ -210,6 +213,7 @@ impl Default for LimitsConfig {
             default_user_page: 100,
             max_user_page: 1000,
             max_users_per_request: 1000,
+            mention_all: "members".into(),
             max_attachments: 20,
             max_idempotency_key_chars: 128,
             max_action_chars: 256,
@@ -311,6 +315,11 @@ impl LimitsConfig {
             (1..=self.max_conversation_page).contains(&self.default_conversation_page),
             "limits.default_conversation_page",
             "must be between 1 and limits.max_conversation_page",
+        )?;
+        check(
+            ["members", "creator", "nobody"].contains(&self.mention_all.as_str()),
+            "limits.mention_all",
+            "must be members, creator or nobody",
         )?;
         check(
             (1..=100_000).contains(&self.max_user_page),

@@ -77,7 +77,11 @@ impl Service {
     }
 
     /// What a conversation the user is a member of is.
-    async fn member_meta(&self, me: &UserActor, id: ConversationId) -> Result<ConversationMeta> {
+    pub(crate) async fn member_meta(
+        &self,
+        me: &UserActor,
+        id: ConversationId,
+    ) -> Result<ConversationMeta> {
         self.require_member(me, id).await?;
         self.store
             .conversation_meta(id)
@@ -408,13 +412,19 @@ impl Service {
         } else if meta.kind == ConversationKind::Dialog {
             return Err(Error::invalid("nobody leaves a dialog"));
         }
-        Ok(match self.store.remove_member(id, user, ChangedBy(Some(me.id()))).await? {
-            Some(committed) => {
-                self.publish(committed);
-                true
-            }
-            None => false,
-        })
+        Ok(
+            match self
+                .store
+                .remove_member(id, user, ChangedBy(Some(me.id())))
+                .await?
+            {
+                Some(committed) => {
+                    self.publish(committed);
+                    true
+                }
+                None => false,
+            },
+        )
     }
 
     /// The user leaves a group or a contextual conversation.
@@ -422,7 +432,11 @@ impl Service {
         if self.member_meta(me, id).await?.kind == ConversationKind::Dialog {
             return Err(Error::invalid("nobody leaves a dialog"));
         }
-        if let Some(committed) = self.store.remove_member(id, me.id(), ChangedBy(Some(me.id()))).await? {
+        if let Some(committed) = self
+            .store
+            .remove_member(id, me.id(), ChangedBy(Some(me.id())))
+            .await?
+        {
             self.publish(committed);
         }
         Ok(())
@@ -441,7 +455,11 @@ impl Service {
         if conv.kind == ConversationKind::Dialog {
             return Err(Error::invalid("nobody leaves a dialog"));
         }
-        match self.store.remove_member(conv.id, user, ChangedBy(None)).await? {
+        match self
+            .store
+            .remove_member(conv.id, user, ChangedBy(None))
+            .await?
+        {
             Some(committed) => {
                 self.publish(committed);
                 Ok(())

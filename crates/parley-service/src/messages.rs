@@ -36,7 +36,14 @@ impl Service {
         if m.text.contains('\0') {
             return Err(Error::invalid("text: must not contain NUL"));
         }
-        if m.text.trim().is_empty() && m.data.is_none() {
+        if m.forward.is_some() {
+            // The copy is the original: a comment is a message of its own.
+            if !m.text.is_empty() || m.data.is_some() || !m.attachments.is_empty() {
+                return Err(Error::invalid(
+                    "forward: text, data and attachments are the original's; send a comment as its own message",
+                ));
+            }
+        } else if m.text.trim().is_empty() && m.data.is_none() {
             return Err(Error::invalid("text: must not be empty (or send data)"));
         }
         if let Some(d) = &m.data {
@@ -109,6 +116,8 @@ impl Service {
             idempotency_key: key,
             reply_to: m.reply_to,
             mentions,
+            mention_all: m.mention_all,
+            forward: m.forward,
         })
     }
 
@@ -143,6 +152,21 @@ impl Service {
             })
     }
 
+    /// Whether @all is allowed (`limits.mention_all`); `creator`: the
+    /// group's creator or the owner infobase.
+    fn may_mention_all(&self, creator: bool) -> Result<()> {
+        match self.cfg.limits.mention_all.as_str() {
+            "members" => Ok(()),
+            "creator" if creator => Ok(()),
+            "creator" => Err(Error::access_denied(
+                "mention_all: only the conversation's creator (limits.mention_all)",
+            )),
+            _ => Err(Error::access_denied(
+                "mention_all: turned off on this server (limits.mention_all)",
+            )),
+        }
+    }
+
     /// A member sends a message.
     pub async fn send_message(
         &self,
@@ -152,6 +176,10 @@ impl Service {
     ) -> Result<Posted> {
         self.limit_messages(me.id())?;
         let row = self.validate_message(m, me.id())?;
+        if row.mention_all {
+            let meta = self.member_meta(me, conversation).await?;
+            self.may_mention_all(meta.created_by == Some(me.id()))?;
+        }
         let join = JoinPolicy::MemberOnly {
             subscriber: me.subscriber_id,
         };
@@ -176,6 +204,9 @@ impl Service {
         }
         self.limit_messages(author.id)?;
         let row = self.validate_message(m, author.id)?;
+        if row.mention_all {
+            self.may_mention_all(view.owner)?;
+        }
         let join = if view.owner {
             JoinPolicy::Join {
                 max_members: self.cfg.limits.max_members,

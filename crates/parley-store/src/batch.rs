@@ -30,9 +30,13 @@ pub struct BatchedSend {
 impl BatchedSend {
     /// Sends that may go through a batch: those that only add a message.
     pub fn fits(row: &NewMessageRow) -> bool {
-        // Attachments, replies and mentions are checked by the single-send
+        // Attachments, replies, mentions and forwards are checked by the single-send
         // path (they read other rows under the lock).
-        row.attachments.is_empty() && row.reply_to.is_none() && row.mentions.is_empty()
+        row.attachments.is_empty()
+            && row.reply_to.is_none()
+            && row.mentions.is_empty()
+            && !row.mention_all
+            && row.forward.is_none()
     }
 }
 

@@ -200,6 +200,8 @@ async fn system_message(
         reply_to: None,
         mentions: Vec::new(),
         chosen: None,
+        mention_all: false,
+        forwarded: None,
     };
     let event = Event::MessageCreated {
         conversation_id: conversation,

@@ -264,8 +264,14 @@ pub(crate) async fn add_members_tx(
             })
             .await?;
             if let Some(by) = line {
-                timeline_line(tx, conversation, ev.seq, by, member_line("added", user_id, by))
-                    .await?;
+                timeline_line(
+                    tx,
+                    conversation,
+                    ev.seq,
+                    by,
+                    member_line("added", user_id, by),
+                )
+                .await?;
             }
             events.push(ev);
         }
@@ -628,7 +634,11 @@ impl Store {
             by: by.0,
         })
         .await?;
-        let change = if by.0 == Some(user) { "left" } else { "removed" };
+        let change = if by.0 == Some(user) {
+            "left"
+        } else {
+            "removed"
+        };
         timeline_line(&mut tx, id, ev.seq, by, member_line(change, user, by)).await?;
         let mut members = members_tx(&mut tx, id).await?;
         tx.commit().await?;
@@ -710,7 +720,8 @@ const UNREAD: &str = "(SELECT count(*) FROM messages um
 /// Unread messages naming the member ($user of `m`) in their mentions.
 const UNREAD_MENTIONS: &str = "(SELECT count(*) FROM messages um
       WHERE um.conversation_id = c.id AND um.seq > m.read_seq AND NOT um.deleted
-        AND um.author_id <> m.user_id AND m.user_id = ANY(um.mentions))";
+        AND um.author_id <> m.user_id AND (m.user_id = ANY(um.mentions) OR um.mention_all)
+        AND (um.recipients IS NULL OR m.user_id = ANY(um.recipients)))";
 
 /// An infobase ($2) sees what it created and what its users are members of.
 const IB_VISIBLE: &str =

@@ -182,10 +182,17 @@ impl Store {
         let Some(message) = file.message_id else {
             return Ok(false);
         };
+        // The message that carries it, or a forwarded copy of that message
+        // (which names it as `forwarded_from`) the user can read.
         let ok: Option<i32> = sqlx::query_scalar(
             "SELECT 1 FROM members mb JOIN messages m ON m.conversation_id = mb.conversation_id
              WHERE mb.conversation_id = $1 AND mb.user_id = $2 AND m.id = $3 AND NOT m.deleted
-               AND (m.recipients IS NULL OR m.author_id = $2 OR $2 = ANY(m.recipients))",
+               AND (m.recipients IS NULL OR m.author_id = $2 OR $2 = ANY(m.recipients))
+             UNION ALL
+             SELECT 1 FROM messages f JOIN members mb ON mb.conversation_id = f.conversation_id
+             WHERE f.forwarded_from = $3 AND mb.user_id = $2 AND NOT f.deleted
+               AND (f.recipients IS NULL OR f.author_id = $2 OR $2 = ANY(f.recipients))
+             LIMIT 1",
         )
         .bind(file.info.conversation_id.0)
         .bind(user.0)

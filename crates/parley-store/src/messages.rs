@@ -3,7 +3,8 @@
 use crate::conversations::{add_members_tx, lock_conversation, members_tx, Committed};
 use crate::{Result, Store, StoreError};
 use parley_core::protocol::{
-    Action, Attachment, ConversationKind, Event, Message, MessageKind, MessagePage, ReplyPreview,
+    Action, Attachment, ConversationKind, Event, ForwardOrigin, ForwardRef, Message, MessageKind,
+    MessagePage, ReplyPreview,
 };
 use parley_core::{ConversationId, FileId, MessageId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
@@ -69,6 +70,70 @@ async fn reply_preview(
         author_id: UserId(author),
         text: if deleted { String::new() } else { text },
         deleted,
+    })
+}
+
+/// What a forward copies: the original's content and its origin.
+struct Forwarded {
+    text: String,
+    data: Option<serde_json::Value>,
+    attachments: Vec<Attachment>,
+    origin: ForwardOrigin,
+    /// The first message of the chain (its attachments' home).
+    root: MessageId,
+}
+
+/// Reads the message to forward, checked: a message the author can read
+/// (member of its conversation, addressed to everyone or to the author),
+/// not deleted, not a system line.
+async fn forwarded(
+    tx: &mut Transaction<'_, Postgres>,
+    f: ForwardRef,
+    author: UserId,
+) -> Result<Forwarded> {
+    let row = sqlx::query(
+        "SELECT m.author_id, m.text, m.data, m.attachments, m.created_at, m.forwarded,
+                m.forwarded_from, c.kind AS conv_kind, c.title
+         FROM messages m
+         JOIN conversations c ON c.id = m.conversation_id
+         JOIN members mb ON mb.conversation_id = m.conversation_id AND mb.user_id = $3
+         WHERE m.id = $1 AND m.conversation_id = $2 AND NOT m.deleted AND m.kind = 'text'
+           AND (m.recipients IS NULL OR m.author_id = $3 OR $3 = ANY(m.recipients))",
+    )
+    .bind(f.message_id.0)
+    .bind(f.conversation_id.0)
+    .bind(author.0)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| StoreError::Invalid("forward: not a message you can read".into()))?;
+    let data: Option<Json<serde_json::Value>> = row.try_get("data")?;
+    let attachments: Json<Vec<Attachment>> = row.try_get("attachments")?;
+    let earlier: Option<Json<ForwardOrigin>> = row.try_get("forwarded")?;
+    let earlier_root: Option<Uuid> = row.try_get("forwarded_from")?;
+    let (origin, root) = match (earlier, earlier_root) {
+        // A forward of a forward names the first message.
+        (Some(o), Some(root)) => (o.0, MessageId(root)),
+        _ => {
+            let kind: String = row.try_get("conv_kind")?;
+            let title: String = row.try_get("title")?;
+            (
+                ForwardOrigin {
+                    message_id: f.message_id,
+                    conversation_id: f.conversation_id,
+                    author_id: UserId(row.try_get("author_id")?),
+                    created_at: row.try_get("created_at")?,
+                    conversation_title: (kind != "dialog" && !title.is_empty()).then_some(title),
+                },
+                f.message_id,
+            )
+        }
+    };
+    Ok(Forwarded {
+        text: row.try_get("text")?,
+        data: data.map(|d| d.0),
+        attachments: attachments.0,
+        origin,
+        root,
     })
 }
 
@@ -201,6 +266,8 @@ pub struct NewMessageRow {
     pub idempotency_key: Option<String>,
     pub reply_to: Option<MessageId>,
     pub mentions: Vec<UserId>,
+    pub mention_all: bool,
+    pub forward: Option<ForwardRef>,
 }
 
 impl NewMessageRow {
@@ -229,6 +296,8 @@ impl NewMessageRow {
             reply_to: None,
             mentions: self.mentions.clone(),
             chosen: None,
+            mention_all: self.mention_all,
+            forwarded: None,
         }
     }
 }
@@ -278,7 +347,8 @@ pub struct ReadMarker {
 
 pub(crate) const MSG_COLUMNS: &str =
     "id, conversation_id, seq, author_id, text, data, actions, recipients, \
-                           attachments, created_at, edited_at, deleted, kind, reply_to, mentions, chosen";
+                           attachments, created_at, edited_at, deleted, kind, reply_to, mentions, chosen, \
+                           mention_all, forwarded";
 
 pub(crate) fn msg_from_row(r: &PgRow) -> Result<Message> {
     let data: Option<Json<serde_json::Value>> = r.try_get("data")?;
@@ -327,6 +397,13 @@ pub(crate) fn msg_from_row(r: &PgRow) -> Result<Message> {
         chosen: r
             .try_get::<Option<Json<parley_core::protocol::ActionChoice>>, _>("chosen")?
             .map(|c| c.0),
+        mention_all: r.try_get("mention_all")?,
+        forwarded: if deleted {
+            None
+        } else {
+            r.try_get::<Option<Json<ForwardOrigin>>, _>("forwarded")?
+                .map(|f| f.0)
+        },
     })
 }
 
@@ -436,6 +513,20 @@ impl Store {
         let attachments = attach_files(&mut tx, conversation, m.author, id, &m.attachments).await?;
         let mut message = m.message(id, conversation, attachments);
         message.reply_to = reply;
+        let mut root = None;
+        if let Some(f) = m.forward {
+            let copy = forwarded(&mut tx, f, m.author).await?;
+            message.text = copy.text;
+            message.data = copy.data;
+            message.attachments = copy.attachments;
+            message.forwarded = Some(copy.origin);
+            root = Some(copy.root.0);
+        }
+        if m.mention_all && meta.kind == ConversationKind::Dialog {
+            return Err(StoreError::Invalid(
+                "mention_all: only in groups and contextual conversations".into(),
+            ));
+        }
         // The event as sent on the wire, with its `seq` filled in by the
         // statement that assigns it.
         let body = serde_json::to_value(Event::MessageCreated {
@@ -463,8 +554,9 @@ impl Store {
              )
              INSERT INTO messages (id, conversation_id, seq, author_id, text, data, actions,
                                    recipients, idempotency_key, created_at, attachments,
-                                   reply_to, mentions)
-             SELECT $2, $1, s.last_seq, $5, $6, $7, $8, $3, $9, $10, $11, $12, $13 FROM s
+                                   reply_to, mentions, mention_all, forwarded, forwarded_from)
+             SELECT $2, $1, s.last_seq, $5, $6, $7, $8, $3, $9, $10, $11, $12, $13, $14, $15, $16
+             FROM s
              RETURNING seq",
         )
         .bind(conversation.0)
@@ -472,14 +564,17 @@ impl Store {
         .bind(&recipients)
         .bind(Json(&body))
         .bind(m.author.0)
-        .bind(&m.text)
-        .bind(m.data.as_ref().map(Json))
+        .bind(&message.text)
+        .bind(message.data.as_ref().map(Json))
         .bind(Json(&m.actions))
         .bind(&m.idempotency_key)
         .bind(message.created_at)
         .bind(Json(&message.attachments))
         .bind(m.reply_to.map(|r| r.0))
         .bind((!m.mentions.is_empty()).then(|| m.mentions.iter().map(|u| u.0).collect::<Vec<_>>()))
+        .bind(m.mention_all)
+        .bind(message.forwarded.as_ref().map(Json))
+        .bind(root)
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(StoreError::NotFound("conversation"))?;
@@ -495,8 +590,9 @@ impl Store {
                 message: message.clone(),
             },
         };
-        // The files point at the message only now that it exists.
-        if !attachments.is_empty() {
+        // The files point at the message only now that it exists (a
+        // forward's stay with the original: readers reach them through it).
+        if !attachments.is_empty() && m.forward.is_none() {
             sqlx::query("UPDATE files SET message_id = $1 WHERE id = ANY($2)")
                 .bind(id.0)
                 .bind(attachments.iter().map(|a| a.id.0).collect::<Vec<_>>())
