@@ -539,6 +539,58 @@ async fn forwarded_files_are_readable_where_forwarded(kind: StorageKind) {
     assert_eq!(home.map(|u| u.to_string()), Some(original));
 }
 
+/// A conversation's picture: an image uploaded to it, set by its owner
+/// infobase; its members download it, others do not; null removes it.
+async fn a_picture_is_an_image_of_the_conversation(kind: StorageKind) {
+    let c = ctx(kind, |_| {}).await;
+    let app = c.env.app().await;
+    let path = format!("/v1/infobases/{}/conversations/{}", c.ib.id, c.conv);
+    let text = c
+        .upload(&app, "notes.txt", "text/plain", b"not an image")
+        .await
+        .expect("upload");
+    let r = call(
+        &app,
+        "PATCH",
+        &path,
+        &c.ib.auth(),
+        json_body(json!({"picture": text})),
+    )
+    .await;
+    r.expect_error(400, "invalid");
+    let png = c
+        .upload(&app, "logo.png", "image/png", b"\x89PNG fake")
+        .await
+        .expect("upload");
+    let r = call(
+        &app,
+        "PATCH",
+        &path,
+        &c.ib.auth(),
+        json_body(json!({"picture": png})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["picture"], png.as_str());
+    assert_eq!(r.body["title"], "docs", "the title stays");
+    let (status, body) = download(&app, &png, &c.bob, None).await;
+    assert!(status == 200 || status == 302, "{status}");
+    assert_eq!(body, b"\x89PNG fake");
+    assert_eq!(download(&app, &png, &c.eve, None).await.0, 403);
+    // Used once: the same file cannot be attached to a message now.
+    assert_eq!(c.attach(&app, &[&png]).await.status, 400);
+    let r = call(
+        &app,
+        "PATCH",
+        &path,
+        &c.ib.auth(),
+        json_body(json!({"picture": null})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.get("picture").is_none(), "{r:?}");
+}
+
 async fn cleanup_removes_object_and_row(kind: StorageKind) {
     let c = ctx(kind, |cfg| cfg.files.retention_days = 30).await;
     let app = c.env.app().await;
@@ -753,6 +805,7 @@ macro_rules! on_both {
 
 on_both!(
     round_trip,
+    a_picture_is_an_image_of_the_conversation,
     forwarded_files_are_readable_where_forwarded,
     refusals_leave_nothing,
     only_readers_download,

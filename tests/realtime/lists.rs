@@ -92,6 +92,7 @@ async fn a_conversation_is_renamed_by_its_creator_or_owner_only() {
             conversation_id: g.id,
             title: Some("Budget 2027".into()),
             description: Some("Numbers and approvals".into()),
+            picture: None,
         })
         .await
         .expect("rename");
@@ -118,6 +119,7 @@ async fn a_conversation_is_renamed_by_its_creator_or_owner_only() {
             conversation_id: g.id,
             title: Some("mine now".into()),
             description: None,
+            picture: None,
         })
         .await
         .expect_err("not the creator");
@@ -127,6 +129,7 @@ async fn a_conversation_is_renamed_by_its_creator_or_owner_only() {
             conversation_id: g.id,
             title: Some(String::new()),
             description: None,
+            picture: None,
         })
         .await
         .expect_err("empty title");

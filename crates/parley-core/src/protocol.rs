@@ -74,6 +74,10 @@ pub struct Conversation {
     pub title: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// The picture's file (a signed link from `POST /v1/files/{id}/link`
+    /// shows it); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<FileId>,
     /// Not shown in conversation lists (system conversations).
     pub hidden: bool,
     /// The infobase's lookup key, unique in that infobase.
@@ -580,6 +584,14 @@ pub enum Request {
         title: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         description: Option<String>,
+        /// An image the caller uploaded to this conversation (state
+        /// `uploaded`); `null` removes the picture.
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "present"
+        )]
+        picture: Option<Option<FileId>>,
     },
     /// Clicks an action button of a message the caller can read; its author
     /// hears of it (`action.invoked`).
@@ -755,6 +767,9 @@ pub enum Event {
         seq: i64,
         title: String,
         description: String,
+        /// The picture's file (absent: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        picture: Option<FileId>,
         /// Who changed it (absent: its infobase).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<UserId>,
@@ -1029,4 +1044,14 @@ mod request_types {
         ours.sort_unstable();
         assert_eq!(ours, from_serde, "serde said: {err}");
     }
+}
+
+/// Deserializes a field that is present (possibly `null`) as `Some`: with
+/// `Option<Option<T>>`, absent = None, null = Some(None), value = Some(Some).
+pub fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }

@@ -4,8 +4,10 @@
 
 use crate::{Error, Result, Service};
 use parley_core::protocol::{Conversation, ConversationFilter, ConversationKind, ConversationPage};
-use parley_core::{validate, ConversationId, InfobaseActor, InfobaseId, UserActor, UserId};
-use parley_store::{ChangedBy, ConversationMeta, CreateOutcome, NewConversation, Viewer};
+use parley_core::{validate, ConversationId, FileId, InfobaseActor, InfobaseId, UserActor, UserId};
+use parley_store::{
+    ChangedBy, ConversationChange, ConversationMeta, CreateOutcome, NewConversation, Viewer,
+};
 
 /// A conversation an infobase creates (`POST .../conversations`).
 #[derive(Clone, Debug)]
@@ -48,6 +50,15 @@ impl InfobaseView {
             "only the infobase that owns this conversation {what}"
         )))
     }
+}
+
+/// What a caller asks `conversation.update` (or the REST PATCH) to change:
+/// None keeps a field; a picture of Some(None) removes it.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationUpdate {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub picture: Option<Option<FileId>>,
 }
 
 impl Service {
@@ -468,62 +479,73 @@ impl Service {
         }
     }
 
-    fn check_update(
-        &self,
-        title: Option<&str>,
-        description: Option<&str>,
-    ) -> Result<(Option<String>, Option<String>)> {
-        if title.is_none() && description.is_none() {
-            return Err(Error::invalid("give title or description to change"));
+    fn check_update(&self, c: &ConversationUpdate) -> Result<(Option<String>, Option<String>)> {
+        if c.title.is_none() && c.description.is_none() && c.picture.is_none() {
+            return Err(Error::invalid(
+                "give title, description or picture to change",
+            ));
         }
         let lim = &self.cfg.limits;
-        let title = title
+        let title = c
+            .title
+            .as_deref()
             .map(|t| validate::text("title", t, lim.max_title_chars))
             .transpose()?;
-        let description = description
+        let description = c
+            .description
+            .as_deref()
             .map(|d| validate::optional_text("description", d, lim.max_description_chars))
             .transpose()?;
         Ok((title, description))
     }
 
-    /// The creator of a group renames it or changes its description.
+    /// The creator of a group renames it, changes its description or its
+    /// picture (an image the creator uploaded to it).
     pub async fn update_conversation_by_user(
         &self,
         me: &UserActor,
         id: ConversationId,
-        title: Option<&str>,
-        description: Option<&str>,
+        update: &ConversationUpdate,
     ) -> Result<Conversation> {
-        let (title, description) = self.check_update(title, description)?;
+        let (title, description) = self.check_update(update)?;
         let meta = self.member_meta(me, id).await?;
         if meta.kind != ConversationKind::Group || meta.created_by != Some(me.id()) {
             return Err(Error::access_denied(
                 "only the creator of a group changes it (the infobase changes its own)",
             ));
         }
+        let change = ConversationChange {
+            title: title.as_deref(),
+            description: description.as_deref(),
+            picture: update.picture,
+            uploader: Some(me.id()),
+        };
         let committed = self
             .store
-            .update_conversation(id, title.as_deref(), description.as_deref(), Some(me.id()))
+            .update_conversation(id, &change, Some(me.id()))
             .await?;
         self.publish(committed);
         self.conversation_for_user(me, id).await
     }
 
-    /// The owner infobase changes a conversation's title or description.
+    /// The owner infobase changes a conversation's title, description or
+    /// picture (an image any member uploaded to it).
     pub async fn update_conversation_by_infobase(
         &self,
         me: &InfobaseActor,
         id: ConversationId,
-        title: Option<&str>,
-        description: Option<&str>,
+        update: &ConversationUpdate,
     ) -> Result<Conversation> {
-        let (title, description) = self.check_update(title, description)?;
+        let (title, description) = self.check_update(update)?;
         let view = self.infobase_view(me, id).await?;
-        view.require_owner("changes its title and description")?;
-        let committed = self
-            .store
-            .update_conversation(id, title.as_deref(), description.as_deref(), None)
-            .await?;
+        view.require_owner("changes its title, description and picture")?;
+        let change = ConversationChange {
+            title: title.as_deref(),
+            description: description.as_deref(),
+            picture: update.picture,
+            uploader: None,
+        };
+        let committed = self.store.update_conversation(id, &change, None).await?;
         self.publish(committed);
         self.conversation_for_infobase(me, id).await
     }

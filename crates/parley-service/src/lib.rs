@@ -32,7 +32,7 @@ mod search;
 mod sessions;
 mod tickets;
 
-pub use conversations::{NewByInfobase, Opened};
+pub use conversations::{ConversationUpdate, NewByInfobase, Opened};
 pub use error::{Error, Result};
 pub use fanout::frame_text;
 pub use files::Download;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use parley_core::protocol::{
     Conversation, ConversationFilter, ConversationKind, ConversationPage, Event,
 };
-use parley_core::{ConversationId, InfobaseId, SubscriberId, UserId};
+use parley_core::{ConversationId, FileId, InfobaseId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::{Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -114,7 +114,7 @@ pub enum CreateOutcome {
 }
 
 const CONV_COLUMNS: &str =
-    "c.id, c.kind, c.title, c.description, c.hidden, c.infobase_id, c.key, c.object_ref, \
+    "c.id, c.kind, c.title, c.description, c.picture, c.hidden, c.infobase_id, c.key, c.object_ref, \
      c.created_at, c.last_seq, \
      (SELECT count(*) FROM members mc WHERE mc.conversation_id = c.id) AS member_count";
 
@@ -126,6 +126,7 @@ fn conv_from_row(r: &PgRow, with_read: bool) -> Result<Conversation> {
             .ok_or(StoreError::Invalid(format!("bad kind {kind}")))?,
         title: r.try_get("title")?,
         description: r.try_get("description")?,
+        picture: r.try_get::<Option<Uuid>, _>("picture")?.map(FileId),
         hidden: r.try_get("hidden")?,
         key: r.try_get("key")?,
         infobase_id: r.try_get::<Option<Uuid>, _>("infobase_id")?.map(InfobaseId),
@@ -192,6 +193,16 @@ async fn check_users(
         ));
     }
     Ok(())
+}
+
+/// What `conversation.update` changes (None keeps a field; a picture of
+/// Some(None) removes it), and who must have uploaded a new picture.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConversationChange<'a> {
+    pub title: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub picture: Option<Option<FileId>>,
+    pub uploader: Option<UserId>,
 }
 
 /// Who made a membership change or a rename shown in the timeline: a user,
@@ -400,35 +411,61 @@ impl Store {
         Ok(ids.into_iter().map(UserId).collect())
     }
 
-    /// Changes title and/or description (None keeps each); the change is a
-    /// `conversation.updated` event with the next `seq`.
+    /// Changes title, description and/or picture (None keeps each; a
+    /// picture of Some(None) is removed); the change is a
+    /// `conversation.updated` event with the next `seq`. A new picture is an
+    /// image uploaded to this conversation (by `uploader` when given) and
+    /// not attached yet; it becomes attached to the conversation.
     pub async fn update_conversation(
         &self,
         id: ConversationId,
-        title: Option<&str>,
-        description: Option<&str>,
+        change: &ConversationChange<'_>,
         by: Option<UserId>,
     ) -> Result<Committed> {
         let mut tx = self.pool.begin().await?;
         lock_conversation(&mut tx, id).await?;
-        let (title, description): (String, String) = sqlx::query_as(
+        if let Some(Some(file)) = change.picture {
+            let taken = sqlx::query(
+                "UPDATE files SET state = 'attached'
+                 WHERE id = $1 AND conversation_id = $2 AND state = 'uploaded'
+                   AND content_type LIKE 'image/%' AND ($3::uuid IS NULL OR owner_id = $3)",
+            )
+            .bind(file.0)
+            .bind(id.0)
+            .bind(change.uploader.map(|u| u.0))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if taken != 1 {
+                return Err(StoreError::Invalid(
+                    "picture: an image uploaded to this conversation (by you) and not attached yet"
+                        .into(),
+                ));
+            }
+        }
+        let (title, description, picture): (String, String, Option<Uuid>) = sqlx::query_as(
             "UPDATE conversations SET title = COALESCE($2, title),
-                    description = COALESCE($3, description)
-             WHERE id = $1 RETURNING title, description",
+                    description = COALESCE($3, description),
+                    picture = CASE WHEN $4 THEN $5 ELSE picture END
+             WHERE id = $1 RETURNING title, description, picture",
         )
         .bind(id.0)
-        .bind(title)
-        .bind(description)
+        .bind(change.title)
+        .bind(change.description)
+        .bind(change.picture.is_some())
+        .bind(change.picture.flatten().map(|f| f.0))
         .fetch_one(&mut *tx)
         .await?;
+        let picture = picture.map(FileId);
         let line = serde_json::json!({
-            "conversation": { "title": &title, "description": &description, "by": by }
+            "conversation": { "title": &title, "description": &description, "picture": picture, "by": by }
         });
         let ev = append_event(&mut tx, id, None, |seq| Event::ConversationUpdated {
             conversation_id: id,
             seq,
             title,
             description,
+            picture,
             by,
         })
         .await?;

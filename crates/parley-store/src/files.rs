@@ -180,7 +180,16 @@ impl Store {
     /// conversation who may see the message that carries it.
     pub async fn may_read_file(&self, file: &FileRow, user: UserId) -> Result<bool> {
         let Some(message) = file.message_id else {
-            return Ok(false);
+            // A conversation's picture: its members see it.
+            let ok: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM conversations c JOIN members mb ON mb.conversation_id = c.id
+                 WHERE c.picture = $1 AND mb.user_id = $2",
+            )
+            .bind(file.info.id.0)
+            .bind(user.0)
+            .fetch_optional(&self.pool)
+            .await?;
+            return Ok(ok.is_some());
         };
         // The message that carries it, or a forwarded copy of that message
         // (which names it as `forwarded_from`) the user can read.

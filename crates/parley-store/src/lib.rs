@@ -19,7 +19,8 @@ pub use actions::Invoked;
 pub use batch::BatchedSend;
 pub use calls::{CallChange, Declined};
 pub use conversations::{
-    ChangedBy, Committed, ConversationMeta, ConversationSeq, CreateOutcome, NewConversation, Viewer,
+    ChangedBy, Committed, ConversationChange, ConversationMeta, ConversationSeq, CreateOutcome,
+    NewConversation, Viewer,
 };
 pub use files::{FileRefusal, FileRow, NewFile};
 pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};

@@ -332,9 +332,14 @@ pub async fn action_invocations(
 pub struct UpdateConversation {
     pub title: Option<String>,
     pub description: Option<String>,
+    /// An image file uploaded to this conversation; `null` removes the
+    /// picture.
+    #[serde(default, deserialize_with = "parley_core::protocol::present")]
+    #[schema(value_type = Option<parley_core::FileId>)]
+    pub picture: Option<Option<parley_core::FileId>>,
 }
 
-/// Changes the title or description of a conversation the infobase owns;
+/// Changes the title, description or picture of a conversation the infobase owns;
 /// members get `conversation.updated` (with `seq`).
 #[utoipa::path(patch, path = "/v1/infobases/{infobase_id}/conversations/{conversation_id}", tag = "conversations",
     params(("infobase_id" = InfobaseId, Path), ("conversation_id" = ConversationId, Path)),
@@ -353,8 +358,11 @@ pub async fn update(
             .update_conversation_by_infobase(
                 &me.actor,
                 path.1,
-                b.title.as_deref(),
-                b.description.as_deref(),
+                &parley_service::ConversationUpdate {
+                    title: b.title,
+                    description: b.description,
+                    picture: b.picture,
+                },
             )
             .await?,
     ))

@@ -202,12 +202,16 @@ impl Session {
                 conversation_id,
                 title,
                 description,
+                picture,
             } => to_value(
                 &svc.update_conversation_by_user(
                     me,
                     conversation_id,
-                    title.as_deref(),
-                    description.as_deref(),
+                    &parley_service::ConversationUpdate {
+                        title,
+                        description,
+                        picture,
+                    },
                 )
                 .await?,
             ),
