@@ -404,7 +404,7 @@ async fn a_browser_survives_the_death_of_its_node() {
     }
     a.wait(
         "every message",
-        "document.querySelectorAll('#messages li').length === 20",
+        "document.querySelectorAll('#messages li[data-id]').length === 20",
     )
     .await;
     let shown = a

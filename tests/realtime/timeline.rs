@@ -86,7 +86,7 @@ async fn membership_changes_and_renames_are_lines_of_the_history() {
         json!({"member": {"change": "added", "user_id": carol, "by": a}}),
         json!({"member": {"change": "added", "user_id": dave, "by": a}}),
         json!({"member": {"change": "removed", "user_id": dave, "by": a}}),
-        json!({"conversation": {"title": "team 2", "description": "", "picture": null, "by": a}}),
+        json!({"conversation": {"title": "team 2", "description": "", "picture": null, "changed": ["title"], "by": a}}),
         json!({"member": {"change": "left", "user_id": p.bob, "by": p.bob}}),
         json!({"member": {"change": "added", "user_id": p.bob}}),
     ];

@@ -6,7 +6,52 @@
     token: null, me: null, ws: null, nextId: 1, pending: new Map(),
     convs: new Map(), active: null, messages: new Map(), lastSeq: new Map(),
     presence: new Map(), names: new Map(), backoff: 250, embed: null, typingTimers: new Map(), lastTyping: 0,
+    lang: "en", replyTo: null, mentions: new Map(), jumpTo: null, forwarding: null, status: "connecting",
   };
+
+  // ---- words: one catalog per language (i18n.js), chosen from the
+  // browser's language unless the user picked one; dates in that locale.
+  const I18N = window.PARLEY_I18N || { en: {} };
+  function pickLang() {
+    const saved = localStorage.getItem("parley.lang");
+    if (saved && I18N[saved]) return saved;
+    for (const l of navigator.languages || [navigator.language || "en"]) {
+      const base = String(l).toLowerCase().split("-")[0];
+      if (I18N[base]) return base;
+    }
+    return "en";
+  }
+  function t(key, vars = {}) {
+    const s = (I18N[state.lang] || {})[key] || I18N.en[key] || key;
+    return s.replace(/\{(\w+)\}/g, (_, k) => (vars[k] !== undefined ? String(vars[k]) : `{${k}}`));
+  }
+  function applyI18n() {
+    document.documentElement.lang = state.lang;
+    for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+    for (const el of document.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = t(el.dataset.i18nPlaceholder);
+    for (const el of document.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+    $("lang").value = state.lang;
+    setStatus(state.status);
+    const c = state.active && state.convs.get(state.active);
+    if (c) $("conv-title").textContent = titleOf(c);
+    renderList();
+    if (state.active) renderMessages();
+  }
+  const timeFmt = () => new Intl.DateTimeFormat(state.lang, { hour: "2-digit", minute: "2-digit" });
+  const dayKey = (d) => new Date(d).toDateString();
+  function dayName(d) {
+    const day = new Date(d); const today = new Date();
+    const yesterday = new Date(); yesterday.setDate(today.getDate() - 1);
+    if (day.toDateString() === today.toDateString()) return t("date.today");
+    if (day.toDateString() === yesterday.toDateString()) return t("date.yesterday");
+    return new Intl.DateTimeFormat(state.lang, { day: "numeric", month: "long", year: "numeric" }).format(day);
+  }
+  function sizeText(n) {
+    const f = (x) => new Intl.NumberFormat(state.lang, { maximumFractionDigits: 1 }).format(x);
+    if (n < 1024) return t("size.b", { n: f(n) });
+    if (n < 1024 * 1024) return t("size.kb", { n: f(n / 1024) });
+    return t("size.mb", { n: f(n / 1024 / 1024) });
+  }
 
   // ---- sign-in: a token in the fragment (never sent to servers) or the dev form
   function takeToken() {
@@ -30,7 +75,13 @@
   }
 
   // ---- connection with resume
-  function setStatus(s) { const el = $("status"); el.textContent = s; el.className = s; }
+  // Known states are words of the catalog (data-state keeps the state);
+  // anything else is an error text shown as it is.
+  function setStatus(s) {
+    const el = $("status"); state.status = s;
+    const known = (I18N.en || {})[`status.${s}`] !== undefined;
+    el.textContent = known ? t(`status.${s}`) : s; el.className = s; el.dataset.state = s;
+  }
 
   function request(type, fields = {}) {
     return new Promise((resolve, reject) => {
@@ -118,11 +169,15 @@
         const known = msgs(c).get(e.message.id);
         // Shown once: a replayed creation, or an older edit, changes nothing.
         if (known && (e.event === "message.created" || (known._ver || 0) >= e.seq)) return;
-        msgs(c).set(e.message.id, { ...e.message, _ver: e.seq });
-        ensureNames([e.message.author_id]);
-        if (e.event === "message.created" && state.convs.has(c)) state.convs.get(c).last = e.message.text;
+        msgs(c).set(e.message.id, { ...(known || {}), ...e.message, _ver: e.seq, _asOf: e.seq });
+        ensureNames([e.message.author_id, ...(e.message.mentions || [])]);
+        if (e.event === "message.created" && state.convs.has(c)) state.convs.get(c).last = preview(e.message);
         if (e.event === "message.created" && e.message.author_id !== state.me && c !== state.active) {
-          const conv = state.convs.get(c); if (conv) conv.unread = (conv.unread || 0) + 1;
+          const conv = state.convs.get(c);
+          if (conv) {
+            conv.unread = (conv.unread || 0) + 1;
+            if (mentionsMe(e.message)) conv.unread_mentions = (conv.unread_mentions || 0) + 1;
+          }
         }
         if (c === state.active) { renderMessages(); markRead(); }
         if (!state.convs.has(c)) loadConversations(); else renderList();
@@ -133,11 +188,30 @@
         if (c === state.active) renderMessages();
         break;
       }
-      case "member.added": case "member.removed": loadConversations(); break;
+      case "member.added": case "member.removed":
+        ensureNames([e.user_id, e.by]);
+        loadConversations();
+        // The history has a line for it: read it from there.
+        if (c === state.active) catchUp(c, e.seq - 1, e.seq + 1);
+        break;
       case "conversation.updated": {
         const conv = state.convs.get(c);
-        if (conv) { conv.title = e.title; conv.description = e.description; renderList(); }
-        if (c === state.active && conv) $("conv-title").textContent = titleOf(conv);
+        if (conv) { conv.title = e.title; conv.description = e.description; conv.picture = e.picture; renderList(); }
+        if (c === state.active && conv) { showHead(conv); catchUp(c, e.seq - 1, e.seq + 1); }
+        break;
+      }
+      case "reaction.added": case "reaction.removed": {
+        const m = msgs(c).get(e.message_id);
+        // Each change once: not one the history already counted, nor a replay.
+        if (!m || (m._asOf || 0) >= e.seq) break;
+        m._asOf = e.seq;
+        const rs = m.reactions || (m.reactions = []);
+        let r = rs.find((x) => x.emoji === e.emoji);
+        if (!r) { r = { emoji: e.emoji, count: 0, mine: false }; rs.push(r); }
+        r.count += e.event === "reaction.added" ? 1 : -1;
+        if (e.user_id === state.me) r.mine = e.event === "reaction.added";
+        m.reactions = rs.filter((x) => x.count > 0);
+        if (c === state.active) renderMessages();
         break;
       }
       case "action.chosen": {
@@ -162,7 +236,7 @@
 
   function showIncoming(call) {
     state.ringing = call;
-    $("incoming-text").textContent = `${call.media === "video" ? "Video call" : "Call"} from ${nameOf(call.started_by)}`;
+    $("incoming-text").textContent = t("call.from", { kind: t(`call.kind.${call.media === "video" ? "video" : "audio"}`), name: nameOf(call.started_by) });
     $("incoming").hidden = false;
   }
 
@@ -198,7 +272,7 @@
     const c = { id: call.id, media: call.media, role, pc, peer: null, pendingIce: [], queued: [], ready: false, offered: false };
     state.call = c;
     window.parleyCall = c;
-    $("call").hidden = false; $("call-status").textContent = role === "caller" ? "calling…" : "connecting…";
+    $("call").hidden = false; $("call-status").textContent = t(role === "caller" ? "call.calling" : "call.connecting");
     c.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: call.media === "video" });
     $("local-video").srcObject = c.local;
     for (const t of c.local.getTracks()) pc.addTrack(t, c.local);
@@ -314,7 +388,7 @@
     const c = { id: call.id, media: call.media, group: true, room: joined.room, ice: joined.ice_servers, subs: new Map(), handles: new Map() };
     state.call = c; window.parleyCall = c;
     $("call").hidden = false; $("tiles").hidden = false; $("remote-video").hidden = true;
-    $("call-status").textContent = "joining…";
+    $("call-status").textContent = t("call.joining");
     c.local = await navigator.mediaDevices.getUserMedia({ audio: true, video: call.media === "video" });
     $("local-video").srcObject = c.local;
     c.session = (await janus(c, "", { janus: "create" })).data.id;
@@ -440,7 +514,7 @@
         const c = state.call;
         if (c && c.id === e.call.id) {
           const sharing = e.call.participants.filter((p) => p.screen && p.user_id !== state.me);
-          $("call-status").textContent = sharing.length ? `${sharing.map((p) => nameOf(p.user_id)).join(", ")} is sharing a screen` : (c.pc ? c.pc.connectionState : "");
+          $("call-status").textContent = sharing.length ? t("call.sharing", { names: sharing.map((p) => nameOf(p.user_id)).join(", ") }) : (c.pc ? c.pc.connectionState : "");
         }
         if (c && c.id === e.call.id && !c.peer) {
           peerFrom(e.call);
@@ -466,7 +540,7 @@
       let reached = !page.has_more;
       for (const m of page.messages) {
         if (before !== undefined && m.seq >= before) { reached = true; break; }
-        if (!msgs(c).has(m.id)) msgs(c).set(m.id, m);
+        if (!msgs(c).has(m.id)) msgs(c).set(m.id, { ...m, _asOf: state.lastSeq.get(c) || 0 });
         after = m.seq;
       }
       ensureNames(page.messages.map((m) => m.author_id));
@@ -503,7 +577,7 @@
     await Promise.all(page.conversations.map(async (c) => {
       const h = await request("history", { conversation_id: c.id, limit: 1 }).catch(() => null);
       const m = h && h.messages[h.messages.length - 1];
-      if (m) state.convs.get(c.id).last = m.deleted ? "message deleted" : m.text;
+      if (m) state.convs.get(c.id).last = preview(m);
     }));
     const others = [...state.convs.values()].filter((c) => c.kind === "dialog").map((c) => c.id);
     if (others.length) {
@@ -523,9 +597,9 @@
   function titleOf(c) {
     if (c.kind === "dialog") {
       const other = (c.members || []).find((m) => m !== state.me);
-      return "Dialog with " + nameOf(other);
+      return t("conv.dialog", { name: nameOf(other) });
     }
-    return c.title || (c.object_ref ? `About ${c.object_ref}` : "(untitled)");
+    return c.title || (c.object_ref ? t("conv.about", { object: c.object_ref }) : t("conv.untitled"));
   }
 
   function renderList() {
@@ -539,12 +613,13 @@
         const other = (c.members || []).find((m) => m !== state.me);
         const dot = document.createElement("span");
         dot.className = "dot" + (state.presence.get(other) ? " on" : "");
-        dot.title = state.presence.get(other) ? "online" : "offline";
+        dot.title = t(state.presence.get(other) ? "conv.online" : "conv.offline");
         b.append(dot);
       }
-      const t = document.createElement("span"); t.className = "title"; t.textContent = titleOf(c);
-      if (c.last) { const l = document.createElement("small"); l.className = "last"; l.textContent = c.last; t.append(l); }
-      b.append(t);
+      const title = el("span", "title", titleOf(c));
+      if (c.last) title.append(el("small", "last", c.last));
+      b.append(title);
+      if (c.unread_mentions) { const u = el("span", "unread-mentions", "@"); u.title = t("conv.unreadMentions"); b.append(u); }
       if (c.unread) { const u = document.createElement("span"); u.className = "unread"; u.textContent = c.unread; b.append(u); }
       b.onclick = () => open(c.id);
       li.append(b); ul.append(li);
@@ -556,15 +631,30 @@
     document.querySelector("main").classList.add("in-conversation");
     document.body.classList.add("in-conversation");
     const c = state.convs.get(id);
-    $("conv-title").textContent = c ? titleOf(c) : "Conversation";
+    showHead(c);
+    cancelReply(); state.mentions.clear();
     $("composer").hidden = false;
     $("call-buttons").hidden = false;
     const page = await request("history", { conversation_id: id, limit: 50 }).catch(() => null);
-    if (page) for (const m of page.messages) msgs(id).set(m.id, m);
-    if (page) ensureNames(page.messages.map((m) => m.author_id));
+    if (page) for (const m of page.messages) msgs(id).set(m.id, { ...m, _asOf: state.lastSeq.get(id) || 0 });
+    if (page) ensureNames(page.messages.flatMap((m) => [m.author_id, ...(m.mentions || [])]));
+    if (c && !c.members) {
+      const full = await request("conversation.get", { conversation_id: id }).catch(() => null);
+      if (full) c.members = full.members;
+    }
     renderMessages(true);
     markRead();
     renderList();
+  }
+
+  // The conversation's title, picture and the buttons its kind allows.
+  function showHead(c) {
+    $("conv-title").textContent = c ? titleOf(c) : t("conv.label");
+    $("conv-buttons").hidden = !c || c.kind !== "group";
+    $("add-member").hidden = true;
+    const img = $("conv-picture");
+    img.hidden = true;
+    if (c && c.picture) fileLink(c.picture).then((u) => { img.src = u; img.hidden = false; }).catch(() => {});
   }
 
   async function olderHistory() {
@@ -574,106 +664,260 @@
     const page = await request("history", { conversation_id: id, before: list[0].seq, limit: 50 }).catch(() => null);
     if (!page || !page.messages.length) return;
     const box = $("messages"); const before = box.scrollHeight;
-    for (const m of page.messages) msgs(id).set(m.id, m);
+    for (const m of page.messages) msgs(id).set(m.id, { ...m, _asOf: state.lastSeq.get(id) || 0 });
     renderMessages(); box.scrollTop = box.scrollHeight - before;
   }
 
   function markRead() {
     const c = state.convs.get(state.active); if (!c) return;
     const seq = state.lastSeq.get(state.active) || 0;
-    c.unread = 0;
+    c.unread = 0; c.unread_mentions = 0;
     request("read", { conversation_id: state.active, seq }).catch(() => {});
   }
+
+  const mentionsMe = (m) => m.author_id !== state.me && (m.mention_all || (m.mentions || []).includes(state.me));
+  const preview = (m) => (m.deleted ? t("conv.lastDeleted") : (m.kind === "system" ? systemText(m) : m.text));
+  const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
 
   function renderMessages(scroll) {
     const box = $("messages"); const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
     box.textContent = "";
     const list = [...msgs(state.active).values()].sort((a, b) => a.seq - b.seq);
+    let lastDay = null; let lastSeq = null;
     for (const m of list) {
-      const li = document.createElement("li");
-      li.dataset.seq = m.seq; li.dataset.id = m.id;
-      if (m.author_id === state.me) li.classList.add("mine");
-      if (m.deleted) li.classList.add("deleted");
-      const meta = document.createElement("div"); meta.className = "meta";
-      const who = document.createElement("span"); who.className = "author";
-      who.textContent = m.author_id === state.me ? "You" : nameOf(m.author_id);
-      const when = document.createElement("time"); when.dateTime = m.created_at;
-      when.textContent = new Date(m.created_at).toLocaleTimeString() + (m.edited_at ? " (edited)" : "");
-      meta.append(who, when);
-      if (m.author_id === state.me && !m.deleted) {
-        const edit = document.createElement("button"); edit.textContent = "Edit"; edit.onclick = () => editMessage(m);
-        const del = document.createElement("button"); del.textContent = "Delete"; del.onclick = () => deleteMessage(m);
-        meta.append(edit, del);
+      if (m.seq === lastSeq) continue; // one entry per seq
+      lastSeq = m.seq;
+      const day = dayKey(m.created_at);
+      if (day !== lastDay) {
+        lastDay = day;
+        const sep = el("li", "separator", dayName(m.created_at)); sep.setAttribute("role", "separator");
+        box.append(sep);
       }
-      const text = document.createElement("div"); text.className = "text";
-      text.textContent = m.deleted ? "message deleted" : (m.kind === "system" ? systemText(m) : m.text);
-      if (m.kind === "system") li.classList.add("system");
-      li.append(meta, text);
-      for (const a of m.attachments || []) {
-        const link = document.createElement("a");
-        // A short-lived signed link, fetched when clicked (no token in URLs).
-        link.href = "#"; link.dataset.fileId = a.id;
-        link.onclick = async (ev) => {
-          ev.preventDefault();
-          const r = await fetch(`/v1/files/${a.id}/link`, { method: "POST", headers: { authorization: `Bearer ${state.token}` } });
-          if (!r.ok) { setStatus(`file: HTTP ${r.status}`); return; }
-          const go = document.createElement("a");
-          go.href = (await r.json()).url; go.download = a.name;
-          document.body.append(go); go.click(); go.remove();
-        };
-        link.textContent = `📎 ${a.name} (${a.size} bytes)`; link.className = "attachment"; link.download = a.name;
-        li.append(link);
-      }
-      if ((m.actions || []).length && !m.deleted) {
-        const row = document.createElement("div"); row.className = "actions";
-        for (const a of m.actions) {
-          const b = document.createElement("button"); b.textContent = a.caption;
-          // A single-use question answered already shows the answer instead.
-          b.disabled = Boolean(m.chosen && a.single_use);
-          if (m.chosen && m.chosen.value === a.value) b.classList.add("chosen");
-          b.onclick = () => request("action.invoke", { conversation_id: m.conversation_id, message_id: m.id, value: a.value })
-            .catch((e) => setStatus(e.message));
-          row.append(b);
-        }
-        if (m.chosen) {
-          const who = document.createElement("small"); who.className = "chosen-by";
-          who.textContent = `${nameOf(m.chosen.user_id)}: ${(m.actions.find((a) => a.value === m.chosen.value) || {}).caption || m.chosen.value}`;
-          row.append(who);
-        }
-        li.append(row);
-      }
-      box.append(li);
+      box.append(messageItem(m));
     }
-    if (scroll || atBottom) box.scrollTop = box.scrollHeight;
+    const target = state.jumpTo && box.querySelector(`li[data-id="${state.jumpTo}"]`);
+    if (target) {
+      state.jumpTo = null;
+      target.classList.add("found");
+      target.scrollIntoView({ block: "center" });
+    } else if (scroll || atBottom) box.scrollTop = box.scrollHeight;
+  }
+
+  // Text with the @mentions of the message marked.
+  function textWithMentions(m) {
+    const div = el("div", "text");
+    const names = (m.mentions || []).map((id) => nameOf(id)).filter(Boolean);
+    if (m.mention_all) names.push("all", t("msg.mentionAll"));
+    if (!names.length) { div.textContent = m.text; return div; }
+    const esc = names.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).sort((a, b) => b.length - a.length);
+    const re = new RegExp(`@(?:${esc.join("|")})`, "g");
+    let at = 0;
+    for (const hit of m.text.matchAll(re)) {
+      div.append(document.createTextNode(m.text.slice(at, hit.index)));
+      div.append(el("span", "mention", hit[0]));
+      at = hit.index + hit[0].length;
+    }
+    div.append(document.createTextNode(m.text.slice(at)));
+    return div;
+  }
+
+  function messageItem(m) {
+    const li = el("li");
+    li.dataset.seq = m.seq; li.dataset.id = m.id;
+    if (m.author_id === state.me) li.classList.add("mine");
+    if (m.deleted) li.classList.add("deleted");
+    if (m.kind === "system") li.classList.add("system");
+    if (mentionsMe(m)) li.classList.add("mentioned");
+    const meta = el("div", "meta");
+    const when = el("time", null, timeFmt().format(new Date(m.created_at)) + (m.edited_at ? ` ${t("msg.edited")}` : ""));
+    when.dateTime = m.created_at;
+    if (m.kind === "system") {
+      li.append(el("div", "text", systemText(m)));
+      meta.append(when); li.append(meta);
+      return li;
+    }
+    meta.append(el("span", "author", m.author_id === state.me ? t("msg.you") : nameOf(m.author_id)), when);
+    if (!m.deleted) {
+      const button = (key, cls, on) => { const b = el("button", cls, t(key)); b.type = "button"; b.onclick = on; meta.append(b); };
+      button("msg.reply", "reply", () => startReply(m));
+      button("msg.react", "react", () => li.querySelector(".palette").toggleAttribute("hidden"));
+      button("msg.forward", "forward", () => startForward(m));
+      if (m.author_id === state.me) {
+        button("msg.edit", "edit", () => editMessage(m));
+        button("msg.delete", "delete", () => deleteMessage(m));
+      }
+    }
+    li.append(meta);
+    if (m.forwarded && !m.deleted) {
+      const f = m.forwarded; ensureNames([f.author_id]);
+      li.append(el("small", "forwarded", f.conversation_title
+        ? t("msg.forwardedIn", { name: nameOf(f.author_id), title: f.conversation_title })
+        : t("msg.forwarded", { name: nameOf(f.author_id) })));
+    }
+    if (m.reply_to) {
+      const q = el("blockquote", "quote");
+      q.append(el("strong", null, nameOf(m.reply_to.author_id)), document.createTextNode(" "),
+        document.createTextNode(m.reply_to.deleted ? t("msg.deleted") : m.reply_to.text));
+      q.onclick = () => jumpTo(m.conversation_id, m.reply_to.message_id);
+      li.append(q);
+    }
+    li.append(m.deleted ? el("div", "text", t("msg.deleted")) : textWithMentions(m));
+    for (const a of m.attachments || []) li.append(attachmentView(a));
+    if ((m.actions || []).length && !m.deleted) li.append(actionRow(m));
+    if (!m.deleted) {
+      const row = el("div", "reactions");
+      for (const r of m.reactions || []) {
+        const b = el("button", "reaction" + (r.mine ? " mine" : ""), `${r.emoji} ${r.count}`);
+        b.type = "button"; b.setAttribute("aria-pressed", String(r.mine));
+        b.onclick = () => react(m, r.emoji, !r.mine);
+        row.append(b);
+      }
+      const palette = el("span", "palette"); palette.hidden = true;
+      for (const emoji of ["👍", "❤️", "😂", "🎉", "👀", "✅"]) {
+        const b = el("button", "emoji", emoji); b.type = "button";
+        b.onclick = () => { palette.hidden = true; const mine = (m.reactions || []).find((r) => r.emoji === emoji && r.mine); react(m, emoji, !mine); };
+        palette.append(b);
+      }
+      row.append(palette);
+      li.append(row);
+    }
+    return li;
+  }
+
+  function react(m, emoji, add) {
+    request(add ? "reaction.add" : "reaction.remove", { conversation_id: m.conversation_id, message_id: m.id, emoji })
+      .catch((e) => setStatus(e.message));
+  }
+
+  // A short-lived signed link for a file (no token in URLs); streamed
+  // through Parley so that the page's own origin serves it.
+  async function fileLink(id) {
+    const r = await fetch(`/v1/files/${id}/link`, { method: "POST", headers: { authorization: `Bearer ${state.token}` } });
+    if (!r.ok) throw new Error(`file: HTTP ${r.status}`);
+    const url = (await r.json()).url;
+    return url + (url.includes("?") ? "&" : "?") + "redirect=false";
+  }
+
+  function attachmentView(a) {
+    const box = el("div", "file");
+    if (String(a.content_type || "").startsWith("image/")) {
+      const img = el("img", "inline-image"); img.alt = a.name; img.loading = "lazy";
+      fileLink(a.id).then((u) => { img.src = u; }).catch(() => { img.remove(); });
+      box.append(img);
+    }
+    const link = el("a", "attachment", t("msg.file", { name: a.name, size: sizeText(a.size) }));
+    link.href = "#"; link.dataset.fileId = a.id; link.download = a.name;
+    link.onclick = async (ev) => {
+      ev.preventDefault();
+      const r = await fetch(`/v1/files/${a.id}/link`, { method: "POST", headers: { authorization: `Bearer ${state.token}` } });
+      if (!r.ok) { setStatus(`file: HTTP ${r.status}`); return; }
+      const go = document.createElement("a");
+      go.href = (await r.json()).url; go.download = a.name;
+      document.body.append(go); go.click(); go.remove();
+    };
+    box.append(link);
+    return box;
+  }
+
+  function actionRow(m) {
+    const row = el("div", "actions");
+    for (const a of m.actions) {
+      const b = el("button", null, a.caption); b.type = "button";
+      // A single-use question answered already shows the answer instead.
+      b.disabled = Boolean(m.chosen && a.single_use);
+      if (m.chosen && m.chosen.value === a.value) b.classList.add("chosen");
+      b.onclick = () => request("action.invoke", { conversation_id: m.conversation_id, message_id: m.id, value: a.value })
+        .catch((e) => setStatus(e.message));
+      row.append(b);
+    }
+    if (m.chosen) {
+      row.append(el("small", "chosen-by",
+        `${nameOf(m.chosen.user_id)}: ${(m.actions.find((a) => a.value === m.chosen.value) || {}).caption || m.chosen.value}`));
+    }
+    return row;
   }
 
   // System messages carry structured data; the words are the client's.
   function systemText(m) {
-    const c = m.data && m.data.call;
+    const d = m.data || {};
+    if (d.member) {
+      const x = d.member; ensureNames([x.user_id, x.by]);
+      const user = nameOf(x.user_id);
+      if (x.change === "left") return t("sys.left", { user });
+      if (x.change === "added") return x.by ? t("sys.added", { by: nameOf(x.by), user }) : t("sys.addedByApp", { user });
+      return x.by ? t("sys.removed", { by: nameOf(x.by), user }) : t("sys.removedByApp", { user });
+    }
+    if (d.conversation) {
+      const x = d.conversation; const changed = x.changed || ["title"];
+      if (x.by) ensureNames([x.by]);
+      const app = !x.by; const by = app ? "" : nameOf(x.by);
+      if (changed.includes("title")) return app ? t("sys.renamedByApp", { title: x.title }) : t("sys.renamed", { by, title: x.title });
+      if (changed.includes("picture")) return app ? t("sys.pictureByApp") : t("sys.picture", { by });
+      return app ? t("sys.describedByApp") : t("sys.described", { by });
+    }
+    const c = d.call;
     if (!c) return "";
-    const kind = c.media === "video" ? "Video call" : "Call";
+    const media = c.media === "video" ? "video" : "audio";
+    const kind = t(`call.kind.${media}`);
     const dur = (s) => `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
     switch (c.outcome) {
-      case "completed": return `${kind}, ${dur(c.duration_secs || 0)}`;
-      case "missed": return `Missed ${kind.toLowerCase()}`;
-      case "declined": return `${kind} declined`;
-      case "cancelled": return `${kind} cancelled`;
-      case "busy": return `${kind}: busy`;
-      default: return `${kind}`;
+      case "completed": return t("call.completed", { kind, duration: dur(c.duration_secs || 0) });
+      case "missed": return t(`call.missed.${media}`);
+      case "declined": return t("call.declined", { kind });
+      case "cancelled": return t("call.cancelled", { kind });
+      case "busy": return t("call.busy", { kind });
+      default: return kind;
     }
   }
 
+  // ---- reply, forward, jump to a message
+  function startReply(m) {
+    state.replyTo = m;
+    $("replying-text").textContent = `${t("composer.replyTo", { name: nameOf(m.author_id) })} ${m.text.slice(0, 80)}`;
+    $("replying").hidden = false; $("text").focus();
+  }
+  function cancelReply() { state.replyTo = null; $("replying").hidden = true; }
+
+  function startForward(m) {
+    state.forwarding = m;
+    const sel = $("forward-to"); sel.textContent = "";
+    for (const c of state.convs.values()) {
+      const o = el("option", null, titleOf(c)); o.value = c.id; sel.append(o);
+    }
+    $("forward-dialog").showModal();
+  }
+  async function forward() {
+    const m = state.forwarding; const to = $("forward-to").value;
+    $("forward-dialog").close(); state.forwarding = null;
+    if (!m || !to) return;
+    const sent = await request("message.send", { conversation_id: to, idempotency_key: crypto.randomUUID(),
+      forward: { conversation_id: m.conversation_id, message_id: m.id } }).catch((e) => { setStatus(e.message); return null; });
+    if (sent) { msgs(to).set(sent.id, sent); open(to); }
+  }
+
+  // Opens the conversation and shows the message, reading history around
+  // it when it is not loaded yet.
+  async function jumpTo(conv, id, seq) {
+    if (state.active !== conv) await open(conv);
+    if (!msgs(conv).has(id) && seq !== undefined) {
+      const page = await request("history", { conversation_id: conv, after: Math.max(0, seq - 10), limit: 50 }).catch(() => null);
+      if (page) for (const m of page.messages) msgs(conv).set(m.id, { ...m, _asOf: state.lastSeq.get(conv) || 0 });
+    }
+    state.jumpTo = id;
+    renderMessages();
+  }
+
   async function editMessage(m) {
-    const text = prompt("Edit message", m.text);
+    const text = prompt(t("msg.editPrompt"), m.text);
     if (text !== null && text.trim()) await request("message.edit", { conversation_id: m.conversation_id, message_id: m.id, text });
   }
   async function deleteMessage(m) {
-    if (confirm("Delete this message?")) await request("message.delete", { conversation_id: m.conversation_id, message_id: m.id });
+    if (confirm(t("msg.deleteConfirm"))) await request("message.delete", { conversation_id: m.conversation_id, message_id: m.id });
   }
 
   function showTyping(c, user) {
     if (c !== state.active || user === state.me) return;
-    $("typing").textContent = `${nameOf(user)} is typing…`;
+    $("typing").textContent = t("typing", { name: nameOf(user) });
     clearTimeout(state.typingTimers.get(c));
     state.typingTimers.set(c, setTimeout(() => { $("typing").textContent = ""; }, 3000));
   }
@@ -685,6 +929,12 @@
     if (!text.trim() && !file) return;
     const key = crypto.randomUUID();
     const fields = { conversation_id: state.active, text, idempotency_key: key };
+    if (state.replyTo) fields.reply_to = state.replyTo.id;
+    // Mentions picked from the suggestions whose @name is still in the text.
+    const picked = [...state.mentions].filter(([, name]) => text.includes(`@${name}`));
+    const ids = picked.map(([id]) => id).filter((id) => id !== "all");
+    if (ids.length) fields.mentions = ids;
+    if (picked.some(([id]) => id === "all")) fields.mention_all = true;
     if (file) fields.attachments = [await upload(file)];
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
@@ -692,6 +942,7 @@
         msgs(state.active).set(m.id, m);
         state.lastSeq.set(state.active, Math.max(m.seq, state.lastSeq.get(state.active) || 0));
         $("text").value = ""; $("file").value = "";
+        cancelReply(); state.mentions.clear();
         renderMessages(true);
         return;
       } catch (e) {
@@ -730,6 +981,99 @@
     return created.file.id;
   }
 
+  // ---- people: the directory (users.search) behind every user picker
+  const isId = (s) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(s);
+  async function findPeople(query) {
+    if (!query.trim()) return [];
+    const r = await request("users.search", { query, limit: 8 }).catch(() => null);
+    const users = (r && r.users) || [];
+    for (const u of users) state.names.set(u.id, u.full_name || u.name);
+    return users.filter((u) => u.id !== state.me);
+  }
+
+  function showSuggestions(list, items, pick) {
+    list.textContent = "";
+    for (const it of items) {
+      const li = el("li"); const b = el("button", "suggestion", it.label); b.type = "button";
+      b.onclick = () => { list.hidden = true; pick(it); };
+      li.append(b); list.append(li);
+    }
+    list.hidden = !items.length;
+  }
+
+  // A text box that suggests people by name; picked ones show as chips.
+  function peoplePicker(box, opts = {}) {
+    const input = box.querySelector("input"); const picked = box.querySelector(".picked");
+    const sugg = box.querySelector(".suggestions"); const chosen = new Map();
+    const draw = () => {
+      picked.textContent = "";
+      for (const [id, name] of chosen) {
+        const li = el("li", "chip", name); const x = el("button", null, "×"); x.type = "button";
+        x.onclick = () => { chosen.delete(id); draw(); }; li.append(x); picked.append(li);
+      }
+    };
+    input.addEventListener("input", async () => {
+      const q = input.value; if (isId(q.trim())) { sugg.hidden = true; return; }
+      const users = await findPeople(q);
+      if (input.value !== q) return;
+      showSuggestions(sugg, users.map((u) => ({ label: u.full_name || u.name, user: u })), (it) => {
+        input.value = "";
+        if (opts.onPick) { opts.onPick(it.user); return; }
+        if (opts.single) chosen.clear();
+        chosen.set(it.user.id, it.label); draw();
+      });
+    });
+    return { ids: () => [...chosen.keys()], clear: () => { chosen.clear(); draw(); } };
+  }
+
+  // @mentions: after "@", the members of the conversation whose name
+  // matches (and "all" in a group or a contextual conversation).
+  async function suggestMentions() {
+    const ta = $("text"); const before = ta.value.slice(0, ta.selectionStart);
+    const m = before.match(/@([^\s@]*)$/); const list = $("mention-suggestions");
+    if (!m || !state.active) { list.hidden = true; return; }
+    const q = m[1].toLowerCase(); const c = state.convs.get(state.active) || {};
+    const members = new Set(c.members || []);
+    let people = q ? await findPeople(q) : [...members].map((id) => ({ id, name: nameOf(id) }));
+    people = people.filter((u) => members.has(u.id) && u.id !== state.me).slice(0, 8);
+    const items = people.map((u) => ({ label: u.full_name || u.name, id: u.id }));
+    if (c.kind !== "dialog" && ("all".startsWith(q) || t("msg.mentionAll").startsWith(q))) items.push({ label: "all", id: "all" });
+    showSuggestions(list, items, (it) => {
+      const start = before.length - m[0].length;
+      ta.value = `${ta.value.slice(0, start)}@${it.label} ${ta.value.slice(ta.selectionStart)}`;
+      state.mentions.set(it.id, it.label);
+      ta.focus();
+    });
+  }
+
+  // ---- search: results jump to the message in its timeline
+  async function searchMessages() {
+    const q = $("search-text").value.trim(); const list = $("search-results");
+    if (!q) { list.hidden = true; list.textContent = ""; return; }
+    const page = await request("search", { query: q, limit: 20 }).catch((e) => { setStatus(e.message); return null; });
+    if (!page || $("search-text").value.trim() !== q) return;
+    list.textContent = "";
+    if (!page.hits.length) list.append(el("li", "none", t("search.none")));
+    ensureNames(page.hits.map((h) => h.message.author_id));
+    for (const h of page.hits) {
+      const li = el("li"); const b = el("button", "hit"); b.type = "button";
+      b.dataset.id = h.message.id;
+      const conv = state.convs.get(h.message.conversation_id);
+      b.append(el("small", "where", `${nameOf(h.message.author_id)} · ${conv ? t("search.in", { title: titleOf(conv) }) : ""} · ${dayName(h.message.created_at)}`));
+      // The snippet with its matched words marked ([start, end) in characters).
+      const chars = [...h.snippet]; const snip = el("span", "snippet"); let at = 0;
+      for (const [a, z] of h.highlights) {
+        snip.append(document.createTextNode(chars.slice(at, a).join("")), el("mark", null, chars.slice(a, z).join("")));
+        at = z;
+      }
+      snip.append(document.createTextNode(chars.slice(at).join("")));
+      b.append(snip);
+      b.onclick = () => jumpTo(h.message.conversation_id, h.message.id, h.message.seq);
+      li.append(b); list.append(li);
+    }
+    list.hidden = false;
+  }
+
   // ---- wiring
   function wire() {
     $("composer").onsubmit = (e) => { e.preventDefault(); send(); };
@@ -749,24 +1093,50 @@
     $("call-mute").onclick = () => {
       const c = state.call; if (!c || !c.local) return;
       const on = !$("call-mute").classList.toggle("on");
-      for (const t of c.local.getAudioTracks()) t.enabled = on;
-      $("call-mute").setAttribute("aria-pressed", String(!on)); $("call-mute").textContent = on ? "Mute" : "Unmute";
+      for (const track of c.local.getAudioTracks()) track.enabled = on;
+      $("call-mute").setAttribute("aria-pressed", String(!on)); $("call-mute").textContent = t(on ? "call.mute" : "call.unmute");
     };
     $("call-camera").onclick = () => {
       const c = state.call; if (!c || !c.local) return;
       const on = !$("call-camera").classList.toggle("on");
-      for (const t of c.local.getVideoTracks()) t.enabled = on;
-      $("call-camera").setAttribute("aria-pressed", String(!on)); $("call-camera").textContent = on ? "Camera off" : "Camera on";
+      for (const track of c.local.getVideoTracks()) track.enabled = on;
+      $("call-camera").setAttribute("aria-pressed", String(!on)); $("call-camera").textContent = t(on ? "call.cameraOff" : "call.cameraOn");
     };
+    $("lang").onchange = () => {
+      state.lang = $("lang").value; localStorage.setItem("parley.lang", state.lang); applyI18n();
+    };
+    $("search").onsubmit = (e) => { e.preventDefault(); searchMessages(); };
+    $("search-text").oninput = () => {
+      clearTimeout(state.searchTimer); state.searchTimer = setTimeout(searchMessages, 300);
+    };
+    $("reply-cancel").onclick = cancelReply;
+    $("forward-go").onclick = forward;
+    $("forward-cancel").onclick = () => { state.forwarding = null; $("forward-dialog").close(); };
+    $("conv-rename").onclick = async () => {
+      const c = state.convs.get(state.active); if (!c) return;
+      const title = prompt(t("conv.renamePrompt"), c.title);
+      if (title && title.trim()) await request("conversation.update", { conversation_id: c.id, title }).catch((er) => setStatus(er.message));
+    };
+    $("conv-add").onclick = () => { $("add-member").hidden = !$("add-member").hidden; $("add-user").focus(); };
+    const groupPicker = peoplePicker(document.querySelector('[data-for="group-members"]'));
+    const dialogPicker = peoplePicker(document.querySelector('[data-for="dialog-user"]'), { single: true });
+    peoplePicker($("add-member"), { single: true, onPick: async (u) => {
+      await request("members.add", { conversation_id: state.active, user_ids: [u.id] }).catch((er) => setStatus(er.message));
+      $("add-member").hidden = true;
+    } });
+    $("text").addEventListener("input", suggestMentions);
     $("new-group").onsubmit = async (e) => {
       e.preventDefault();
-      const members = $("group-members").value.split(",").map((s) => s.trim()).filter(Boolean);
+      const members = [...groupPicker.ids(), ...$("group-members").value.split(",").map((s) => s.trim()).filter(isId)];
       const c = await request("conversation.create", { title: $("group-title").value, members }).catch((er) => alert(er.message));
       if (c) { state.convs.set(c.id, c); state.lastSeq.set(c.id, c.last_seq); renderList(); open(c.id); }
     };
     $("new-dialog").onsubmit = async (e) => {
       e.preventDefault();
-      const c = await request("dialog.open", { user_id: $("dialog-user").value.trim() }).catch((er) => alert(er.message));
+      const typed = $("dialog-user").value.trim();
+      const user = dialogPicker.ids()[0] || (isId(typed) ? typed : null);
+      if (!user) return;
+      const c = await request("dialog.open", { user_id: user }).catch((er) => alert(er.message));
       if (c) { state.convs.set(c.id, c); state.lastSeq.set(c.id, c.last_seq); renderList(); open(c.id); }
     };
     $("dev-form").onsubmit = async (e) => {
@@ -792,7 +1162,9 @@
     if (location.pathname.startsWith("/embed/context")) startEmbed();
   }
 
+  state.lang = pickLang();
   wire();
+  applyI18n();
   state.token = takeToken();
   if (state.token) start(); else { $("signin").hidden = false; setStatus("signed out"); }
 })();

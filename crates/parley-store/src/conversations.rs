@@ -457,8 +457,18 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let picture = picture.map(FileId);
+        // What was asked to change, so the line can say it.
+        let changed: Vec<&str> = [
+            ("title", change.title.is_some()),
+            ("description", change.description.is_some()),
+            ("picture", change.picture.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, on)| on.then_some(k))
+        .collect();
         let line = serde_json::json!({
-            "conversation": { "title": &title, "description": &description, "picture": picture, "by": by }
+            "conversation": { "title": &title, "description": &description, "picture": picture,
+                              "changed": changed, "by": by }
         });
         let ev = append_event(&mut tx, id, None, |seq| Event::ConversationUpdated {
             conversation_id: id,

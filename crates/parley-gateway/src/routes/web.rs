@@ -9,6 +9,7 @@ use serde::Deserialize;
 const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
+const I18N_JS: &str = include_str!("../../web/i18n.js");
 
 fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
     HttpResponse::Ok()
@@ -34,6 +35,11 @@ pub async fn index(st: web::Data<AppState>) -> HttpResponse {
 
 pub async fn app_js() -> HttpResponse {
     asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+/// The UI's words, one catalog per language.
+pub async fn i18n_js() -> HttpResponse {
+    asset(I18N_JS, "text/javascript; charset=utf-8")
 }
 
 pub async fn app_css() -> HttpResponse {
