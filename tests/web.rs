@@ -711,3 +711,141 @@ async fn three_browsers_meet_in_a_group_call_through_janus() {
         assert!(t.errors().is_empty(), "console errors: {:?}", t.errors());
     }
 }
+
+/// Waits for `live` and the group in the list (any language).
+async fn live_with_group(t: &parley_tests::browser::Tab<'_>) {
+    t.wait(
+        "live",
+        "document.getElementById('status').dataset.state === 'live'",
+    )
+    .await;
+    t.wait(
+        "the group listed",
+        "document.querySelectorAll('#conversations button').length === 1",
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn search_reply_reaction_and_mention_between_two_browsers() {
+    let Two { env, ta, tb, .. } = two("webchat", "Team").await;
+    let server = env.server().await;
+    let base = format!("http://{}", server.addr);
+    let browser = Browser::launch_with(&["--lang=en"]).await;
+    let a = browser.tab(&format!("{base}/#token={ta}")).await;
+    let b = browser.tab(&format!("{base}/#token={tb}")).await;
+    for t in [&a, &b] {
+        live_with_group(t).await;
+    }
+    // Bob writes in Russian; Alice, with no conversation open, finds it by
+    // another word form and jumps to it.
+    b.eval("document.querySelector('#conversations button').click()")
+        .await;
+    b.wait("composer", "!document.getElementById('composer').hidden")
+        .await;
+    b.eval("document.getElementById('text').value = 'Оплатите, пожалуйста, счёт номер 7'; document.getElementById('composer').requestSubmit()").await;
+    b.wait(
+        "sent",
+        "[...document.querySelectorAll('#messages .text')].some(e => e.textContent.includes('счёт'))",
+    )
+    .await;
+    a.eval("document.getElementById('search-text').value = 'счета'; document.getElementById('search').requestSubmit()").await;
+    a.wait(
+        "a search hit",
+        "document.querySelectorAll('#search-results button.hit').length === 1",
+    )
+    .await;
+    assert_eq!(
+        a.eval("document.querySelectorAll('#search-results mark').length > 0")
+            .await,
+        json!(true),
+        "the matched word is marked"
+    );
+    a.eval("document.querySelector('#search-results button.hit').click()")
+        .await;
+    a.wait(
+        "jumped to the message",
+        "(document.querySelector('#messages li.found .text') || {}).textContent === 'Оплатите, пожалуйста, счёт номер 7'",
+    )
+    .await;
+
+    // Alice replies to it, reacts to it and mentions Bob.
+    a.eval("document.querySelector('#messages li.found button.reply').click()")
+        .await;
+    a.eval("document.getElementById('text').value = 'Оплачено'; document.getElementById('composer').requestSubmit()").await;
+    b.wait(
+        "the reply with its quote",
+        "[...document.querySelectorAll('#messages li')].some(li => li.querySelector('.quote') && li.querySelector('.quote').textContent.includes('счёт') && li.querySelector('.text').textContent === 'Оплачено')",
+    )
+    .await;
+    a.eval("[...document.querySelectorAll('#messages li')].find(li => (li.querySelector('.text') || {}).textContent === 'Оплатите, пожалуйста, счёт номер 7').querySelector('.palette button').click()").await;
+    b.wait(
+        "the reaction",
+        "[...document.querySelectorAll('#messages .reactions button.reaction')].some(x => x.textContent === '👍 1')",
+    )
+    .await;
+    a.eval("{ const ta = document.getElementById('text'); ta.value = '@bo'; ta.selectionStart = ta.selectionEnd = 3; ta.dispatchEvent(new Event('input')); }").await;
+    a.wait(
+        "bob suggested",
+        "[...document.querySelectorAll('#mention-suggestions button')].some(x => x.textContent === 'bob')",
+    )
+    .await;
+    a.eval("[...document.querySelectorAll('#mention-suggestions button')].find(x => x.textContent === 'bob').click()").await;
+    a.eval("{ document.getElementById('text').value += 'see above'; document.getElementById('composer').requestSubmit(); }").await;
+    b.wait(
+        "the mention, highlighted",
+        "[...document.querySelectorAll('#messages li.mentioned .mention')].some(x => x.textContent === '@bob')",
+    )
+    .await;
+    b.screenshot("messenger-features", 1280).await;
+    assert!(a.errors().is_empty(), "console errors: {:?}", a.errors());
+    assert!(b.errors().is_empty(), "console errors: {:?}", b.errors());
+}
+
+#[actix_web::test]
+async fn the_interface_speaks_the_browsers_language_russian_or_english() {
+    let Two { env, ta, .. } = two("weblang", "Команда").await;
+    let server = env.server().await;
+    let base = format!("http://{}", server.addr);
+    for (lang, send, status, today) in [
+        ("ru", "Отправить", "на связи", "Сегодня"),
+        ("en", "Send", "live", "Today"),
+    ] {
+        let browser =
+            Browser::launch_with(&[&format!("--lang={lang}"), &format!("--accept-lang={lang}")])
+                .await;
+        let t = browser.tab(&format!("{base}/#token={ta}")).await;
+        live_with_group(&t).await;
+        // Every catalog has every key, and every key the page uses exists.
+        assert_eq!(
+            t.eval("(() => { const c = window.PARLEY_I18N; return [...Object.keys(c.en).filter(k => !(k in c.ru)), ...Object.keys(c.ru).filter(k => !(k in c.en)), ...[...document.querySelectorAll('[data-i18n]')].map(e => e.dataset.i18n).filter(k => !(k in c.en))]; })()").await,
+            json!([]),
+            "missing words"
+        );
+        t.eval("document.querySelector('#conversations button').click()")
+            .await;
+        t.wait("composer", "!document.getElementById('composer').hidden")
+            .await;
+        t.eval(&format!("document.getElementById('text').value = 'hello in {lang}'; document.getElementById('composer').requestSubmit()")).await;
+        t.wait(
+            "a date separator",
+            "document.querySelectorAll('#messages li.separator').length > 0",
+        )
+        .await;
+        assert_eq!(
+            t.eval("[document.documentElement.lang, document.getElementById('send').textContent, document.getElementById('status').textContent, document.querySelector('#messages li.separator').textContent]").await,
+            json!([lang, send, status, today]),
+            "{lang}"
+        );
+        t.screenshot(&format!("ui-{lang}"), 1280).await;
+        assert!(t.errors().is_empty(), "console errors: {:?}", t.errors());
+        // The switch changes the words at once.
+        let other = if lang == "ru" { "en" } else { "ru" };
+        t.eval(&format!("{{ const s = document.getElementById('lang'); s.value = '{other}'; s.dispatchEvent(new Event('change')); }}")).await;
+        assert_eq!(t.eval("document.documentElement.lang").await, json!(other));
+        assert_ne!(
+            t.eval("document.getElementById('send').textContent").await,
+            json!(send)
+        );
+    }
+}

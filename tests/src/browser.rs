@@ -43,6 +43,11 @@ fn chromium() -> String {
 
 impl Browser {
     pub async fn launch() -> Browser {
+        Self::launch_with(&[]).await
+    }
+
+    /// A browser with extra command-line switches (e.g. `--lang=ru`).
+    pub async fn launch_with(extra: &[&str]) -> Browser {
         let dir =
             std::env::temp_dir().join(format!("parley-chromium-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("profile dir");
@@ -66,6 +71,7 @@ impl Browser {
                 "--auto-select-desktop-capture-source=Entire screen",
                 "--autoplay-policy=no-user-gesture-required",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", dir.display()))
             .arg("about:blank")
             .stdout(Stdio::null())
