@@ -111,6 +111,16 @@ pub enum Cmd {
         #[arg(long, default_value_t = 10)]
         window: u64,
     },
+    /// Full-text search over generated messages (Russian and English),
+    /// each user in `per_user` conversations; p50/p95 of `search` on one node.
+    Search {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 100)]
+        per_user: usize,
+        #[arg(long, default_value_t = 300)]
+        queries: usize,
+    },
     Standard,
     /// Internal: holds a slice of idle sessions for `idle`.
     #[command(hide = true)]

@@ -208,6 +208,11 @@ async fn main() -> std::process::ExitCode {
             duration,
             rate,
         } => env.chaos(sessions, duration, rate).await,
+        Cmd::Search {
+            messages,
+            per_user,
+            queries,
+        } => env.search_bench(messages, per_user, queries).await,
         Cmd::Standard => standard(&mut env).await,
         Cmd::Worker { .. } => Ok(()),
     };

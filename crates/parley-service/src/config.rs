@@ -189,6 +189,10 @@ pub struct LimitsConfig {
     /// Search results per page when none is asked, and the most.
     pub default_search_page: u32,
     pub max_search_page: u32,
+    /// How many of the newest matches of a search are ranked (a common
+    /// word matches a large part of the history; ranking all of it would
+    /// take seconds).
+    pub search_candidates: u32,
     /// Longest reaction emoji (bytes of UTF-8: a flag or a skin-toned
     /// family emoji takes 25 or more).
     pub max_reaction_bytes: usize,
@@ -227,6 +231,7 @@ impl Default for LimitsConfig {
             max_description_chars: 2000,
             default_search_page: 20,
             max_search_page: 100,
+            search_candidates: 500,
             max_reaction_bytes: 32,
             max_reactions_per_message: 50,
         }
@@ -270,6 +275,11 @@ impl LimitsConfig {
                 && (1..=self.max_search_page).contains(&self.default_search_page),
             "limits.max_search_page",
             "must be between 1 and 1000, and limits.default_search_page between 1 and it",
+        )?;
+        check(
+            self.search_candidates >= self.max_search_page && self.search_candidates <= 100_000,
+            "limits.search_candidates",
+            "must be between limits.max_search_page and 100000",
         )?;
         check(
             (4..=256).contains(&self.max_reaction_bytes),

@@ -30,6 +30,7 @@ impl Service {
             to: q.to,
             cursor: q.cursor,
             limit,
+            candidates: self.cfg.limits.search_candidates,
         })
     }
 

@@ -6,6 +6,7 @@ mod batch;
 mod calls;
 mod conversations;
 mod files;
+mod import;
 mod infobases;
 mod messages;
 mod reactions;
@@ -23,6 +24,7 @@ pub use conversations::{
     NewConversation, Viewer,
 };
 pub use files::{FileRefusal, FileRow, NewFile};
+pub use import::ImportedMessage;
 pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
 pub use messages::{
     EventPage, JoinPolicy, LoggedEvent, NewMessageRow, PostOutcome, ReadMarker, StoredEvent,

@@ -31,6 +31,8 @@ pub struct SearchParams {
     pub to: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     pub limit: u32,
+    /// The newest matches that are ranked (by id: UUIDv7, time-ordered).
+    pub candidates: u32,
 }
 
 /// Marks around matched words in `ts_headline`'s output: characters that
@@ -101,16 +103,20 @@ impl Store {
             .join(", ");
         let sql = format!(
             "WITH q AS (SELECT websearch_to_tsquery('russian', translate($1, 'ёЁ', 'еЕ')) AS q),
-             hits AS (
-                 SELECT {cols}, ts_rank_cd(m.search, q.q)::real AS rank, q.q AS tsq
+             candidates AS (
+                 SELECT {cols}, m.search, q.q AS tsq
                  FROM q, messages m
                  WHERE m.search @@ q.q AND NOT m.deleted AND {visible}
                    AND ($3::uuid IS NULL OR m.conversation_id = $3)
                    AND ($4::uuid IS NULL OR m.author_id = $4)
                    AND ($5::timestamptz IS NULL OR m.created_at >= $5)
                    AND ($6::timestamptz IS NULL OR m.created_at < $6)
+                 ORDER BY m.id DESC
+                 LIMIT $12
+             ), hits AS (
+                 SELECT c.*, ts_rank_cd(c.search, c.tsq)::real AS rank FROM candidates c
              )
-             SELECT *, ts_headline('russian', translate(text, 'ёЁ', 'еЕ'), tsq, $10) AS snippet
+             SELECT {MSG_COLUMNS}, rank, ts_headline('russian', translate(text, 'ёЁ', 'еЕ'), tsq, $10) AS snippet
              FROM hits
              WHERE $7::real IS NULL OR (rank, created_at, id) < ($7, $8, $9)
              ORDER BY rank DESC, created_at DESC, id DESC
@@ -130,6 +136,12 @@ impl Store {
             .bind(cursor.map(|c| c.2))
             .bind(options)
             .bind(i64::from(p.limit) + 1)
+            .bind(i64::from(p.candidates))
+            // Planned with this query's words each time (an unnamed
+            // statement): a common word is best found by walking the newest
+            // messages, a rare one through the index; one cached generic
+            // plan would choose the same for both.
+            .persistent(false)
             .fetch_all(&self.pool)
             .await?;
         let more = rows.len() > p.limit as usize;

@@ -4,4 +4,5 @@ mod chaos;
 mod chat;
 mod idle;
 pub(crate) mod load;
+mod search;
 mod storm;
