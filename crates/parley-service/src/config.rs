@@ -231,7 +231,7 @@ impl Default for LimitsConfig {
             max_description_chars: 2000,
             default_search_page: 20,
             max_search_page: 100,
-            search_candidates: 500,
+            search_candidates: 200,
             max_reaction_bytes: 32,
             max_reactions_per_message: 50,
         }

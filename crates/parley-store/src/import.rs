@@ -112,4 +112,14 @@ impl Store {
         tx.commit().await?;
         Ok(msgs.len() as u64)
     }
+
+    /// Refreshes the planner's statistics of the message tables after a
+    /// large import (search chooses its plan by how common each word is;
+    /// autovacuum would get there, later).
+    pub async fn analyze_messages(&self) -> Result<()> {
+        sqlx::query("ANALYZE messages, events")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

@@ -45,8 +45,22 @@ const WORDS: &[&[&str]] = &[
 
 /// Filler that every language has (stop words and small talk).
 const FILLER: &[&str] = &[
-    "please", "check", "today", "the", "and", "for", "пожалуйста", "проверьте", "сегодня",
-    "и", "по", "для", "срочно", "asap", "thanks", "спасибо",
+    "please",
+    "check",
+    "today",
+    "the",
+    "and",
+    "for",
+    "пожалуйста",
+    "проверьте",
+    "сегодня",
+    "и",
+    "по",
+    "для",
+    "срочно",
+    "asap",
+    "thanks",
+    "спасибо",
 ];
 
 /// A small deterministic generator (no extra crate for one scenario).
@@ -134,7 +148,9 @@ impl Env {
                         author: users[(c + n - rng.below(per_user)) % n].0,
                         text: message_text(&mut rng),
                         created_at: start
-                            + chrono::Duration::seconds(((i * n + c) * 31_536_000 / (per_conv * n)) as i64),
+                            + chrono::Duration::seconds(
+                                ((i * n + c) * 31_536_000 / (per_conv * n)) as i64,
+                            ),
                     })
                     .collect();
                 fx.store
@@ -143,8 +159,15 @@ impl Env {
                     .map_err(|e| e.to_string())?;
             }
         }
+        fx.store
+            .analyze_messages()
+            .await
+            .map_err(|e| e.to_string())?;
         let load_s = loaded.elapsed().as_secs_f64();
-        eprintln!("  search: {} messages imported in {load_s:.0} s", per_conv * n);
+        eprintln!(
+            "  search: {} messages imported in {load_s:.0} s",
+            per_conv * n
+        );
         let nodes = self.start(1, 1000, false)?;
         let url = nodes.urls()[0].clone();
         let mut clients = Vec::new();
@@ -190,11 +213,17 @@ impl Env {
         }
         drop(clients);
         drop(nodes);
-        let ms = |h: &Histogram<u64>, q: f64| (h.value_at_quantile(q) as f64 / 10.0).round() / 100.0;
+        let ms =
+            |h: &Histogram<u64>, q: f64| (h.value_at_quantile(q) as f64 / 10.0).round() / 100.0;
         let kinds: serde_json::Map<String, serde_json::Value> = KINDS
             .iter()
             .zip(&by_kind)
-            .map(|(k, h)| ((*k).to_owned(), json!({"p50_ms": ms(h, 0.5), "p95_ms": ms(h, 0.95)})))
+            .map(|(k, h)| {
+                (
+                    (*k).to_owned(),
+                    json!({"p50_ms": ms(h, 0.5), "p95_ms": ms(h, 0.95)}),
+                )
+            })
             .collect();
         self.report.add(
             &self.cli.out,
