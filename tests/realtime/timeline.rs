@@ -105,4 +105,18 @@ async fn membership_changes_and_renames_are_lines_of_the_history() {
     // The line of the infobase's change has no acting user.
     let last = all.last().expect("lines");
     assert_eq!(last.author_id, UserId(uuid::Uuid::nil()));
+    // Lines are not unread news: Alice read nothing since "hello", and
+    // only lines followed it.
+    let page: parley_core::protocol::ConversationPage =
+        p.ca.call(Request::ListConversations {
+            filter: Default::default(),
+        })
+        .await
+        .expect("list");
+    let listed = page
+        .conversations
+        .iter()
+        .find(|c| c.id == g.id)
+        .expect("listed");
+    assert_eq!(listed.unread, Some(0), "{listed:?}");
 }

@@ -762,7 +762,9 @@ impl Store {
 const UNREAD: &str = "(SELECT count(*) FROM messages um
       WHERE um.conversation_id = c.id AND um.seq > m.read_seq AND NOT um.deleted
         AND um.author_id <> m.user_id
-        AND (um.recipients IS NULL OR m.user_id = ANY(um.recipients)))";
+        AND (um.recipients IS NULL OR m.user_id = ANY(um.recipients))
+        -- Lines of the timeline (membership, renames) are not news to read.
+        AND NOT (um.kind = 'system' AND um.data ?| array['member', 'conversation']))";
 
 /// Unread messages naming the member ($user of `m`) in their mentions.
 const UNREAD_MENTIONS: &str = "(SELECT count(*) FROM messages um

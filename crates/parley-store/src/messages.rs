@@ -829,7 +829,8 @@ impl Store {
         let unread: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM messages
              WHERE conversation_id = $1 AND seq > $3 AND NOT deleted AND author_id <> $2
-               AND (recipients IS NULL OR $2 = ANY(recipients))",
+               AND (recipients IS NULL OR $2 = ANY(recipients))
+               AND NOT (kind = 'system' AND data ?| array['member', 'conversation'])",
         )
         .bind(conversation.0)
         .bind(user.0)
