@@ -545,31 +545,27 @@ async fn a_picture_is_an_image_of_the_conversation(kind: StorageKind) {
     let c = ctx(kind, |_| {}).await;
     let app = c.env.app().await;
     let path = format!("/v1/infobases/{}/conversations/{}", c.ib.id, c.conv);
+    let auth = c.ib.auth();
+    let patch = |picture: Value| {
+        call(
+            &app,
+            "PATCH",
+            &path,
+            &auth,
+            json_body(json!({ "picture": picture })),
+        )
+    };
     let text = c
         .upload(&app, "notes.txt", "text/plain", b"not an image")
         .await
         .expect("upload");
-    let r = call(
-        &app,
-        "PATCH",
-        &path,
-        &c.ib.auth(),
-        json_body(json!({"picture": text})),
-    )
-    .await;
+    let r = patch(json!(text)).await;
     r.expect_error(400, "invalid");
     let png = c
         .upload(&app, "logo.png", "image/png", b"\x89PNG fake")
         .await
         .expect("upload");
-    let r = call(
-        &app,
-        "PATCH",
-        &path,
-        &c.ib.auth(),
-        json_body(json!({"picture": png})),
-    )
-    .await;
+    let r = patch(json!(png)).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.body["picture"], png.as_str());
     assert_eq!(r.body["title"], "docs", "the title stays");
@@ -579,14 +575,7 @@ async fn a_picture_is_an_image_of_the_conversation(kind: StorageKind) {
     assert_eq!(download(&app, &png, &c.eve, None).await.0, 403);
     // Used once: the same file cannot be attached to a message now.
     assert_eq!(c.attach(&app, &[&png]).await.status, 400);
-    let r = call(
-        &app,
-        "PATCH",
-        &path,
-        &c.ib.auth(),
-        json_body(json!({"picture": null})),
-    )
-    .await;
+    let r = patch(json!(null)).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.get("picture").is_none(), "{r:?}");
 }

@@ -58,21 +58,12 @@ async fn ended(c: &Client, id: CallId) -> Outcome {
 
 /// The system message the call left in the history.
 async fn record(c: &Client, conv: ConversationId, id: CallId) -> Value {
-    let page: MessagePage = c
-        .call(Request::History {
-            conversation_id: conv,
-            before: None,
-            after: None,
-            limit: None,
-        })
-        .await
-        .expect("history");
-    let m = page
-        .messages
+    let messages = history(c, conv).await;
+    let m = messages
         .iter()
         .rev()
         .find(|m| m.kind == MessageKind::System)
-        .unwrap_or_else(|| panic!("no system message: {page:?}"));
+        .unwrap_or_else(|| panic!("no system message: {messages:?}"));
     let rec = m.data.as_ref().expect("data")["call"].clone();
     assert_eq!(rec["call_id"], json!(id), "{rec}");
     rec

@@ -100,20 +100,8 @@ async fn a_forward_carries_its_origin_and_only_what_the_sender_reads() {
     // Carol reads the copy in history, origin included.
     let tc = token(&app, &p.a, &carol.to_string()).await;
     let cc = client(&p.server, &tc).await;
-    let page: MessagePage = cc
-        .call(Request::History {
-            conversation_id: other.id,
-            before: None,
-            after: None,
-            limit: None,
-        })
-        .await
-        .expect("history");
-    let seen = page
-        .messages
-        .iter()
-        .find(|m| m.id == copy.id)
-        .expect("the copy");
+    let messages = history(&cc, other.id).await;
+    let seen = messages.iter().find(|m| m.id == copy.id).expect("the copy");
     assert_eq!(seen.forwarded.as_ref().map(|o| o.author_id), Some(p.bob));
 }
 

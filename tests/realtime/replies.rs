@@ -67,20 +67,8 @@ async fn replies_show_their_original_and_mentions_are_counted() {
         })
         .await
         .expect("delete");
-    let page: MessagePage =
-        p.cb.call(Request::History {
-            conversation_id: g.id,
-            before: None,
-            after: None,
-            limit: None,
-        })
-        .await
-        .expect("history");
-    let r = page
-        .messages
-        .iter()
-        .find(|m| m.id == reply.id)
-        .expect("reply");
+    let messages = history(&p.cb, g.id).await;
+    let r = messages.iter().find(|m| m.id == reply.id).expect("reply");
     let pv = r.reply_to.clone().expect("preview");
     assert!(pv.deleted && pv.text.is_empty(), "{pv:?}");
 

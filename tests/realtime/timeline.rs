@@ -3,19 +3,6 @@
 
 use crate::*;
 
-async fn history(c: &Client, conv: ConversationId) -> Vec<Message> {
-    let page: MessagePage = c
-        .call(Request::History {
-            conversation_id: conv,
-            before: None,
-            after: None,
-            limit: None,
-        })
-        .await
-        .expect("history");
-    page.messages
-}
-
 #[actix_web::test]
 async fn membership_changes_and_renames_are_lines_of_the_history() {
     let p = pair().await;

@@ -3,7 +3,7 @@
 
 use crate::{client, email, register, sibling, token, user, Ib, TestEnv, TestServer};
 use parley_client::{Client, Options};
-use parley_core::protocol::{Conversation, Event, Message, NewMessage, Request};
+use parley_core::protocol::{Conversation, Event, Message, MessagePage, NewMessage, Request};
 use parley_core::{ConversationId, UserId};
 use std::time::Duration;
 
@@ -149,4 +149,18 @@ pub async fn receive_exactly(
     let sentinel = send(sender, conv, text("sentinel")).await;
     let next = collect(c, conv, 1).await;
     assert_eq!(next[0].id, sentinel.id, "nothing delivered twice");
+}
+
+/// The first page of a conversation's history as `c` sees it.
+pub async fn history(c: &Client, conv: ConversationId) -> Vec<Message> {
+    let page: MessagePage = c
+        .call(Request::History {
+            conversation_id: conv,
+            before: None,
+            after: None,
+            limit: None,
+        })
+        .await
+        .expect("history");
+    page.messages
 }

@@ -554,8 +554,15 @@ impl Session {
     {
         let overflow = Arc::clone(&self.overflow);
         let limit = Duration::from_secs(self.st.ws.heartbeat_timeout_secs);
+        let mut write = op(&mut self.ws);
+        // Usually the frame goes straight into the connection's queue: no
+        // timer and no overflow watch for that (one of each per delivery
+        // cost more than the write itself at a few thousand frames a second).
+        if let Some(r) = futures_util::FutureExt::now_or_never(&mut write) {
+            return r.map_err(|_| Stop::new(close::NORMAL, "connection closed"));
+        }
         tokio::select! {
-            r = op(&mut self.ws) => r.map_err(|_| Stop::new(close::NORMAL, "connection closed")),
+            r = write => r.map_err(|_| Stop::new(close::NORMAL, "connection closed")),
             _ = overflow.wait() => Err(kicked(&overflow)),
             _ = tokio::time::sleep(limit) => Err(Stop::new(close::IDLE, "the client does not read")),
         }
