@@ -849,3 +849,73 @@ async fn the_interface_speaks_the_browsers_language_russian_or_english() {
         );
     }
 }
+
+/// A 1×1 PNG.
+const PIXEL_PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+
+#[actix_web::test]
+async fn an_image_shows_inline_and_a_message_forwards_to_a_dialog() {
+    let Two {
+        env, bob, ta, tb, ..
+    } = two("webimage", "Pictures").await;
+    let server = env.server().await;
+    let base = format!("http://{}", server.addr);
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(PIXEL_PNG)
+        .expect("png");
+    let path = std::env::temp_dir().join(format!("pixel-{}.png", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, &png).expect("file");
+    let browser = Browser::launch_with(&["--lang=en"]).await;
+    let a = browser.tab(&format!("{base}/#token={ta}")).await;
+    let b = browser.tab(&format!("{base}/#token={tb}")).await;
+    for t in [&a, &b] {
+        live_with_group(t).await;
+        t.eval("document.querySelector('#conversations button').click()")
+            .await;
+        t.wait("open", "!document.getElementById('composer').hidden")
+            .await;
+    }
+    a.set_file("#file", &path).await;
+    a.eval("document.getElementById('text').value = 'the logo'; document.getElementById('composer').requestSubmit()").await;
+    b.wait(
+        "the image, loaded inline",
+        "[...document.querySelectorAll('#messages img.inline-image')].some(i => i.complete && i.naturalWidth === 1)",
+    )
+    .await;
+    // Alice opens a dialog with Bob, goes back and forwards the image
+    // message there; Bob sees it in the dialog with its origin.
+    a.eval(&format!("document.getElementById('dialog-user').value = '{bob}'; document.getElementById('new-dialog').requestSubmit()")).await;
+    a.wait(
+        "the dialog",
+        "document.getElementById('conv-title').textContent.startsWith('Dialog')",
+    )
+    .await;
+    a.eval("[...document.querySelectorAll('#conversations button')].find(x => x.textContent.startsWith('Pictures')).click()").await;
+    a.wait(
+        "the group again",
+        "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'the logo')",
+    )
+    .await;
+    a.eval("[...document.querySelectorAll('#messages li')].find(li => (li.querySelector('.text') || {}).textContent === 'the logo').querySelector('button.forward').click()").await;
+    a.wait(
+        "the forward dialog",
+        "document.getElementById('forward-dialog').open",
+    )
+    .await;
+    a.eval("{ const s = document.getElementById('forward-to'); s.value = [...s.options].find(o => o.textContent.startsWith('Dialog')).value; document.getElementById('forward-go').click(); }").await;
+    b.wait(
+        "the dialog listed",
+        "[...document.querySelectorAll('#conversations button')].some(x => x.textContent.startsWith('Dialog'))",
+    )
+    .await;
+    b.eval("[...document.querySelectorAll('#conversations button')].find(x => x.textContent.startsWith('Dialog')).click()").await;
+    b.wait(
+        "the forwarded image",
+        "[...document.querySelectorAll('#messages li')].some(li => (li.querySelector('.forwarded') || {}).textContent === 'Forwarded from alice in “Pictures”' && li.querySelector('img.inline-image'))",
+    )
+    .await;
+    let _ = std::fs::remove_file(path);
+    assert!(a.errors().is_empty(), "console errors: {:?}", a.errors());
+    assert!(b.errors().is_empty(), "console errors: {:?}", b.errors());
+}

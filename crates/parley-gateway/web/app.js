@@ -550,9 +550,12 @@
     renderList();
   }
 
+  const NIL = "00000000-0000-0000-0000-000000000000";
+
   // Names of users, fetched once per user.
   async function ensureNames(ids) {
-    const missing = [...new Set(ids)].filter((id) => id && !state.names.has(id));
+    // The nil UUID authors the lines of changes the application made.
+    const missing = [...new Set(ids)].filter((id) => id && id !== NIL && !state.names.has(id));
     if (!missing.length) return;
     for (const id of missing) state.names.set(id, null);
     const r = await request("users.get", { user_ids: missing }).catch(() => null);
