@@ -9,6 +9,7 @@ mod chatting;
 mod contexts;
 mod events;
 mod forwarding;
+mod hooks;
 mod lists;
 mod outage;
 mod ownership;

@@ -1,7 +1,7 @@
 //! JSON bodies of the REST API (`/v1/...`). Requests refuse unknown fields so
 //! a typo in an integration is an error, not a silently ignored value.
 
-use crate::{InfobaseId, SubscriberId, TokenId, UserId};
+use crate::{ConversationId, HookId, InfobaseId, SubscriberId, TokenId, UserId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -202,4 +202,58 @@ pub struct Upload {
 pub struct FileCreated {
     pub file: crate::protocol::FileInfo,
     pub upload: Upload,
+}
+
+/// `POST /v1/infobases/{id}/incoming-webhooks`
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewHookBody {
+    /// Where its messages go (a conversation the infobase may post in).
+    pub conversation_id: ConversationId,
+    /// The author of its messages: a bot user of this infobase.
+    pub author_id: UserId,
+    /// What it is for (shown in the list), optional.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// An incoming webhook as its infobase sees it (never its token).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct IncomingHook {
+    pub id: HookId,
+    pub conversation_id: ConversationId,
+    pub author_id: UserId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+/// A created webhook: the token and URL are shown this once.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HookCreated {
+    pub webhook: IncomingHook,
+    /// `phk_…`; only its hash is kept.
+    pub token: String,
+    /// Path to POST messages to (`{"text", "data"}`), relative to the server.
+    pub url: String,
+}
+
+/// `GET /v1/infobases/{id}/incoming-webhooks`
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct HookList {
+    pub webhooks: Vec<IncomingHook>,
+}
+
+/// `POST /v1/hooks/{token}`: what a webhook may post.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookMessage {
+    #[serde(default)]
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+    /// A retry with the same key posts nothing new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }

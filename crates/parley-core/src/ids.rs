@@ -80,3 +80,7 @@ typed_id!(
     /// A file (attachment).
     FileId
 );
+typed_id!(
+    /// An incoming webhook of an infobase.
+    HookId
+);

@@ -13,5 +13,6 @@ pub mod validate;
 pub use actor::{InfobaseActor, UserActor};
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{
-    CallId, ConversationId, FileId, InfobaseId, MessageId, SessionId, SubscriberId, TokenId, UserId,
+    CallId, ConversationId, FileId, HookId, InfobaseId, MessageId, SessionId, SubscriberId,
+    TokenId, UserId,
 };

@@ -18,7 +18,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App};
 use error::ApiError;
 use parley_core::ErrorCode;
-use routes::{conversations, files, health, infobases, me, registration, web as webui};
+use routes::{conversations, files, health, hooks, infobases, me, registration, web as webui};
 use tracing::Instrument;
 
 /// Path of the OpenAPI document.
@@ -149,6 +149,16 @@ pub fn app(
             resource("/v1/infobases/{infobase_id}/action-invocations")
                 .route(web::get().to(conversations::action_invocations)),
         )
+        .service(
+            resource("/v1/infobases/{infobase_id}/incoming-webhooks")
+                .route(web::post().to(hooks::create))
+                .route(web::get().to(hooks::list)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/incoming-webhooks/{hook_id}")
+                .route(web::delete().to(hooks::revoke)),
+        )
+        .service(resource("/v1/hooks/{token}").route(web::post().to(hooks::post)))
         .service(resource("/v1/files").route(web::post().to(files::create)))
         .service(
             resource("/v1/files/{file_id}")
@@ -174,12 +184,17 @@ pub fn app(
         .default_service(web::to(error::no_route))
         .wrap_fn(|req, srv| {
             let request_id = uuid::Uuid::new_v4().simple().to_string();
-            // The path only: query strings may carry secrets.
+            // The path only: query strings may carry secrets; so does an
+            // incoming webhook's path (its token), which is cut off.
+            let path = match req.path().strip_prefix("/v1/hooks/") {
+                Some(_) => "/v1/hooks/…",
+                None => req.path(),
+            };
             let span = tracing::info_span!(
                 "request",
                 id = %&request_id[..12],
                 method = %req.method(),
-                path = %req.path(),
+                path = %path,
             );
             let fut = srv.call(req);
             async move {

@@ -1,6 +1,6 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{conversations, files, health, infobases, me, registration};
+use crate::routes::{conversations, files, health, hooks, infobases, me, registration};
 use parley_core::{api, protocol};
 use parley_core::{ErrorBody, ErrorCode};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -46,6 +46,7 @@ impl Modify for Security {
         conversations::add_members, conversations::remove_member, conversations::post_message,
         conversations::history, conversations::delete_message, conversations::presence, conversations::notify, conversations::search,
         conversations::action_invocations, conversations::update,
+        hooks::create, hooks::list, hooks::revoke, hooks::post,
         files::create, files::upload, files::complete, files::link, files::info, files::download, files::delete,
     ),
     components(schemas(
@@ -62,6 +63,7 @@ impl Modify for Security {
         api::WsTicket, api::FileLink, protocol::SearchPage, protocol::SearchHit, protocol::SearchQuery,
         protocol::ActionInvocation, protocol::ActionChoice, protocol::InvocationPage,
         conversations::UpdateConversation,
+        api::NewHookBody, api::IncomingHook, api::HookCreated, api::HookList, api::HookMessage,
     )),
     modifiers(&Security),
 )]

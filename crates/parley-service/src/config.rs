@@ -178,6 +178,10 @@ pub struct LimitsConfig {
     /// Messages one user may post per minute (on each node; WebSocket and
     /// REST posts as the user alike), a full minute's worth at once.
     pub messages_per_minute: u32,
+    /// Messages one incoming webhook may post per minute (on each node).
+    pub hook_messages_per_minute: u32,
+    /// Live (not revoked) incoming webhooks one infobase may have.
+    pub max_incoming_webhooks: u32,
     /// Users (not deleted) one infobase may have.
     pub max_users_per_infobase: u64,
     /// Live (unexpired, unrevoked) session tokens one infobase may hold.
@@ -225,6 +229,8 @@ impl Default for LimitsConfig {
             max_file_name_chars: 255,
             max_content_type_chars: 255,
             messages_per_minute: 600,
+            hook_messages_per_minute: 60,
+            max_incoming_webhooks: 100,
             max_users_per_infobase: 100_000,
             max_live_tokens_per_infobase: 200_000,
             max_search_query_chars: 256,
@@ -258,6 +264,16 @@ impl LimitsConfig {
         check(
             self.messages_per_minute >= 1,
             "limits.messages_per_minute",
+            "must be at least 1",
+        )?;
+        check(
+            self.hook_messages_per_minute >= 1,
+            "limits.hook_messages_per_minute",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_incoming_webhooks >= 1,
+            "limits.max_incoming_webhooks",
             "must be at least 1",
         )?;
         check(

@@ -22,6 +22,7 @@ mod conversations;
 mod fanout;
 mod files;
 mod health;
+mod hooks;
 mod infobases;
 mod messages;
 mod metrics;

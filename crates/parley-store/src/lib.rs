@@ -6,6 +6,7 @@ mod batch;
 mod calls;
 mod conversations;
 mod files;
+mod hooks;
 mod import;
 mod infobases;
 mod messages;
@@ -24,6 +25,7 @@ pub use conversations::{
     NewConversation, Viewer,
 };
 pub use files::{FileRefusal, FileRow, NewFile};
+pub use hooks::{HookRow, HookTarget, NewHook};
 pub use import::ImportedMessage;
 pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
 pub use messages::{
