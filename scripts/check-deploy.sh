@@ -45,11 +45,13 @@ nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 "$nginx_bin" -q -p "$d" -c "$d/nginx.conf" -g 'daemon on;'
 curl -ks -o /dev/null "https://127.0.0.1:$port/ws?ticket=pwt_SECRET_TICKET" || true
 curl -ks -o /dev/null "https://127.0.0.1:$port/v1/files/x/content?link=SECRET_LINK" || true
+curl -ks -o /dev/null -X POST "https://127.0.0.1:$port/v1/hooks/phk_SECRET_HOOK" || true
 kill "$(cat "$d/nginx.pid")" 2>/dev/null || true
 for _ in $(seq 50); do [ -e "$d/nginx.pid" ] || break; sleep 0.1; done
 grep -q ' /ws ' "$d/access.log" || { cat "$d/access.log"; die "the access log lacks the request"; }
 if grep -q SECRET "$d/access.log"; then
     cat "$d/access.log"
-    die "the nginx access log records query strings"
+    die "the nginx access log records query strings or webhook tokens"
 fi
-log "deploy/nginx/templates/parley.conf.template: access log without query strings"
+grep -q ' /v1/hooks/- ' "$d/access.log" || { cat "$d/access.log"; die "the access log lacks the webhook request"; }
+log "deploy/nginx/templates/parley.conf.template: access log without query strings or webhook tokens"
