@@ -4,6 +4,7 @@
 mod access;
 mod actions;
 mod batching;
+mod bots;
 mod calls;
 mod chatting;
 mod contexts;
