@@ -62,6 +62,8 @@ log "cargo test"
 # The cluster tests run the real binary: build it first (cargo test builds
 # only test harnesses of binaries).
 cargo build -p parley-server --bin parley
+# The bot test runs the client's example bot (examples/approval_bot.rs).
+cargo build -p parley-client --examples
 cargo test --workspace --all-targets
 
 log "web client screenshots in $PARLEY_ARTIFACTS"

@@ -5,18 +5,20 @@
 use crate::*;
 use std::process::{Command, Stdio};
 
-/// The example's binary, next to this test's (`cargo test --all-targets`
-/// builds examples with the tests).
+/// The example's binary, in the same target directory as this test.
 fn example(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary");
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target dir");
+    // Built by `cargo build -p parley-client --examples` (scripts/test.sh);
+    // `cargo test` alone builds examples under hashed names, as test
+    // harnesses, which cannot stand in for the program.
     let path = dir.join("examples").join(name);
     assert!(
         path.exists(),
-        "{} is missing: build it with `cargo build -p parley-client --examples` (CI builds all targets)",
+        "{} is missing: build it with `cargo build -p parley-client --examples` (scripts/test.sh does)",
         path.display()
     );
     path
