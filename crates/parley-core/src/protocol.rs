@@ -199,6 +199,41 @@ pub struct Message {
     pub forwarded: Option<ForwardOrigin>,
 }
 
+impl Message {
+    /// A message with only these set: no data, buttons, recipients, files,
+    /// reactions, reply, mentions or origin; not edited, not deleted.
+    pub fn plain(
+        id: MessageId,
+        conversation_id: ConversationId,
+        seq: i64,
+        author_id: UserId,
+        text: String,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Message {
+            id,
+            conversation_id,
+            seq,
+            author_id,
+            text,
+            data: None,
+            actions: Vec::new(),
+            recipients: None,
+            attachments: Vec::new(),
+            created_at,
+            edited_at: None,
+            deleted: false,
+            kind: MessageKind::Text,
+            reactions: Vec::new(),
+            reply_to: None,
+            mentions: Vec::new(),
+            chosen: None,
+            mention_all: false,
+            forwarded: None,
+        }
+    }
+}
+
 /// The origin of a forwarded message: the first message of a chain of
 /// forwards, whoever forwarded it since.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

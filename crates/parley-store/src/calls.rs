@@ -182,27 +182,16 @@ async fn system_message(
     .fetch_optional(&mut **tx)
     .await?
     .ok_or(StoreError::NotFound("conversation"))?;
-    let message = Message {
-        id: MessageId(Uuid::now_v7()),
-        conversation_id: conversation,
+    let mut message = Message::plain(
+        MessageId(Uuid::now_v7()),
+        conversation,
         seq,
-        author_id: author,
-        text: String::new(),
-        data: Some(data),
-        actions: Vec::new(),
-        recipients: None,
-        attachments: Vec::new(),
-        created_at: Utc::now(),
-        edited_at: None,
-        deleted: false,
-        kind: MessageKind::System,
-        reactions: Vec::new(),
-        reply_to: None,
-        mentions: Vec::new(),
-        chosen: None,
-        mention_all: false,
-        forwarded: None,
-    };
+        author,
+        String::new(),
+        Utc::now(),
+    );
+    message.data = Some(data);
+    message.kind = MessageKind::System;
     let event = Event::MessageCreated {
         conversation_id: conversation,
         seq,

@@ -236,7 +236,7 @@ pub(crate) async fn timeline_line(
 }
 
 /// The `data` of a membership line: `change` is added, removed or left.
-fn member_line(change: &str, user: UserId, by: ChangedBy) -> serde_json::Value {
+pub(crate) fn member_line(change: &str, user: UserId, by: ChangedBy) -> serde_json::Value {
     let mut member = serde_json::json!({ "change": change, "user_id": user });
     if let Some(b) = by.0 {
         member["by"] = serde_json::json!(b);

@@ -5,7 +5,7 @@
 
 use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
-use parley_core::protocol::{Event, Message, MessageKind};
+use parley_core::protocol::{Event, Message};
 use parley_core::{ConversationId, MessageId, UserId};
 use uuid::Uuid;
 
@@ -55,27 +55,14 @@ impl Store {
                 m.created_at.timestamp_subsec_nanos(),
             );
             let id = MessageId(Uuid::new_v7(ts));
-            let message = Message {
+            let message = Message::plain(
                 id,
-                conversation_id: conversation,
+                conversation,
                 seq,
-                author_id: m.author,
-                text: m.text.clone(),
-                data: None,
-                actions: Vec::new(),
-                recipients: None,
-                attachments: Vec::new(),
-                created_at: m.created_at,
-                edited_at: None,
-                deleted: false,
-                kind: MessageKind::Text,
-                reactions: Vec::new(),
-                reply_to: None,
-                mentions: Vec::new(),
-                chosen: None,
-                mention_all: false,
-                forwarded: None,
-            };
+                m.author,
+                m.text.clone(),
+                m.created_at,
+            );
             let body = serde_json::to_string(&Event::MessageCreated {
                 conversation_id: conversation,
                 seq,

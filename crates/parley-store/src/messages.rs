@@ -279,25 +279,20 @@ impl NewMessageRow {
         attachments: Vec<Attachment>,
     ) -> Message {
         Message {
-            id,
-            conversation_id: conversation,
-            seq: 0,
-            author_id: self.author,
-            text: self.text.clone(),
             data: self.data.clone(),
             actions: self.actions.clone(),
             recipients: self.recipients.clone(),
             attachments,
-            created_at: chrono::Utc::now(),
-            edited_at: None,
-            deleted: false,
-            kind: MessageKind::Text,
-            reactions: Vec::new(),
-            reply_to: None,
             mentions: self.mentions.clone(),
-            chosen: None,
             mention_all: self.mention_all,
-            forwarded: None,
+            ..Message::plain(
+                id,
+                conversation,
+                0,
+                self.author,
+                self.text.clone(),
+                chrono::Utc::now(),
+            )
         }
     }
 }

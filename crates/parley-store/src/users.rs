@@ -286,9 +286,9 @@ impl Store {
                 by: None,
             })
             .await?;
-            let line = serde_json::json!({ "member": { "change": "removed", "user_id": id } });
-            crate::conversations::timeline_line(&mut tx, conv, ev.seq, ChangedBy(None), line)
-                .await?;
+            let by = ChangedBy(None);
+            let line = crate::conversations::member_line("removed", id, by);
+            crate::conversations::timeline_line(&mut tx, conv, ev.seq, by, line).await?;
             let members = members_tx(&mut tx, conv).await?;
             out.push(Committed {
                 events: vec![ev],
