@@ -28,16 +28,7 @@ fn example(name: &str) -> std::path::PathBuf {
 async fn the_example_bot_asks_with_buttons_and_answers_the_click() {
     let p = pair().await;
     let app = p.env.app().await;
-    let r = call(
-        &app,
-        "POST",
-        &format!("/v1/infobases/{}/users", p.a.id),
-        &p.a.auth(),
-        json_body(json!({"external_id": "approver-bot", "name": "Approver", "bot": true})),
-    )
-    .await;
-    assert!(r.status == 201 || r.status == 200, "{r:?}");
-    let bot = r.body["user"]["id"].as_str().expect("bot").to_owned();
+    let bot = bot_user(&app, &p.a, "approver-bot", "Approver").await;
     let bot_token = token(&app, &p.a, &bot).await;
     let g = group(&p.ca, "invoices", &[p.bob, uid(&bot)]).await;
     let child = Command::new(example("approval_bot"))

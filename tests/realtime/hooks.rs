@@ -8,16 +8,7 @@ async fn an_incoming_webhook_posts_as_its_bot_until_revoked() {
     let p = pair_with(|c| c.limits.hook_messages_per_minute = 3).await;
     let app = p.env.app().await;
     let g = group(&p.ca, "builds", &[p.bob]).await;
-    let r = call(
-        &app,
-        "POST",
-        &format!("/v1/infobases/{}/users", p.a.id),
-        &p.a.auth(),
-        json_body(json!({"external_id": "ci", "name": "CI", "bot": true})),
-    )
-    .await;
-    assert!(r.status == 201 || r.status == 200, "{r:?}");
-    let bot = r.body["user"]["id"].as_str().expect("bot").to_owned();
+    let bot = bot_user(&app, &p.a, "ci", "CI").await;
     let hooks = format!("/v1/infobases/{}/incoming-webhooks", p.a.id);
 
     // A person is not a webhook's author; another infobase does not make

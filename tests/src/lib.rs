@@ -433,6 +433,24 @@ where
     r.body["user"]["id"].as_str().expect("user id").to_owned()
 }
 
+/// A bot user (`"bot": true`) of the infobase; its id.
+pub async fn bot_user<S, B>(app: &S, ib: &Ib, external_id: &str, name: &str) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let r = call(
+        app,
+        "POST",
+        &format!("/v1/infobases/{}/users", ib.id),
+        &ib.auth(),
+        json_body(json!({ "external_id": external_id, "name": name, "bot": true })),
+    )
+    .await;
+    assert!(r.status == 201 || r.status == 200, "{r:?}");
+    r.body["user"]["id"].as_str().expect("bot id").to_owned()
+}
+
 /// A real HTTP/WebSocket server on a loopback port, sharing the test's
 /// state (so REST calls through [`TestEnv::app`] reach its sessions).
 pub struct TestServer {

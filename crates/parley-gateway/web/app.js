@@ -657,7 +657,7 @@
     $("add-member").hidden = true;
     const img = $("conv-picture");
     img.hidden = true;
-    if (c && c.picture) fileLink(c.picture).then((u) => { img.src = u; img.hidden = false; }).catch(() => {});
+    if (c && c.picture) fileLink(c.picture, true).then((u) => { img.src = u; img.hidden = false; }).catch(() => {});
   }
 
   async function olderHistory() {
@@ -792,30 +792,30 @@
       .catch((e) => setStatus(e.message));
   }
 
-  // A short-lived signed link for a file (no token in URLs); streamed
-  // through Parley so that the page's own origin serves it.
-  async function fileLink(id) {
+  // A short-lived signed link for a file (no token in URLs). `inline`:
+  // streamed through Parley, so that the page's own origin serves it.
+  async function fileLink(id, inline) {
     const r = await fetch(`/v1/files/${id}/link`, { method: "POST", headers: { authorization: `Bearer ${state.token}` } });
     if (!r.ok) throw new Error(`file: HTTP ${r.status}`);
     const url = (await r.json()).url;
-    return url + (url.includes("?") ? "&" : "?") + "redirect=false";
+    return inline ? url + (url.includes("?") ? "&" : "?") + "redirect=false" : url;
   }
 
   function attachmentView(a) {
     const box = el("div", "file");
     if (String(a.content_type || "").startsWith("image/")) {
       const img = el("img", "inline-image"); img.alt = a.name; img.loading = "lazy";
-      fileLink(a.id).then((u) => { img.src = u; }).catch(() => { img.remove(); });
+      fileLink(a.id, true).then((u) => { img.src = u; }).catch(() => { img.remove(); });
       box.append(img);
     }
     const link = el("a", "attachment", t("msg.file", { name: a.name, size: sizeText(a.size) }));
     link.href = "#"; link.dataset.fileId = a.id; link.download = a.name;
     link.onclick = async (ev) => {
       ev.preventDefault();
-      const r = await fetch(`/v1/files/${a.id}/link`, { method: "POST", headers: { authorization: `Bearer ${state.token}` } });
-      if (!r.ok) { setStatus(`file: HTTP ${r.status}`); return; }
+      const url = await fileLink(a.id, false).catch((e) => { setStatus(e.message); return null; });
+      if (!url) return;
       const go = document.createElement("a");
-      go.href = (await r.json()).url; go.download = a.name;
+      go.href = url; go.download = a.name;
       document.body.append(go); go.click(); go.remove();
     };
     box.append(link);
