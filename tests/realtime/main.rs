@@ -9,6 +9,7 @@ mod calls;
 mod chatting;
 mod contexts;
 mod events;
+mod feed;
 mod forwarding;
 mod hooks;
 mod lists;

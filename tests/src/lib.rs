@@ -117,6 +117,7 @@ impl TestEnv {
             mailer: Mailer::new(&cfg.mail).expect("mailer"),
             bus: Arc::clone(&bus) as Arc<dyn parley_bus::Bus>,
             files: parley_files::open(&cfg.files).await.expect("files"),
+            outbound: parley_service::outbound_for(&cfg.webhooks).expect("outbound"),
         };
         parley_server::metrics_handle();
         let svc = Arc::new(ChatService::new(parts, parley_server::service_config(&cfg)));
@@ -124,6 +125,7 @@ impl TestEnv {
         // purge and sweep).
         svc.start_recovery();
         svc.start_call_sweeper();
+        svc.start_feed();
         let state = parley_server::app_state_for(&cfg, svc);
         let db = PgPoolOptions::new()
             .max_connections(2)

@@ -71,6 +71,25 @@ pub fn sign(key: &[u8], parts: &[&str]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// The `X-Parley-Signature` of a webhook delivery: `v1=` and the hex of
+/// HMAC-SHA256 over `timestamp.body` under the endpoint's secret (the form
+/// receivers recompute; docs/integrations.md).
+pub fn webhook_signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    #[allow(clippy::expect_used)]
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let sig = mac.finalize().into_bytes();
+    let mut out = String::with_capacity(3 + 2 * sig.len());
+    out.push_str("v1=");
+    for b in sig {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 /// The TURN REST API credential (coturn `use-auth-secret`):
 /// base64(HMAC-SHA1(secret, username)), standard alphabet with padding.
 pub fn turn_credential(secret: &[u8], username: &str) -> String {

@@ -48,6 +48,7 @@ error_codes! {
     NotFound => ("not_found", 404, "No such resource (or route)."),
     MethodNotAllowed => ("method_not_allowed", 405, "The route exists but not with this HTTP method."),
     Conflict => ("conflict", 409, "The request conflicts with the current state."),
+    CursorExpired => ("cursor_expired", 410, "The feed cursor is older than the feed's retention (feed.retention_hours): events after it are gone; resync from history and start again without `after`."),
     RateLimited => ("rate_limited", 429, "Too many requests; retry after the number of seconds in `Retry-After`."),
     Unavailable => ("unavailable", 503, "A component the request needs (database, mail) is not reachable; retry later."),
     Internal => ("internal", 500, "An unexpected server fault; it is logged with the request id."),

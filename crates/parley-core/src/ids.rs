@@ -84,3 +84,7 @@ typed_id!(
     /// An incoming webhook of an infobase.
     HookId
 );
+typed_id!(
+    /// An endpoint an infobase registered for signed (outgoing) webhooks.
+    WebhookId
+);

@@ -6,6 +6,7 @@ pub mod api;
 pub mod calls;
 pub mod crypto;
 pub mod error;
+pub mod feed;
 pub mod ids;
 pub mod protocol;
 pub mod validate;
@@ -14,5 +15,5 @@ pub use actor::{InfobaseActor, UserActor};
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{
     CallId, ConversationId, FileId, HookId, InfobaseId, MessageId, SessionId, SubscriberId,
-    TokenId, UserId,
+    TokenId, UserId, WebhookId,
 };

@@ -18,7 +18,9 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App};
 use error::ApiError;
 use parley_core::ErrorCode;
-use routes::{conversations, files, health, hooks, infobases, me, registration, web as webui};
+use routes::{
+    conversations, feed, files, health, hooks, infobases, me, registration, web as webui, webhooks,
+};
 use tracing::Instrument;
 
 /// Path of the OpenAPI document.
@@ -159,6 +161,30 @@ pub fn app(
                 .route(web::delete().to(hooks::revoke)),
         )
         .service(resource("/v1/hooks/{token}").route(web::post().to(hooks::post)))
+        .service(resource("/v1/infobases/{infobase_id}/events").route(web::get().to(feed::events)))
+        .service(
+            resource("/v1/infobases/{infobase_id}/feed-settings")
+                .route(web::get().to(feed::settings))
+                .route(web::put().to(feed::set_settings)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/webhooks")
+                .route(web::post().to(webhooks::create))
+                .route(web::get().to(webhooks::list)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/webhooks/{webhook_id}")
+                .route(web::patch().to(webhooks::change))
+                .route(web::delete().to(webhooks::delete)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/webhooks/{webhook_id}/rotate-secret")
+                .route(web::post().to(webhooks::rotate)),
+        )
+        .service(
+            resource("/v1/infobases/{infobase_id}/webhooks/{webhook_id}/deliveries")
+                .route(web::get().to(webhooks::deliveries)),
+        )
         .service(resource("/v1/files").route(web::post().to(files::create)))
         .service(
             resource("/v1/files/{file_id}")

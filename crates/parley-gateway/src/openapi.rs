@@ -1,7 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use crate::routes::{conversations, files, health, hooks, infobases, me, registration};
-use parley_core::{api, protocol};
+use crate::routes::{
+    conversations, feed as feed_routes, files, health, hooks, infobases, me, registration, webhooks,
+};
+use parley_core::{api, feed, protocol};
 use parley_core::{ErrorBody, ErrorCode};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -47,6 +49,8 @@ impl Modify for Security {
         conversations::history, conversations::delete_message, conversations::presence, conversations::notify, conversations::search,
         conversations::action_invocations, conversations::update,
         hooks::create, hooks::list, hooks::revoke, hooks::post,
+        feed_routes::events, feed_routes::settings, feed_routes::set_settings,
+        webhooks::create, webhooks::list, webhooks::change, webhooks::delete, webhooks::rotate, webhooks::deliveries,
         files::create, files::upload, files::complete, files::link, files::info, files::download, files::delete,
     ),
     components(schemas(
@@ -64,6 +68,8 @@ impl Modify for Security {
         protocol::ActionInvocation, protocol::ActionChoice, protocol::InvocationPage,
         conversations::UpdateConversation,
         api::NewHookBody, api::IncomingHook, api::HookCreated, api::HookList, api::HookMessage,
+        feed::FeedEvent, feed::FeedPage, feed::FeedSettings, feed::NewWebhookBody, feed::WebhookPatch,
+        feed::Webhook, feed::WebhookCreated, feed::WebhookList, feed::WebhookDelivery, feed::WebhookDeliveries,
     )),
     modifiers(&Security),
 )]

@@ -7,8 +7,8 @@ use parley_files::FilesConfig;
 use parley_gateway::config::{HttpConfig, WebConfig, WsConfig};
 use parley_mail::MailConfig;
 use parley_service::config::{
-    AuthConfig, CallsConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RecoveryConfig,
-    RegistrationConfig,
+    AuthConfig, CallsConfig, CommitConfig, FeedConfig, LimitsConfig, MaintenanceConfig,
+    RecoveryConfig, RegistrationConfig, WebhooksConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -109,6 +109,8 @@ pub struct Config {
     pub commit: CommitConfig,
     pub recovery: RecoveryConfig,
     pub calls: CallsConfig,
+    pub feed: FeedConfig,
+    pub webhooks: WebhooksConfig,
     pub log: LogConfig,
 }
 
@@ -300,6 +302,8 @@ impl Config {
         self.commit.validate().map_err(wrap)?;
         self.recovery.validate().map_err(wrap)?;
         self.calls.validate().map_err(wrap)?;
+        self.feed.validate().map_err(wrap)?;
+        self.webhooks.validate(&self.feed).map_err(wrap)?;
         let bad = |key: &str, message: &str| ConfigError::BadValue {
             key: key.into(),
             origin: "configuration".into(),

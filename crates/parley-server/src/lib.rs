@@ -28,6 +28,8 @@ pub enum StartError {
     Files(#[from] parley_files::FilesError),
     #[error("http: {0}")]
     Io(#[from] std::io::Error),
+    #[error("outgoing http: {0}")]
+    Outbound(#[from] parley_outbound::OutboundError),
     /// `parley admin status` found a component unavailable (it printed which).
     #[error("{0}")]
     Unready(String),
@@ -72,6 +74,7 @@ pub async fn service(cfg: &Config, store: Store) -> Result<Arc<Service>, StartEr
         mailer: Mailer::new(&cfg.mail)?,
         bus: bus(cfg).await?,
         files: parley_files::open(&cfg.files).await?,
+        outbound: parley_service::outbound_for(&cfg.webhooks)?,
     };
     // The recorder first: the service registers its counters when built.
     metrics_handle();
@@ -89,6 +92,8 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         commit: cfg.commit.clone(),
         recovery: cfg.recovery.clone(),
         calls: cfg.calls.clone(),
+        feed: cfg.feed.clone(),
+        webhooks: cfg.webhooks.clone(),
         dev_signin: cfg.web.dev_signin,
     }
 }

@@ -44,5 +44,6 @@ impl Service {
         tokio::spawn(Arc::clone(self).watch_departures());
         self.start_recovery();
         self.start_call_sweeper();
+        self.start_feed();
     }
 }

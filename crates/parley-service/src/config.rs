@@ -639,3 +639,174 @@ impl CallsConfig {
         )
     }
 }
+
+/// `[feed]`: the infobase event feed (docs/integrations.md "Event feed").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedConfig {
+    /// How often a node tries to copy new events into the feeds (one node
+    /// at a time does it); a long-poll sees an event within about this
+    /// plus `poll_ms`.
+    pub pump_ms: u64,
+    /// How often a waiting long-poll looks whether the feed moved (one
+    /// cheap query per node, whatever the number of waiters).
+    pub poll_ms: u64,
+    /// Conversations changed this long before the previous pump are looked
+    /// at again (a transaction that commits late).
+    pub lookback_secs: u64,
+    /// Every watched conversation is looked at this often, whatever its
+    /// activity time says.
+    pub full_sweep_secs: u64,
+    /// Feed events are kept this long; an older cursor gets
+    /// `cursor_expired`. Must cover `webhooks.retry_for_secs`.
+    pub retention_hours: u64,
+    /// The longest `wait` of a long-poll.
+    pub max_wait_secs: u64,
+    /// Events per page when `limit` is not given, and the most allowed.
+    pub default_page: u32,
+    pub max_page: u32,
+    /// Most events copied per conversation, and inbox rows moved, per pump.
+    pub pump_max_rows: u32,
+}
+
+impl Default for FeedConfig {
+    fn default() -> Self {
+        Self {
+            pump_ms: 250,
+            poll_ms: 250,
+            lookback_secs: 5,
+            full_sweep_secs: 300,
+            retention_hours: 72,
+            max_wait_secs: 30,
+            default_page: 100,
+            max_page: 1000,
+            pump_max_rows: 1000,
+        }
+    }
+}
+
+impl FeedConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            (10..=60_000).contains(&self.pump_ms),
+            "feed.pump_ms",
+            "must be between 10 and 60000",
+        )?;
+        check(
+            (10..=60_000).contains(&self.poll_ms),
+            "feed.poll_ms",
+            "must be between 10 and 60000",
+        )?;
+        check(
+            (1..=3600).contains(&self.lookback_secs),
+            "feed.lookback_secs",
+            "must be between 1 and 3600",
+        )?;
+        check(
+            (10..=86_400).contains(&self.full_sweep_secs),
+            "feed.full_sweep_secs",
+            "must be between 10 and 86400",
+        )?;
+        check(
+            (1..=24 * 365).contains(&self.retention_hours),
+            "feed.retention_hours",
+            "must be between 1 and 8760",
+        )?;
+        check(
+            (0..=600).contains(&self.max_wait_secs),
+            "feed.max_wait_secs",
+            "must be between 0 and 600",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_page)
+                && (1..=self.max_page).contains(&self.default_page),
+            "feed.default_page",
+            "default_page must be between 1 and max_page, max_page between 1 and 10000",
+        )?;
+        check(
+            (1..=100_000).contains(&self.pump_max_rows),
+            "feed.pump_max_rows",
+            "must be between 1 and 100000",
+        )
+    }
+}
+
+/// `[webhooks]`: signed webhooks to infobases (docs/integrations.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Endpoints per infobase.
+    pub max_endpoints: u32,
+    /// Let endpoints point at private, loopback and link-local addresses
+    /// (receivers inside the company network; tests). Off: refused when
+    /// registered and when delivered.
+    pub allow_private_targets: bool,
+    /// One delivery attempt, connect to answer.
+    pub timeout_secs: u64,
+    /// Delivery workers per node (each works on one endpoint at a time).
+    pub workers: u32,
+    /// How often an idle worker looks for due deliveries.
+    pub poll_ms: u64,
+    /// The first retry waits this long, each next one twice as long…
+    pub backoff_initial_ms: u64,
+    /// …up to this.
+    pub backoff_max_secs: u64,
+    /// A delivery still failing this long after it was queued fails, and
+    /// its endpoint is disabled with the reason.
+    pub retry_for_secs: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            max_endpoints: 10,
+            allow_private_targets: false,
+            timeout_secs: 10,
+            workers: 4,
+            poll_ms: 250,
+            backoff_initial_ms: 1000,
+            backoff_max_secs: 3600,
+            retry_for_secs: 24 * 3600,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    pub fn validate(&self, feed: &FeedConfig) -> Result<(), ConfigValueError> {
+        check(
+            (1..=1000).contains(&self.max_endpoints),
+            "webhooks.max_endpoints",
+            "must be between 1 and 1000",
+        )?;
+        check(
+            (1..=120).contains(&self.timeout_secs),
+            "webhooks.timeout_secs",
+            "must be between 1 and 120",
+        )?;
+        check(
+            (1..=64).contains(&self.workers),
+            "webhooks.workers",
+            "must be between 1 and 64",
+        )?;
+        check(
+            (10..=60_000).contains(&self.poll_ms),
+            "webhooks.poll_ms",
+            "must be between 10 and 60000",
+        )?;
+        check(
+            (10..=3_600_000).contains(&self.backoff_initial_ms),
+            "webhooks.backoff_initial_ms",
+            "must be between 10 and 3600000",
+        )?;
+        check(
+            self.backoff_max_secs >= 1 && self.backoff_max_secs * 1000 >= self.backoff_initial_ms,
+            "webhooks.backoff_max_secs",
+            "must be at least 1 and not below backoff_initial_ms",
+        )?;
+        check(
+            self.retry_for_secs >= 1 && self.retry_for_secs <= feed.retention_hours * 3600,
+            "webhooks.retry_for_secs",
+            "must be at least 1 and within feed.retention_hours (a delivery needs its event)",
+        )
+    }
+}

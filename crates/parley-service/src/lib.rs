@@ -20,6 +20,7 @@ mod calls;
 mod commit;
 mod conversations;
 mod fanout;
+mod feed;
 mod files;
 mod health;
 mod hooks;
@@ -32,6 +33,7 @@ mod registration;
 mod search;
 mod sessions;
 mod tickets;
+mod webhooks;
 
 pub use conversations::{ConversationUpdate, NewByInfobase, Opened};
 pub use error::{Error, Result};
@@ -43,8 +45,8 @@ pub use messages::{HistoryQuery, Posted};
 pub use parley_store::TokenSession;
 
 use config::{
-    AuthConfig, CallsConfig, CommitConfig, LimitsConfig, MaintenanceConfig, RecoveryConfig,
-    RegistrationConfig,
+    AuthConfig, CallsConfig, CommitConfig, FeedConfig, LimitsConfig, MaintenanceConfig,
+    RecoveryConfig, RegistrationConfig, WebhooksConfig,
 };
 use parley_bus::Bus;
 use parley_files::{FilesConfig, Storage};
@@ -64,6 +66,8 @@ pub struct ServiceConfig {
     pub commit: CommitConfig,
     pub recovery: RecoveryConfig,
     pub calls: CallsConfig,
+    pub feed: FeedConfig,
+    pub webhooks: WebhooksConfig,
     /// `POST /v1/dev/signin` is allowed (development only).
     pub dev_signin: bool,
 }
@@ -74,6 +78,18 @@ pub struct Parts {
     pub mailer: Mailer,
     pub bus: Arc<dyn Bus>,
     pub files: Arc<dyn Storage>,
+    /// Outgoing HTTP (webhooks), built for `webhooks.*` by [`outbound_for`].
+    pub outbound: parley_outbound::Outbound,
+}
+
+/// The outgoing HTTP client the webhooks configuration asks for.
+pub fn outbound_for(
+    cfg: &WebhooksConfig,
+) -> Result<parley_outbound::Outbound, parley_outbound::OutboundError> {
+    parley_outbound::Outbound::new(
+        cfg.allow_private_targets,
+        std::time::Duration::from_secs(cfg.timeout_secs),
+    )
 }
 
 pub struct Service {
@@ -93,6 +109,11 @@ pub struct Service {
     stray_cursor: std::sync::Mutex<Option<String>>,
     /// The last readiness check and when it was made (see health.rs).
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
+    /// The newest feed id this node knows of; long-polls wait on it.
+    feed_head: tokio::sync::watch::Sender<i64>,
+    /// The key webhook secrets are derived from, read once (webhooks.rs).
+    webhook_key: tokio::sync::OnceCell<Vec<u8>>,
+    outbound: parley_outbound::Outbound,
 }
 
 impl std::fmt::Debug for Service {
@@ -129,6 +150,9 @@ impl Service {
             media,
             stray_cursor: std::sync::Mutex::new(None),
             readiness: tokio::sync::Mutex::new(None),
+            feed_head: tokio::sync::watch::Sender::new(0),
+            webhook_key: tokio::sync::OnceCell::new(),
+            outbound: parts.outbound,
         }
     }
 

@@ -112,16 +112,31 @@ impl Store {
         .bind(value)
         .fetch_one(&mut *tx)
         .await?;
+        let invocation = ActionInvocation {
+            id,
+            conversation_id: conversation,
+            message_id: message,
+            value: value.to_owned(),
+            user_id: user,
+            created_at,
+        };
+        // The author's infobase hears of it in its feed (the pump moves it).
+        let event = Event::ActionInvoked {
+            invocation: invocation.clone(),
+        };
+        let body = serde_json::to_value(&event).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO feed_inbox (infobase_id, kind, conversation_id, body)
+             SELECT infobase_id, 'action.invoked', $2, $3 FROM users WHERE id = $1",
+        )
+        .bind(author)
+        .bind(conversation.0)
+        .bind(Json(&body))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Invoked {
-            invocation: ActionInvocation {
-                id,
-                conversation_id: conversation,
-                message_id: message,
-                value: value.to_owned(),
-                user_id: user,
-                created_at,
-            },
+            invocation,
             author: UserId(author),
             committed,
         })

@@ -5,6 +5,7 @@ mod actions;
 mod batch;
 mod calls;
 mod conversations;
+mod feed;
 mod files;
 mod hooks;
 mod import;
@@ -16,6 +17,7 @@ mod registration;
 mod search;
 mod tokens;
 mod users;
+mod webhooks;
 
 pub use actions::Invoked;
 pub use batch::BatchedSend;
@@ -24,6 +26,7 @@ pub use conversations::{
     ChangedBy, Committed, ConversationChange, ConversationMeta, ConversationSeq, CreateOutcome,
     NewConversation, Viewer,
 };
+pub use feed::{FeedRows, PumpLimits, Pumped};
 pub use files::{FileRefusal, FileRow, NewFile};
 pub use hooks::{HookRow, HookTarget, NewHook};
 pub use import::ImportedMessage;
@@ -36,6 +39,7 @@ pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use search::{Reader, SearchParams};
 pub use tokens::{NewToken, TokenSession};
 pub use users::UserFields;
+pub use webhooks::{Attempt, Claimed, EndpointChange, EndpointRow, NewEndpoint};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;

@@ -1,4 +1,5 @@
 pub mod conversations;
+pub mod feed;
 pub mod files;
 pub mod health;
 pub mod hooks;
@@ -6,3 +7,4 @@ pub mod infobases;
 pub mod me;
 pub mod registration;
 pub mod web;
+pub mod webhooks;
