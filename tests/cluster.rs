@@ -846,3 +846,163 @@ async fn a_call_between_two_nodes_rings_signals_and_ends() {
     })
     .await;
 }
+
+/// The `Authorization` header of an infobase.
+fn basic(ib: &Ib) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", ib.id, ib.key));
+    format!("Basic {b}")
+}
+
+#[actix_web::test]
+async fn the_feed_and_webhooks_are_exactly_once_across_two_nodes_and_a_restart() {
+    use parley_tests::cluster::http_json;
+    use parley_tests::receiver::{start_receiver, Receiver};
+    use std::sync::Arc;
+    // The test's own service pumps and delivers too: three contenders.
+    let env = TestEnv::new(|c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.poll_ms = 50;
+        c.feed.pump_ms = 50;
+    })
+    .await;
+    let fast = [
+        ("PARLEY_WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true"),
+        ("PARLEY_WEBHOOKS__POLL_MS", "50"),
+        ("PARLEY_FEED__PUMP_MS", "50"),
+        ("PARLEY_FEED__POLL_MS", "50"),
+    ];
+    let mut cl = Cluster::start(&env, 2, false, &fast).await;
+    let app = env.app().await;
+    let ib = register(&app, &email("feed-cluster"), "Feed").await;
+    let person = user(&app, &ib, "clerk").await;
+    let bot = bot_user(&app, &ib, "erp-bot", "ERP").await;
+    let auth = basic(&ib);
+    let rx = Arc::new(Receiver::default());
+    let base = start_receiver(Arc::clone(&rx));
+    let (status, created) = http_json(
+        cl.nodes[1].port,
+        "POST",
+        &format!("/v1/infobases/{}/webhooks", ib.id),
+        Some(&auth),
+        Some(&serde_json::json!({"url": format!("{base}/take"), "kinds": ["message.created"]})),
+    )
+    .await
+    .expect("node answers");
+    assert_eq!(status, 201, "{created}");
+    let (status, conv) = http_json(
+        cl.nodes[0].port,
+        "POST",
+        &format!("/v1/infobases/{}/conversations", ib.id),
+        Some(&auth),
+        Some(&serde_json::json!({"title": "orders", "members": [person, bot]})),
+    )
+    .await
+    .expect("node answers");
+    assert_eq!(status, 201, "{conv}");
+    let conv = conv["id"].as_str().expect("id").to_owned();
+
+    // Posts go to either node; the feed is read from either node, a page
+    // at a time; node 0 is killed mid-way and a new one takes its place.
+    const N: usize = 40;
+    let mut cursor: Option<i64> = None;
+    let mut seen: Vec<String> = Vec::new();
+    let mut live = vec![0usize, 1];
+    let read_page = |port: u16, cursor: Option<i64>| {
+        let auth = auth.clone();
+        let path = format!(
+            "/v1/infobases/{}/events?wait=2{}",
+            ib.id,
+            cursor.map(|c| format!("&after={c}")).unwrap_or_default()
+        );
+        async move {
+            let (status, page) = http_json(port, "GET", &path, Some(&auth), None)
+                .await
+                .expect("feed answers");
+            assert_eq!(status, 200, "{page}");
+            page
+        }
+    };
+    for i in 0..N {
+        if i == N / 2 {
+            cl.kill(0);
+            let fresh = cl.add_node(&[]).await;
+            live = vec![1, fresh];
+        }
+        let node = live[i % 2];
+        let (status, m) = http_json(
+            cl.nodes[node].port,
+            "POST",
+            &format!("/v1/infobases/{}/conversations/{conv}/messages", ib.id),
+            Some(&auth),
+            Some(&serde_json::json!({"author_id": person, "text": format!("m{i}")})),
+        )
+        .await
+        .expect("node answers");
+        assert_eq!(status, 201, "{m}");
+        if i % 5 == 4 {
+            let page = read_page(cl.nodes[live[(i / 5) % 2]].port, cursor).await;
+            for e in page["events"].as_array().expect("events") {
+                if e["kind"] == "message.created" {
+                    seen.push(
+                        e["event"]["message"]["text"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_owned(),
+                    );
+                }
+            }
+            cursor = page["cursor"].as_i64();
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < N {
+        assert!(
+            Instant::now() < deadline,
+            "the feed brought {} of {N}: {seen:?}",
+            seen.len()
+        );
+        let page = read_page(cl.nodes[live[seen.len() % 2]].port, cursor).await;
+        for e in page["events"].as_array().expect("events") {
+            if e["kind"] == "message.created" {
+                seen.push(
+                    e["event"]["message"]["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned(),
+                );
+            }
+        }
+        cursor = page["cursor"].as_i64();
+    }
+    let want: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    assert_eq!(seen, want, "each message once, in order");
+
+    // Webhooks: every delivery taken once, in order, whichever node sent it.
+    let deadline = Instant::now() + WAIT;
+    while rx.got("/take").len() < N {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {N} delivered",
+            rx.got("/take").len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = rx.got("/take");
+    let texts: Vec<String> = got
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+            v["event"]["event"]["message"]["text"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(texts, want, "each delivery once, in order");
+    let mut ids: Vec<&str> = got.iter().map(|r| r.delivery.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "no delivery id twice");
+}

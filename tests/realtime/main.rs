@@ -20,6 +20,7 @@ mod replies;
 mod resume;
 mod search;
 mod timeline;
+mod webhooks;
 
 pub use parley_bus::Bus;
 pub use parley_client::Client;

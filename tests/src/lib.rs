@@ -8,6 +8,7 @@ pub mod chat;
 pub mod cluster;
 pub mod faults;
 pub mod janus;
+pub mod receiver;
 pub mod turn;
 
 use actix_web::body::MessageBody;
