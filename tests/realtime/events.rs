@@ -193,7 +193,7 @@ async fn edits_deletes_read_markers_typing_and_presence() {
     .await;
     assert_eq!(r.status, 202, "{r:?}");
     expect(&cb2, "notification", |e| match e {
-        Event::Notification { data } if data["id"] == 7 => Some(()),
+        Event::Notification { data, .. } if data["id"] == 7 => Some(()),
         _ => None,
     })
     .await;

@@ -13,6 +13,7 @@ mod feed;
 mod forwarding;
 mod hooks;
 mod lists;
+mod offline;
 mod outage;
 mod ownership;
 mod reactions;

@@ -851,9 +851,14 @@ pub enum Event {
     },
     #[serde(rename = "presence")]
     Presence { user_id: UserId, online: bool },
-    /// Pushed by the user's infobase.
+    /// Pushed by the user's infobase. `sent_at` is set when it was kept
+    /// while the user had no session and is delivered at this connect.
     #[serde(rename = "notification")]
-    Notification { data: Value },
+    Notification {
+        data: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at: Option<DateTime<Utc>>,
+    },
     /// Events of the conversation after `after_seq` and before `before_seq`
     /// were not sent to this session (more were missing than
     /// `ws.resume_max_events`): read them with `history` (`after` =

@@ -182,6 +182,10 @@ pub struct LimitsConfig {
     pub hook_messages_per_minute: u32,
     /// Live (not revoked) incoming webhooks one infobase may have.
     pub max_incoming_webhooks: u32,
+    /// Notifications kept for a user with no session (the oldest go)…
+    pub max_stored_notifications: u32,
+    /// …for this long at most.
+    pub stored_notification_ttl_secs: u64,
     /// Users (not deleted) one infobase may have.
     pub max_users_per_infobase: u64,
     /// Live (unexpired, unrevoked) session tokens one infobase may hold.
@@ -231,6 +235,8 @@ impl Default for LimitsConfig {
             messages_per_minute: 600,
             hook_messages_per_minute: 60,
             max_incoming_webhooks: 100,
+            max_stored_notifications: 100,
+            stored_notification_ttl_secs: 7 * 24 * 3600,
             max_users_per_infobase: 100_000,
             max_live_tokens_per_infobase: 200_000,
             max_search_query_chars: 256,
@@ -274,6 +280,16 @@ impl LimitsConfig {
         check(
             self.max_incoming_webhooks >= 1,
             "limits.max_incoming_webhooks",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_stored_notifications <= 10_000,
+            "limits.max_stored_notifications",
+            "must be at most 10000 (0 keeps none)",
+        )?;
+        check(
+            self.stored_notification_ttl_secs >= 1,
+            "limits.stored_notification_ttl_secs",
             "must be at least 1",
         )?;
         check(

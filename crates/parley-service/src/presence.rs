@@ -4,6 +4,7 @@ use crate::{Error, Result, Service};
 use parley_core::protocol::{Event, PresenceState, UserProfiles};
 use parley_core::{InfobaseActor, UserActor, UserId};
 use std::sync::Arc;
+use std::time::Duration;
 
 impl Service {
     fn check_batch(&self, n: usize) -> Result<()> {
@@ -63,8 +64,55 @@ impl Service {
         if size > self.cfg.limits.max_data_bytes {
             return Err(Error::too_large("data: larger than limits.max_data_bytes"));
         }
-        self.push(vec![user.id], Event::Notification { data });
+        // A user with no session anywhere gets it at the next connect.
+        let online = self
+            .bus
+            .online(vec![user.id])
+            .await
+            .map_err(Error::from)?
+            .first()
+            .copied()
+            .unwrap_or(false);
+        let lim = &self.cfg.limits;
+        if !online && lim.max_stored_notifications > 0 {
+            self.store
+                .keep_notification(
+                    user.id,
+                    &data,
+                    Duration::from_secs(lim.stored_notification_ttl_secs),
+                    i64::from(lim.max_stored_notifications),
+                )
+                .await?;
+            return Ok(());
+        }
+        self.push(
+            vec![user.id],
+            Event::Notification {
+                data,
+                sent_at: None,
+            },
+        );
         Ok(())
+    }
+
+    /// The notifications kept for the user while it had no session, oldest
+    /// first, as events to send at this connect; with the id to pass to
+    /// [`Service::sent_stored_notifications`] once they are sent.
+    pub async fn stored_notifications(&self, user: UserId) -> Result<(Vec<Event>, i64)> {
+        let kept = self.store.kept_notifications(user).await?;
+        let upto = kept.last().map_or(0, |n| n.id);
+        let events = kept
+            .into_iter()
+            .map(|n| Event::Notification {
+                data: n.data,
+                sent_at: Some(n.created_at),
+            })
+            .collect();
+        Ok((events, upto))
+    }
+
+    pub async fn sent_stored_notifications(&self, user: UserId, upto: i64) -> Result<()> {
+        Ok(self.store.forget_notifications(user, upto).await?)
     }
 
     /// Tells a user's contacts that it came online or went offline, unless a

@@ -11,6 +11,7 @@ mod hooks;
 mod import;
 mod infobases;
 mod messages;
+mod notifications;
 mod reactions;
 mod recovery;
 mod registration;
@@ -34,6 +35,7 @@ pub use infobases::{InfobaseAuth, InfobaseSummary, SubscriberSummary};
 pub use messages::{
     EventPage, JoinPolicy, LoggedEvent, NewMessageRow, PostOutcome, ReadMarker, StoredEvent,
 };
+pub use notifications::StoredNotification;
 pub use recovery::LoggedEnvelope;
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use search::{Reader, SearchParams};
@@ -228,7 +230,12 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(codes + tokens + tickets)
+        let notifications =
+            sqlx::query("DELETE FROM stored_notifications WHERE expires_at < now()")
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(codes + tokens + tickets + notifications)
     }
 
     /// Connections of the pool: open, and idle among them.

@@ -374,6 +374,9 @@ impl Session {
         if first {
             self.st.svc.announce_presence(self.me.id(), true).await;
         }
+        if let Err(s) = self.send_stored_notifications().await {
+            return s;
+        }
         let hb = Duration::from_secs(self.st.ws.heartbeat_secs);
         let timeout = Duration::from_secs(self.st.ws.heartbeat_timeout_secs);
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
@@ -412,6 +415,30 @@ impl Session {
                 return stop;
             }
         }
+    }
+
+    /// What the user's infobase pushed while it had no session; forgotten
+    /// once written here (a session that dies first leaves them for the
+    /// next one).
+    async fn send_stored_notifications(&mut self) -> Result<(), Stop> {
+        let user = self.me.id();
+        let (events, upto) = match self.st.svc.stored_notifications(user).await {
+            Ok(kept) => kept,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "kept notifications unreadable");
+                return Ok(());
+            }
+        };
+        if events.is_empty() {
+            return Ok(());
+        }
+        for ev in events {
+            self.send(frame_text(&ServerFrame::Event(ev))).await?;
+        }
+        if let Err(e) = self.st.svc.sent_stored_notifications(user, upto).await {
+            tracing::warn!(error = %e.message, "kept notifications not forgotten");
+        }
+        Ok(())
     }
 
     async fn on_message(
