@@ -22,6 +22,15 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
 # Group calls: a real Janus with the VideoRoom plugin (started by the tests).
 command -v janus >/dev/null || ensure_debs janus
 ensure_garage
+# Web Push tests: a push service in Python checks the VAPID token and
+# decrypts with http_ece (PyPI), installed once into a cache of its own.
+push_python=$(command -v python3)
+push_pythonpath="${XDG_CACHE_HOME:-$HOME/.cache}/parley/pydeps"
+if ! PYTHONPATH="$push_pythonpath" "$push_python" -c 'import http_ece, cryptography' 2>/dev/null; then
+    log "installing http-ece (PyPI) into $push_pythonpath"
+    "$push_python" -m pip install -q --disable-pip-version-check --target "$push_pythonpath" "http-ece==1.2.1"
+fi
+export PARLEY_TEST_PUSH_PYTHON="$push_python" PARLEY_TEST_PUSH_PYTHONPATH="$push_pythonpath"
 
 work=$(mktemp -d /tmp/parley-test.XXXXXX)
 chmod 755 "$work"

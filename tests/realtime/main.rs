@@ -21,6 +21,7 @@ mod replies;
 mod resume;
 mod search;
 mod timeline;
+mod web_push;
 mod webhooks;
 
 pub use parley_bus::Bus;

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod cluster;
 pub mod faults;
 pub mod janus;
+pub mod push;
 pub mod receiver;
 pub mod turn;
 
@@ -119,6 +120,7 @@ impl TestEnv {
             bus: Arc::clone(&bus) as Arc<dyn parley_bus::Bus>,
             files: parley_files::open(&cfg.files).await.expect("files"),
             outbound: parley_service::outbound_for(&cfg.webhooks).expect("outbound"),
+            push_outbound: parley_service::push_outbound_for(&cfg.push).expect("push outbound"),
         };
         parley_server::metrics_handle();
         let svc = Arc::new(ChatService::new(parts, parley_server::service_config(&cfg)));
@@ -127,6 +129,7 @@ impl TestEnv {
         svc.start_recovery();
         svc.start_call_sweeper();
         svc.start_feed();
+        svc.start_push();
         let state = parley_server::app_state_for(&cfg, svc);
         let db = PgPoolOptions::new()
             .max_connections(2)

@@ -257,3 +257,45 @@ pub struct HookMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
+
+/// `POST /v1/me/push-subscriptions`: what `PushSubscription.toJSON()` gives.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct NewPushSubscription {
+    pub endpoint: String,
+    pub keys: PushKeys,
+    /// `expirationTime` of the browser's object (ignored).
+    #[serde(default, rename = "expirationTime")]
+    #[schema(value_type = Option<f64>)]
+    pub expiration_time: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushKeys {
+    /// The browser's P-256 public key, base64url.
+    pub p256dh: String,
+    /// The 16-byte auth secret, base64url.
+    pub auth: String,
+}
+
+/// What a user wants pushed when offline.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushSettings {
+    /// `all` (every message), `mentions` (dialogs, @mentions, missed
+    /// calls; the default) or `none`.
+    pub level: String,
+}
+
+/// `POST /v1/me/push-subscriptions` answer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PushSubscribed {
+    pub id: crate::PushSubscriptionId,
+}
+
+/// `GET /v1/push/vapid-key`
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct VapidPublicKey {
+    /// The application server key for `pushManager.subscribe`, base64url.
+    pub public_key: String,
+}

@@ -88,3 +88,7 @@ typed_id!(
     /// An endpoint an infobase registered for signed (outgoing) webhooks.
     WebhookId
 );
+typed_id!(
+    /// A browser's Web Push subscription of a user.
+    PushSubscriptionId
+);

@@ -14,6 +14,6 @@ pub mod validate;
 pub use actor::{InfobaseActor, UserActor};
 pub use error::{ErrorBody, ErrorCode};
 pub use ids::{
-    CallId, ConversationId, FileId, HookId, InfobaseId, MessageId, SessionId, SubscriberId,
-    TokenId, UserId, WebhookId,
+    CallId, ConversationId, FileId, HookId, InfobaseId, MessageId, PushSubscriptionId, SessionId,
+    SubscriberId, TokenId, UserId, WebhookId,
 };

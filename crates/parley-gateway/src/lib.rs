@@ -19,7 +19,8 @@ use actix_web::{web, App};
 use error::ApiError;
 use parley_core::ErrorCode;
 use routes::{
-    conversations, feed, files, health, hooks, infobases, me, registration, web as webui, webhooks,
+    conversations, feed, files, health, hooks, infobases, me, push, registration, web as webui,
+    webhooks,
 };
 use tracing::Instrument;
 
@@ -199,6 +200,17 @@ pub fn app(
         .service(resource("/v1/files/{file_id}/complete").route(web::post().to(files::complete)))
         .service(resource("/v1/files/{file_id}/link").route(web::post().to(files::link)))
         .service(resource("/v1/me").route(web::get().to(me::me)))
+        .service(resource("/v1/push/vapid-key").route(web::get().to(push::vapid_key)))
+        .service(resource("/v1/me/push-subscriptions").route(web::post().to(push::subscribe)))
+        .service(
+            resource("/v1/me/push-subscriptions/{subscription_id}")
+                .route(web::delete().to(push::unsubscribe)),
+        )
+        .service(
+            resource("/v1/me/push-settings")
+                .route(web::get().to(push::settings))
+                .route(web::put().to(push::set_settings)),
+        )
         .service(resource("/v1/ws-tickets").route(web::post().to(me::ws_ticket)))
         .service(resource("/v1/dev/signin").route(web::post().to(webui::dev_signin)))
         .service(resource("/").route(web::get().to(webui::index)))

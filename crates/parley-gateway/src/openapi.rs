@@ -1,7 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
 use crate::routes::{
-    conversations, feed as feed_routes, files, health, hooks, infobases, me, registration, webhooks,
+    conversations, feed as feed_routes, files, health, hooks, infobases, me, push, registration,
+    webhooks,
 };
 use parley_core::{api, feed, protocol};
 use parley_core::{ErrorBody, ErrorCode};
@@ -50,6 +51,7 @@ impl Modify for Security {
         conversations::action_invocations, conversations::update,
         hooks::create, hooks::list, hooks::revoke, hooks::post,
         feed_routes::events, feed_routes::settings, feed_routes::set_settings,
+        push::vapid_key, push::subscribe, push::unsubscribe, push::settings, push::set_settings,
         webhooks::create, webhooks::list, webhooks::change, webhooks::delete, webhooks::rotate, webhooks::deliveries,
         files::create, files::upload, files::complete, files::link, files::info, files::download, files::delete,
     ),
@@ -68,6 +70,7 @@ impl Modify for Security {
         protocol::ActionInvocation, protocol::ActionChoice, protocol::InvocationPage,
         conversations::UpdateConversation,
         api::NewHookBody, api::IncomingHook, api::HookCreated, api::HookList, api::HookMessage,
+        api::NewPushSubscription, api::PushKeys, api::PushSettings, api::PushSubscribed, api::VapidPublicKey,
         feed::FeedEvent, feed::FeedPage, feed::FeedSettings, feed::NewWebhookBody, feed::WebhookPatch,
         feed::Webhook, feed::WebhookCreated, feed::WebhookList, feed::WebhookDelivery, feed::WebhookDeliveries,
     )),

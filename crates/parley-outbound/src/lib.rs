@@ -5,6 +5,8 @@
 //! registered: a name may be re-pointed), and the connection goes to the
 //! address that was checked.
 
+pub mod webpush;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Uri;
@@ -191,17 +193,28 @@ impl Outbound {
         Ok(addrs)
     }
 
-    /// POSTs `body` to `url` with the headers given (plus Host,
-    /// Content-Length, Content-Type: application/json); the whole exchange
-    /// within the client's timeout.
+    /// POSTs a JSON `body` to `url` with the headers given (plus Host,
+    /// Content-Length and Content-Type); the whole exchange within the
+    /// client's timeout.
     pub async fn post_json(
         &self,
         url: &str,
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<Answer, OutboundError> {
+        self.post(url, "application/json", headers, body).await
+    }
+
+    /// POSTs `body` of `content_type` to `url` (as [`Outbound::post_json`]).
+    pub async fn post(
+        &self,
+        url: &str,
+        content_type: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Answer, OutboundError> {
         let t = parse_target(url)?;
-        tokio::time::timeout(self.timeout, self.exchange(&t, headers, body))
+        tokio::time::timeout(self.timeout, self.exchange(&t, content_type, headers, body))
             .await
             .map_err(|_| OutboundError::Timeout(self.timeout))?
     }
@@ -209,6 +222,7 @@ impl Outbound {
     async fn exchange(
         &self,
         t: &Target,
+        content_type: &str,
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<Answer, OutboundError> {
@@ -235,8 +249,8 @@ impl Outbound {
         };
         let mut req = hyper::Request::post(t.path.as_str())
             .header(hyper::header::HOST, host_header)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::USER_AGENT, "Parley-Webhooks/1")
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .header(hyper::header::USER_AGENT, "Parley/1")
             .header(hyper::header::CONTENT_LENGTH, body.len());
         for (k, v) in headers {
             req = req.header(*k, v.as_str());

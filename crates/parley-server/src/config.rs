@@ -7,7 +7,7 @@ use parley_files::FilesConfig;
 use parley_gateway::config::{HttpConfig, WebConfig, WsConfig};
 use parley_mail::MailConfig;
 use parley_service::config::{
-    AuthConfig, CallsConfig, CommitConfig, FeedConfig, LimitsConfig, MaintenanceConfig,
+    AuthConfig, CallsConfig, CommitConfig, FeedConfig, LimitsConfig, MaintenanceConfig, PushConfig,
     RecoveryConfig, RegistrationConfig, WebhooksConfig,
 };
 use serde::{Deserialize, Serialize};
@@ -111,6 +111,7 @@ pub struct Config {
     pub calls: CallsConfig,
     pub feed: FeedConfig,
     pub webhooks: WebhooksConfig,
+    pub push: PushConfig,
     pub log: LogConfig,
 }
 
@@ -304,6 +305,7 @@ impl Config {
         self.calls.validate().map_err(wrap)?;
         self.feed.validate().map_err(wrap)?;
         self.webhooks.validate(&self.feed).map_err(wrap)?;
+        self.push.validate().map_err(wrap)?;
         let bad = |key: &str, message: &str| ConfigError::BadValue {
             key: key.into(),
             origin: "configuration".into(),

@@ -75,6 +75,7 @@ pub async fn service(cfg: &Config, store: Store) -> Result<Arc<Service>, StartEr
         bus: bus(cfg).await?,
         files: parley_files::open(&cfg.files).await?,
         outbound: parley_service::outbound_for(&cfg.webhooks)?,
+        push_outbound: parley_service::push_outbound_for(&cfg.push)?,
     };
     // The recorder first: the service registers its counters when built.
     metrics_handle();
@@ -94,6 +95,7 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         calls: cfg.calls.clone(),
         feed: cfg.feed.clone(),
         webhooks: cfg.webhooks.clone(),
+        push: cfg.push.clone(),
         dev_signin: cfg.web.dev_signin,
     }
 }

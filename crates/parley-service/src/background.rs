@@ -45,5 +45,6 @@ impl Service {
         self.start_recovery();
         self.start_call_sweeper();
         self.start_feed();
+        self.start_push();
     }
 }

@@ -12,6 +12,7 @@
 
 use crate::config::CommitConfig;
 use crate::fanout;
+use crate::push::PushTap;
 use crate::{Error, Posted, Result};
 use metrics::{Counter, Histogram};
 use parley_bus::Bus;
@@ -44,6 +45,7 @@ pub(crate) struct CommitMetrics {
 /// Fans committed sends out and counts them.
 struct Announcer {
     bus: Arc<dyn Bus>,
+    push: Arc<PushTap>,
     metrics: CommitMetrics,
 }
 
@@ -66,10 +68,12 @@ impl GroupCommit {
         cfg: &CommitConfig,
         store: &Store,
         bus: &Arc<dyn Bus>,
+        push: &Arc<PushTap>,
         metrics: CommitMetrics,
     ) -> Self {
         let announcer = Arc::new(Announcer {
             bus: Arc::clone(bus),
+            push: Arc::clone(push),
             metrics,
         });
         // The workers' connections are their own and opened on their own
@@ -243,6 +247,9 @@ impl Announcer {
             .record(committed.members.len() as f64);
         if fresh {
             self.metrics.commits.increment(1);
+            for ev in &committed.events {
+                self.push.offer(ev, &committed.members);
+            }
             fanout::publish(self.bus.as_ref(), committed);
         } else {
             self.metrics.retries.increment(1);

@@ -826,3 +826,87 @@ impl WebhooksConfig {
         )
     }
 }
+
+/// `[push]`: Web Push to users with no open session (docs/integrations.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Push at all (the VAPID key is made on first use either way).
+    pub enabled: bool,
+    /// The VAPID `sub`: how the push service reaches the operator
+    /// (`mailto:` or `https:`).
+    pub subject: String,
+    /// Let subscriptions point at private and loopback addresses (tests;
+    /// a push service inside the network). Off: such endpoints are refused.
+    pub allow_private_targets: bool,
+    /// One push request, connect to answer.
+    pub timeout_secs: u64,
+    /// How long a push service keeps a push for an offline browser (`TTL`).
+    pub ttl_secs: u64,
+    /// At most one push per conversation and user within this.
+    pub coalesce_secs: u64,
+    /// Browsers (subscriptions) per user.
+    pub max_subscriptions_per_user: u32,
+    /// Messages waiting for the push worker of a node; beyond, pushes are
+    /// dropped (counted), never the send slowed.
+    pub queue: usize,
+    /// Users with a subscription are re-read this often (a browser that
+    /// subscribed through another node is pushed to after at most this).
+    pub refresh_secs: u64,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            subject: "mailto:admin@localhost".into(),
+            allow_private_targets: false,
+            timeout_secs: 10,
+            ttl_secs: 24 * 3600,
+            coalesce_secs: 60,
+            max_subscriptions_per_user: 10,
+            queue: 10_000,
+            refresh_secs: 10,
+        }
+    }
+}
+
+impl PushConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            self.subject.starts_with("mailto:") || self.subject.starts_with("https://"),
+            "push.subject",
+            "must be a mailto: or https: URL",
+        )?;
+        check(
+            (1..=120).contains(&self.timeout_secs),
+            "push.timeout_secs",
+            "must be between 1 and 120",
+        )?;
+        check(
+            (0..=28 * 24 * 3600).contains(&self.ttl_secs),
+            "push.ttl_secs",
+            "must be between 0 and 2419200",
+        )?;
+        check(
+            self.coalesce_secs <= 86_400,
+            "push.coalesce_secs",
+            "must be at most 86400",
+        )?;
+        check(
+            (1..=100).contains(&self.max_subscriptions_per_user),
+            "push.max_subscriptions_per_user",
+            "must be between 1 and 100",
+        )?;
+        check(
+            (1..=1_000_000).contains(&self.queue),
+            "push.queue",
+            "must be between 1 and 1000000",
+        )?;
+        check(
+            (1..=3600).contains(&self.refresh_secs),
+            "push.refresh_secs",
+            "must be between 1 and 3600",
+        )
+    }
+}

@@ -47,6 +47,9 @@ impl Service {
 
     /// Fans out what a change committed to the members at its commit.
     pub(crate) fn publish(&self, committed: Committed) {
+        for ev in &committed.events {
+            self.push_tap.offer(ev, &committed.members);
+        }
         publish(self.bus.as_ref(), committed);
     }
 }

@@ -28,6 +28,7 @@ mod infobases;
 mod messages;
 mod metrics;
 mod presence;
+mod push;
 mod recovery;
 mod registration;
 mod search;
@@ -45,7 +46,7 @@ pub use messages::{HistoryQuery, Posted};
 pub use parley_store::TokenSession;
 
 use config::{
-    AuthConfig, CallsConfig, CommitConfig, FeedConfig, LimitsConfig, MaintenanceConfig,
+    AuthConfig, CallsConfig, CommitConfig, FeedConfig, LimitsConfig, MaintenanceConfig, PushConfig,
     RecoveryConfig, RegistrationConfig, WebhooksConfig,
 };
 use parley_bus::Bus;
@@ -68,6 +69,7 @@ pub struct ServiceConfig {
     pub calls: CallsConfig,
     pub feed: FeedConfig,
     pub webhooks: WebhooksConfig,
+    pub push: PushConfig,
     /// `POST /v1/dev/signin` is allowed (development only).
     pub dev_signin: bool,
 }
@@ -80,6 +82,19 @@ pub struct Parts {
     pub files: Arc<dyn Storage>,
     /// Outgoing HTTP (webhooks), built for `webhooks.*` by [`outbound_for`].
     pub outbound: parley_outbound::Outbound,
+    /// Outgoing HTTP to push services, built for `push.*` by
+    /// [`push_outbound_for`].
+    pub push_outbound: parley_outbound::Outbound,
+}
+
+/// The outgoing HTTP client the push configuration asks for.
+pub fn push_outbound_for(
+    cfg: &PushConfig,
+) -> Result<parley_outbound::Outbound, parley_outbound::OutboundError> {
+    parley_outbound::Outbound::new(
+        cfg.allow_private_targets,
+        std::time::Duration::from_secs(cfg.timeout_secs),
+    )
 }
 
 /// The outgoing HTTP client the webhooks configuration asks for.
@@ -114,6 +129,11 @@ pub struct Service {
     /// The key webhook secrets are derived from, read once (webhooks.rs).
     webhook_key: tokio::sync::OnceCell<Vec<u8>>,
     outbound: parley_outbound::Outbound,
+    /// Web Push: the commit side (push.rs), the VAPID key read once, the
+    /// client to push services.
+    push_tap: Arc<push::PushTap>,
+    vapid: tokio::sync::OnceCell<parley_outbound::webpush::VapidKey>,
+    push_out: parley_outbound::Outbound,
 }
 
 impl std::fmt::Debug for Service {
@@ -130,8 +150,14 @@ impl Service {
     /// Tokio runtime.
     pub fn new(parts: Parts, cfg: ServiceConfig) -> Self {
         let metrics = metrics::Metrics::new();
-        let commit =
-            commit::GroupCommit::start(&cfg.commit, &parts.store, &parts.bus, metrics.for_commit());
+        let push_tap = push::PushTap::new(cfg.push.enabled, cfg.push.queue);
+        let commit = commit::GroupCommit::start(
+            &cfg.commit,
+            &parts.store,
+            &parts.bus,
+            &push_tap,
+            metrics.for_commit(),
+        );
         let media = parley_media::Janus::new(
             cfg.calls.janus_urls.clone(),
             cfg.calls.janus_admin_key.clone(),
@@ -153,6 +179,9 @@ impl Service {
             feed_head: tokio::sync::watch::Sender::new(0),
             webhook_key: tokio::sync::OnceCell::new(),
             outbound: parts.outbound,
+            push_tap,
+            vapid: tokio::sync::OnceCell::new(),
+            push_out: parts.push_outbound,
         }
     }
 

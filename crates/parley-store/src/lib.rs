@@ -12,6 +12,7 @@ mod import;
 mod infobases;
 mod messages;
 mod notifications;
+mod push;
 mod reactions;
 mod recovery;
 mod registration;
@@ -36,6 +37,7 @@ pub use messages::{
     EventPage, JoinPolicy, LoggedEvent, NewMessageRow, PostOutcome, ReadMarker, StoredEvent,
 };
 pub use notifications::StoredNotification;
+pub use push::PushSubscription;
 pub use recovery::LoggedEnvelope;
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use search::{Reader, SearchParams};

@@ -5,6 +5,7 @@ pub mod health;
 pub mod hooks;
 pub mod infobases;
 pub mod me;
+pub mod push;
 pub mod registration;
 pub mod web;
 pub mod webhooks;
