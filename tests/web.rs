@@ -919,3 +919,112 @@ async fn an_image_shows_inline_and_a_message_forwards_to_a_dialog() {
     assert!(a.errors().is_empty(), "console errors: {:?}", a.errors());
     assert!(b.errors().is_empty(), "console errors: {:?}", b.errors());
 }
+
+/// The web client registers its service worker and the browser's push
+/// subscription; with the page closed (no session), a dialog message
+/// reaches that subscription, encrypted and signed. Chromium's own push
+/// service (Google's FCM) is not reachable here, so `pushManager.subscribe`
+/// answers with a subscription of the test's push service
+/// (tests/push_receiver.py) — everything after it is the real path: the
+/// client registers it, the server pushes, the receiver verifies and
+/// decrypts.
+#[actix_web::test]
+async fn the_web_client_subscribes_to_push_and_an_offline_user_gets_the_message() {
+    use parley_tests::push::PushService;
+    let ps = PushService::start();
+    let env = TestEnv::new(|c| c.push.allow_private_targets = true).await;
+    let app = env.app().await;
+    let ib = register(&app, &email("web-push"), "Push").await;
+    let alice = user(&app, &ib, "alice").await;
+    let bob = user(&app, &ib, "bob").await;
+    let tb = token(&app, &ib, &bob).await;
+    let ta = token(&app, &ib, &alice).await;
+    let server = env.server().await;
+    let base = format!("http://{}", server.addr);
+    let sub = ps.subscription(false).await;
+
+    let browser = Browser::launch().await;
+    browser.grant(&base, &["notifications"]).await;
+    let init = format!(
+        "window.__pushKeys = [];
+         PushManager.prototype.getSubscription = async function () {{ return null; }};
+         PushManager.prototype.subscribe = async function (o) {{
+           window.__pushKeys.push(Array.from(new Uint8Array(o.applicationServerKey)));
+           const s = {sub};
+           return {{ endpoint: s.endpoint, toJSON() {{ return s; }} }};
+         }};",
+        sub = json!({"endpoint": sub["endpoint"], "keys": sub["keys"], "expirationTime": null})
+    );
+    let b = browser
+        .tab_with(&format!("{base}/#token={tb}"), Some(&init))
+        .await;
+    b.wait(
+        "live",
+        "document.getElementById('status').textContent === 'live'",
+    )
+    .await;
+    // Permission is granted: the client registers without a click.
+    b.wait("push on", "document.body.dataset.push === 'on'")
+        .await;
+    let sw = b
+        .eval("navigator.serviceWorker.getRegistration().then(r => r && (r.active || r.installing || r.waiting).scriptURL)")
+        .await;
+    assert_eq!(sw, json!(format!("{base}/sw.js")));
+    // It subscribed with the server's key.
+    let key = call(&app, "GET", "/v1/push/vapid-key", &Auth::None, None).await;
+    let want = parley_core::crypto::from_b64url(key.body["public_key"].as_str().expect("key"))
+        .expect("base64url");
+    let used: Vec<u8> =
+        serde_json::from_value(b.eval("window.__pushKeys[0]").await).expect("bytes");
+    assert_eq!(used, want);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM push_subscriptions WHERE endpoint = $1")
+        .bind(sub["endpoint"].as_str())
+        .fetch_one(&env.db)
+        .await
+        .expect("count");
+    assert_eq!(n, 1);
+    assert_eq!(
+        b.eval("document.getElementById('push').textContent").await,
+        json!("Notifications on")
+    );
+
+    assert!(b.errors().is_empty(), "console errors: {:?}", b.errors());
+
+    // Bob closes the page; Alice writes to him.
+    b.cmd("Page.close", json!({})).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = call(
+            &app,
+            "GET",
+            &format!("/v1/infobases/{}/users/{bob}/presence", ib.id),
+            &ib.auth(),
+            None,
+        )
+        .await;
+        if r.body["online"] == false {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "bob stays online");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ca = parley_tests::chat::connect(&server.ws_url(), &ta).await;
+    let dm: parley_core::protocol::Conversation = ca
+        .call(parley_core::protocol::Request::OpenDialog {
+            user_id: bob.parse().expect("id"),
+        })
+        .await
+        .expect("dialog");
+    parley_tests::chat::send(&ca, dm.id, parley_tests::chat::text("Are you there?")).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let got = loop {
+        let got = ps.received().await;
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(std::time::Instant::now() < deadline, "no push");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(got[0]["ok"], true, "{got:?}");
+    assert_eq!(got[0]["payload"]["text"], "Are you there?");
+}

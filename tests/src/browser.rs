@@ -177,6 +177,23 @@ impl Browser {
 
     /// A new tab showing `url`.
     pub async fn tab(&self, url: &str) -> Tab<'_> {
+        self.tab_with(url, None).await
+    }
+
+    /// Lets pages of `origin` use these permissions (`notifications`, …)
+    /// without asking.
+    pub async fn grant(&self, origin: &str, permissions: &[&str]) {
+        self.send(
+            None,
+            "Browser.grantPermissions",
+            json!({"origin": origin, "permissions": permissions}),
+        )
+        .await;
+    }
+
+    /// A new tab showing `url`, with `init` run in every document before
+    /// the page's own scripts.
+    pub async fn tab_with(&self, url: &str, init: Option<&str>) -> Tab<'_> {
         let t = self
             .send(None, "Target.createTarget", json!({"url": "about:blank"}))
             .await;
@@ -196,6 +213,13 @@ impl Browser {
         tab.cmd("Runtime.enable", json!({})).await;
         tab.cmd("Page.enable", json!({})).await;
         tab.cmd("Network.enable", json!({})).await;
+        if let Some(js) = init {
+            tab.cmd(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({"source": js}),
+            )
+            .await;
+        }
         tab.goto(url).await;
         tab
     }

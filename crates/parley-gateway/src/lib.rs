@@ -218,6 +218,7 @@ pub fn app(
         .service(resource("/app.js").route(web::get().to(webui::app_js)))
         .service(resource("/app.css").route(web::get().to(webui::app_css)))
         .service(resource("/i18n.js").route(web::get().to(webui::i18n_js)))
+        .service(resource("/sw.js").route(web::get().to(webui::sw_js)))
         .service(resource(&ws_path).route(web::get().to(ws::route)))
         .default_service(web::to(error::no_route))
         .wrap_fn(|req, srv| {

@@ -144,6 +144,53 @@
     }
     setStatus("live");
     await loadConversations();
+    pushButton();
+  }
+
+  // ---- Web Push: a service worker shows what the server pushes while the
+  // user has no session. Asking needs a click; once allowed, every start
+  // registers the browser's subscription again (it may have changed).
+  function b64urlBytes(s) {
+    const b = atob(s.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - s.length % 4) % 4));
+    return Uint8Array.from(b, (ch) => ch.charCodeAt(0));
+  }
+
+  function pushState(st) {
+    state.push = st;
+    document.body.dataset.push = st;
+    const b = $("push");
+    b.dataset.i18n = st === "on" ? "push.on" : st === "denied" ? "push.denied"
+      : st === "unavailable" ? "push.unavailable" : "push.enable";
+    b.textContent = t(b.dataset.i18n);
+    b.disabled = st !== "off";
+  }
+
+  function pushButton() {
+    if (!("serviceWorker" in navigator) || !("PushManager" in window) || !("Notification" in window)) return;
+    $("push").hidden = false;
+    if (state.push) return;
+    if (Notification.permission === "granted") enablePush();
+    else pushState(Notification.permission === "denied" ? "denied" : "off");
+  }
+
+  async function enablePush() {
+    try {
+      const reg = await navigator.serviceWorker.register("/sw.js");
+      let sub = await reg.pushManager.getSubscription();
+      if (!sub) {
+        const k = await (await fetch("/v1/push/vapid-key")).json();
+        sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: b64urlBytes(k.public_key) });
+      }
+      const r = await fetch("/v1/me/push-subscriptions", {
+        method: "POST",
+        headers: { authorization: `Bearer ${state.token}`, "content-type": "application/json" },
+        body: JSON.stringify(sub.toJSON()),
+      });
+      pushState(r.ok ? "on" : "unavailable");
+    } catch (err) {
+      console.warn("push:", err && err.message);
+      pushState(Notification.permission === "denied" ? "denied" : "unavailable");
+    }
   }
 
   function onFrame(f) {
@@ -1105,6 +1152,12 @@
       for (const track of c.local.getVideoTracks()) track.enabled = on;
       $("call-camera").setAttribute("aria-pressed", String(!on)); $("call-camera").textContent = t(on ? "call.cameraOff" : "call.cameraOn");
     };
+    $("push").onclick = enablePush;
+    if ("serviceWorker" in navigator) {
+      navigator.serviceWorker.addEventListener("message", (e) => {
+        if (e.data && e.data.type === "open-conversation") open(e.data.conversation_id);
+      });
+    }
     $("lang").onchange = () => {
       state.lang = $("lang").value; localStorage.setItem("parley.lang", state.lang); applyI18n();
     };

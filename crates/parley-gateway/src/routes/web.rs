@@ -10,6 +10,7 @@ const INDEX: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/app.js");
 const APP_CSS: &str = include_str!("../../web/app.css");
 const I18N_JS: &str = include_str!("../../web/i18n.js");
+const SW_JS: &str = include_str!("../../web/sw.js");
 
 fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
     HttpResponse::Ok()
@@ -40,6 +41,12 @@ pub async fn app_js() -> HttpResponse {
 /// The UI's words, one catalog per language.
 pub async fn i18n_js() -> HttpResponse {
     asset(I18N_JS, "text/javascript; charset=utf-8")
+}
+
+/// The service worker that shows Web Push notices (served from the root so
+/// its scope is the whole client).
+pub async fn sw_js() -> HttpResponse {
+    asset(SW_JS, "text/javascript; charset=utf-8")
 }
 
 pub async fn app_css() -> HttpResponse {
