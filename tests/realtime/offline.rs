@@ -92,3 +92,96 @@ async fn notifications_for_an_offline_user_wait_for_its_next_connect() {
     .await;
     assert_eq!(n, json!(6));
 }
+
+#[actix_web::test]
+async fn a_user_away_long_enough_gets_one_digest_of_what_it_missed() {
+    let p = pair_with(|c| {
+        c.digest.delay_secs = 1;
+        c.digest.every_secs = 1;
+    })
+    .await;
+    let app = p.env.app().await;
+    let upsert = |external: &'static str, mail: String| {
+        let app = &app;
+        let path = format!("/v1/infobases/{}/users", p.b.id);
+        let auth = p.b.auth();
+        async move {
+            let r = call(
+                app,
+                "POST",
+                &path,
+                &auth,
+                json_body(json!({"external_id": external, "name": external, "email": mail})),
+            )
+            .await;
+            assert!(r.status == 200 || r.status == 201, "{r:?}");
+            r.body["user"]["id"]
+                .as_str()
+                .or(r.body["id"].as_str())
+                .expect("id")
+                .to_owned()
+        }
+    };
+    let carol_mail = email("carol-digest");
+    let carol = upsert("carol", carol_mail.clone()).await;
+    // Bob has a session: he is never mailed.
+    let bob_mail = email("bob-digest");
+    upsert("bob", bob_mail.clone()).await;
+    let g = group(&p.ca, "Orders", &[uid(&carol), p.bob]).await;
+    send(&p.ca, g.id, text("Invoice 7 needs a signature")).await;
+    send(&p.ca, g.id, text("And invoice 8")).await;
+
+    // Off by default: several runs pass, nothing is mailed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mails_to(&carol_mail), 0);
+    let r = call(
+        &app,
+        "PUT",
+        &format!("/v1/infobases/{}/email-digest", p.a.id),
+        &p.a.auth(),
+        json_body(json!({"enabled": true})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // For the whole subscriber: B (same subscriber) sees it on.
+    let r = call(
+        &app,
+        "GET",
+        &format!("/v1/infobases/{}/email-digest", p.b.id),
+        &p.b.auth(),
+        None,
+    )
+    .await;
+    assert_eq!(r.body, json!({"enabled": true}));
+
+    let deadline = std::time::Instant::now() + WAIT;
+    while mails_to(&carol_mail) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no digest");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = &mail_texts(&carol_mail)[0];
+    assert!(
+        first.contains("Subject: Parley: 2 unread messages in 1 conversation"),
+        "{first}"
+    );
+    assert!(first.contains("Orders - 2 unread"), "{first}");
+    assert!(first.contains("Invoice 7 needs a signature"), "{first}");
+
+    // Mailed once: later runs send nothing more until something new comes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mails_to(&carol_mail), 1);
+    send(&p.ca, g.id, text("Invoice 9 too")).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while mails_to(&carol_mail) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no second digest");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = &mail_texts(&carol_mail)[1];
+    assert!(second.contains("Invoice 9 too"), "{second}");
+    assert!(
+        !second.contains("Invoice 7"),
+        "only what was not mailed: {second}"
+    );
+    assert!(second.contains("Orders - 3 unread"), "{second}");
+    assert_eq!(mails_to(&bob_mail), 0, "online users get no digest");
+}

@@ -130,6 +130,7 @@ impl TestEnv {
         svc.start_call_sweeper();
         svc.start_feed();
         svc.start_push();
+        svc.start_digests();
         let state = parley_server::app_state_for(&cfg, svc);
         let db = PgPoolOptions::new()
             .max_connections(2)
@@ -352,6 +353,29 @@ pub async fn code_from_mail(to: &str) -> String {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The mails to `to` that have arrived, oldest first (raw).
+pub fn mail_texts(to: &str) -> Vec<String> {
+    let dir = PathBuf::from(var("PARLEY_TEST_MAILDIR")).join("new");
+    let mut found: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| {
+                    let text = std::fs::read_to_string(e.path()).ok()?;
+                    let to_line = format!("To: {to}");
+                    if !text.lines().any(|l| l.eq_ignore_ascii_case(&to_line)) {
+                        return None;
+                    }
+                    let at = e.metadata().and_then(|m| m.modified()).ok()?;
+                    Some((at, text))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort_by_key(|(at, _)| *at);
+    found.into_iter().map(|(_, t)| t).collect()
 }
 
 /// How many mails to `to` have arrived.

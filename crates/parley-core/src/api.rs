@@ -299,3 +299,11 @@ pub struct VapidPublicKey {
     /// The application server key for `pushManager.subscribe`, base64url.
     pub public_key: String,
 }
+
+/// `GET|PUT /v1/infobases/{id}/email-digest`: digests for the subscriber's
+/// users who stay offline (off by default).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailDigestSettings {
+    pub enabled: bool,
+}

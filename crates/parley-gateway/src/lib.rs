@@ -169,6 +169,11 @@ pub fn app(
                 .route(web::put().to(feed::set_settings)),
         )
         .service(
+            resource("/v1/infobases/{infobase_id}/email-digest")
+                .route(web::get().to(feed::email_digest))
+                .route(web::put().to(feed::set_email_digest)),
+        )
+        .service(
             resource("/v1/infobases/{infobase_id}/webhooks")
                 .route(web::post().to(webhooks::create))
                 .route(web::get().to(webhooks::list)),

@@ -7,8 +7,8 @@ use parley_files::FilesConfig;
 use parley_gateway::config::{HttpConfig, WebConfig, WsConfig};
 use parley_mail::MailConfig;
 use parley_service::config::{
-    AuthConfig, CallsConfig, CommitConfig, FeedConfig, LimitsConfig, MaintenanceConfig, PushConfig,
-    RecoveryConfig, RegistrationConfig, WebhooksConfig,
+    AuthConfig, CallsConfig, CommitConfig, DigestConfig, FeedConfig, LimitsConfig,
+    MaintenanceConfig, PushConfig, RecoveryConfig, RegistrationConfig, WebhooksConfig,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -112,6 +112,7 @@ pub struct Config {
     pub feed: FeedConfig,
     pub webhooks: WebhooksConfig,
     pub push: PushConfig,
+    pub digest: DigestConfig,
     pub log: LogConfig,
 }
 
@@ -306,6 +307,7 @@ impl Config {
         self.feed.validate().map_err(wrap)?;
         self.webhooks.validate(&self.feed).map_err(wrap)?;
         self.push.validate().map_err(wrap)?;
+        self.digest.validate().map_err(wrap)?;
         let bad = |key: &str, message: &str| ConfigError::BadValue {
             key: key.into(),
             origin: "configuration".into(),

@@ -96,6 +96,7 @@ pub fn service_config(cfg: &Config) -> ServiceConfig {
         feed: cfg.feed.clone(),
         webhooks: cfg.webhooks.clone(),
         push: cfg.push.clone(),
+        digest: cfg.digest.clone(),
         dev_signin: cfg.web.dev_signin,
     }
 }

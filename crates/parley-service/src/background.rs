@@ -46,5 +46,6 @@ impl Service {
         self.start_call_sweeper();
         self.start_feed();
         self.start_push();
+        self.start_digests();
     }
 }

@@ -910,3 +910,62 @@ impl PushConfig {
         )
     }
 }
+
+/// `[digest]`: e-mail digests for users who stay offline (off by default
+/// per subscriber; docs/integrations.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestConfig {
+    /// A user offline this long (since its last session closed) with
+    /// messages unread this long gets a digest of what it missed.
+    pub delay_secs: u64,
+    /// How often a node looks for users due a digest (one node at a time).
+    pub every_secs: u64,
+    /// Digests mailed per run at most.
+    pub max_users_per_run: u32,
+    /// Conversations in one digest, and unread lines shown of each.
+    pub max_conversations: u32,
+    pub lines_per_conversation: u32,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        Self {
+            delay_secs: 3600,
+            every_secs: 60,
+            max_users_per_run: 100,
+            max_conversations: 10,
+            lines_per_conversation: 3,
+        }
+    }
+}
+
+impl DigestConfig {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
+        check(
+            (1..=30 * 86_400).contains(&self.delay_secs),
+            "digest.delay_secs",
+            "must be between 1 and 2592000",
+        )?;
+        check(
+            (1..=86_400).contains(&self.every_secs),
+            "digest.every_secs",
+            "must be between 1 and 86400",
+        )?;
+        check(
+            (1..=10_000).contains(&self.max_users_per_run),
+            "digest.max_users_per_run",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            (1..=100).contains(&self.max_conversations),
+            "digest.max_conversations",
+            "must be between 1 and 100",
+        )?;
+        check(
+            (1..=20).contains(&self.lines_per_conversation),
+            "digest.lines_per_conversation",
+            "must be between 1 and 20",
+        )
+    }
+}

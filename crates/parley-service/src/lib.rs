@@ -19,6 +19,7 @@ mod background;
 mod calls;
 mod commit;
 mod conversations;
+mod digest;
 mod fanout;
 mod feed;
 mod files;
@@ -46,8 +47,8 @@ pub use messages::{HistoryQuery, Posted};
 pub use parley_store::TokenSession;
 
 use config::{
-    AuthConfig, CallsConfig, CommitConfig, FeedConfig, LimitsConfig, MaintenanceConfig, PushConfig,
-    RecoveryConfig, RegistrationConfig, WebhooksConfig,
+    AuthConfig, CallsConfig, CommitConfig, DigestConfig, FeedConfig, LimitsConfig,
+    MaintenanceConfig, PushConfig, RecoveryConfig, RegistrationConfig, WebhooksConfig,
 };
 use parley_bus::Bus;
 use parley_files::{FilesConfig, Storage};
@@ -70,6 +71,7 @@ pub struct ServiceConfig {
     pub feed: FeedConfig,
     pub webhooks: WebhooksConfig,
     pub push: PushConfig,
+    pub digest: DigestConfig,
     /// `POST /v1/dev/signin` is allowed (development only).
     pub dev_signin: bool,
 }

@@ -23,7 +23,11 @@ impl Service {
     /// no node holds one any more (then the contacts hear "offline").
     pub async fn session_closed(&self, user: UserId, id: SessionId) -> bool {
         let last_here = self.bus.hub().unregister(user, id);
-        last_here && self.bus.session_closed(user).await
+        let last = last_here && self.bus.session_closed(user).await;
+        if last {
+            self.user_went_offline(user).await;
+        }
+        last
     }
 
     /// Sessions open on this node.

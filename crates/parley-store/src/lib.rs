@@ -5,6 +5,7 @@ mod actions;
 mod batch;
 mod calls;
 mod conversations;
+mod digest;
 mod feed;
 mod files;
 mod hooks;
@@ -28,6 +29,7 @@ pub use conversations::{
     ChangedBy, Committed, ConversationChange, ConversationMeta, ConversationSeq, CreateOutcome,
     NewConversation, Viewer,
 };
+pub use digest::{Digest, DigestConversation, DigestRun};
 pub use feed::{FeedRows, PumpLimits, Pumped};
 pub use files::{FileRefusal, FileRow, NewFile};
 pub use hooks::{HookRow, HookTarget, NewHook};

@@ -4,6 +4,7 @@ use crate::auth::InfobaseCaller;
 use crate::error::ApiResult;
 use crate::state::AppState;
 use actix_web::web;
+use parley_core::api::EmailDigestSettings;
 use parley_core::feed::{FeedPage, FeedSettings};
 use parley_core::{ErrorBody, InfobaseId};
 use serde::Deserialize;
@@ -65,6 +66,35 @@ pub async fn set_settings(
     Ok(web::Json(
         st.svc
             .set_feed_settings(&me.actor, body.into_inner())
+            .await?,
+    ))
+}
+
+/// Whether the infobase's subscriber mails digests to users who stay
+/// offline (`digest.delay_secs`) with unread messages; off by default.
+#[utoipa::path(get, path = "/v1/infobases/{infobase_id}/email-digest", tag = "feed",
+    params(("infobase_id" = InfobaseId, Path)), security(("infobase" = [])),
+    responses((status = 200, body = EmailDigestSettings)))]
+pub async fn email_digest(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+) -> ApiResult<web::Json<EmailDigestSettings>> {
+    Ok(web::Json(st.svc.email_digest_settings(&me.actor).await?))
+}
+
+/// Turns the digests on or off for the whole subscriber (every infobase of
+/// it).
+#[utoipa::path(put, path = "/v1/infobases/{infobase_id}/email-digest", tag = "feed",
+    params(("infobase_id" = InfobaseId, Path)), request_body = EmailDigestSettings,
+    security(("infobase" = [])), responses((status = 200, body = EmailDigestSettings)))]
+pub async fn set_email_digest(
+    st: web::Data<AppState>,
+    me: InfobaseCaller,
+    body: web::Json<EmailDigestSettings>,
+) -> ApiResult<web::Json<EmailDigestSettings>> {
+    Ok(web::Json(
+        st.svc
+            .set_email_digest_settings(&me.actor, body.into_inner())
             .await?,
     ))
 }
