@@ -240,7 +240,7 @@ async fn clicks_missed_calls_and_contextual_activity_reach_the_feed() {
     // Contextual activity: off by default, on when asked for.
     let settings = format!("/v1/infobases/{}/feed-settings", p.a.id);
     let r = call(&app, "GET", &settings, &p.a.auth(), None).await;
-    assert_eq!(r.body, json!({"contextual": false}));
+    assert_eq!(r.body, json!({"contextual": false, "presence": false}));
     let open = |object: &'static str| {
         let app = &app;
         let base = format!("/v1/infobases/{}", p.a.id);
@@ -289,6 +289,36 @@ async fn clicks_missed_calls_and_contextual_activity_reach_the_feed() {
     .await;
     let texts: Vec<_> = ctx.iter().filter_map(message_text).collect();
     assert_eq!(texts, ["on invoice 2", "on invoice 1"]);
+
+    // Presence changes of its users, when asked for.
+    let r = call(
+        &app,
+        "PUT",
+        &settings,
+        &p.a.auth(),
+        json_body(json!({"contextual": true, "presence": true})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let erin = user(&app, &p.a, "erin").await;
+    let ce = client(&p.server, &token(&app, &p.a, &erin).await).await;
+    let (on, _) = read_until(&app, &p.a, None, 1, |e| {
+        e.kind == "presence" && e.event["user_id"] == json!(erin)
+    })
+    .await;
+    assert_eq!(on[0].event["online"], true);
+    ce.close();
+    let (seen, _) = read_until(&app, &p.a, None, 2, |e| {
+        e.kind == "presence" && e.event["user_id"] == json!(erin)
+    })
+    .await;
+    assert_eq!(seen[1].event["online"], false);
+    // B did not ask: its users' presence is not in its feed.
+    assert!(feed_page(&app, &p.b, None, 0)
+        .await
+        .events
+        .iter()
+        .all(|e| e.kind != "presence"));
 
     // Retention removed what the cursor points into: a clear error.
     let cursor = feed_page(&app, &p.a, None, 0).await.cursor;

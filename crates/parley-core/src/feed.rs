@@ -9,8 +9,9 @@ use utoipa::ToSchema;
 
 /// Every kind the feed carries. The conversation events are those of the
 /// WebSocket protocol (stored in the conversation's log); `action.invoked`
-/// (a click on a button of one of the infobase's users' messages) and
-/// `call.missed` (one of its users did not answer) are the feed's own.
+/// (a click on a button of one of the infobase's users' messages),
+/// `call.missed` (one of its users did not answer) and `presence` (one of
+/// its users came online or went offline; opt-in) are the feed's own.
 pub const FEED_KINDS: &[&str] = &[
     "message.created",
     "message.edited",
@@ -23,6 +24,7 @@ pub const FEED_KINDS: &[&str] = &[
     "action.chosen",
     "action.invoked",
     "call.missed",
+    "presence",
 ];
 
 /// One event of an infobase's feed.
@@ -59,7 +61,12 @@ pub struct FeedPage {
 pub struct FeedSettings {
     /// Also carry the activity of the contextual conversations of this
     /// infobase's objects (bots or not).
+    #[serde(default)]
     pub contextual: bool,
+    /// Also carry its users' presence changes (`presence`: online when the
+    /// first session opens anywhere, offline when the last closes).
+    #[serde(default)]
+    pub presence: bool,
 }
 
 /// `POST /v1/infobases/{id}/webhooks`

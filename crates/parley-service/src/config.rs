@@ -683,6 +683,9 @@ pub struct FeedConfig {
     pub max_page: u32,
     /// Most events copied per conversation, and inbox rows moved, per pump.
     pub pump_max_rows: u32,
+    /// Whether any infobase asked for presence in its feed is re-read this
+    /// often (until then, presence changes write nothing).
+    pub presence_refresh_secs: u64,
 }
 
 impl Default for FeedConfig {
@@ -697,6 +700,7 @@ impl Default for FeedConfig {
             default_page: 100,
             max_page: 1000,
             pump_max_rows: 1000,
+            presence_refresh_secs: 5,
         }
     }
 }
@@ -743,6 +747,11 @@ impl FeedConfig {
             (1..=100_000).contains(&self.pump_max_rows),
             "feed.pump_max_rows",
             "must be between 1 and 100000",
+        )?;
+        check(
+            (1..=3600).contains(&self.presence_refresh_secs),
+            "feed.presence_refresh_secs",
+            "must be between 1 and 3600",
         )
     }
 }

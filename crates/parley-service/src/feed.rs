@@ -5,8 +5,9 @@
 
 use crate::{Error, Result, Service};
 use parley_core::feed::{FeedPage, FeedSettings};
-use parley_core::{ErrorCode, InfobaseActor};
+use parley_core::{ErrorCode, InfobaseActor, UserId};
 use parley_store::PumpLimits;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,8 +80,10 @@ impl Service {
     }
 
     pub async fn feed_settings(&self, me: &InfobaseActor) -> Result<FeedSettings> {
+        let (contextual, presence) = self.store.feed_options(me.id).await?;
         Ok(FeedSettings {
-            contextual: self.store.feed_contextual(me.id).await?,
+            contextual,
+            presence,
         })
     }
 
@@ -90,7 +93,22 @@ impl Service {
         s: FeedSettings,
     ) -> Result<FeedSettings> {
         self.store.set_feed_contextual(me.id, s.contextual).await?;
+        self.store.set_feed_presence(me.id, s.presence).await?;
+        if s.presence {
+            self.presence_feeds.store(true, Ordering::Relaxed);
+        }
         Ok(s)
+    }
+
+    /// Tells the feeds that asked for presence (nothing is written when no
+    /// infobase anywhere asked: the flag is re-read every few seconds).
+    pub(crate) async fn feed_presence(&self, user: UserId, online: bool) {
+        if !self.presence_feeds.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = self.store.feed_presence(user, online).await {
+            tracing::debug!(error = %e, "presence not written to the feed");
+        }
     }
 
     /// Starts the pump, the head watch that wakes long-polls, the retention
@@ -135,6 +153,18 @@ impl Service {
                 // Only while someone waits: the pump on another node moved it.
                 if svc.feed_head.receiver_count() > 0 {
                     svc.refresh_feed_head().await;
+                }
+            }
+        });
+        let svc = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_secs(svc.cfg.feed.presence_refresh_secs));
+            loop {
+                tick.tick().await;
+                match svc.store.feed_presence_infobases().await {
+                    Ok(ids) => svc.presence_feeds.store(!ids.is_empty(), Ordering::Relaxed),
+                    Err(e) => tracing::debug!(error = %e, "presence feeds unknown"),
                 }
             }
         });

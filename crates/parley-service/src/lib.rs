@@ -128,6 +128,8 @@ pub struct Service {
     readiness: tokio::sync::Mutex<Option<(std::time::Instant, Readiness)>>,
     /// The newest feed id this node knows of; long-polls wait on it.
     feed_head: tokio::sync::watch::Sender<i64>,
+    /// Some infobase's feed carries presence changes (feed.rs).
+    presence_feeds: std::sync::atomic::AtomicBool,
     /// The key webhook secrets are derived from, read once (webhooks.rs).
     webhook_key: tokio::sync::OnceCell<Vec<u8>>,
     outbound: parley_outbound::Outbound,
@@ -179,6 +181,7 @@ impl Service {
             stray_cursor: std::sync::Mutex::new(None),
             readiness: tokio::sync::Mutex::new(None),
             feed_head: tokio::sync::watch::Sender::new(0),
+            presence_feeds: std::sync::atomic::AtomicBool::new(false),
             webhook_key: tokio::sync::OnceCell::new(),
             outbound: parts.outbound,
             push_tap,

@@ -126,6 +126,7 @@ impl Service {
     }
 
     async fn announce(&self, user: UserId, online: bool) {
+        self.feed_presence(user, online).await;
         match self.store.contacts(user).await {
             Ok(contacts) => self.push(
                 contacts,

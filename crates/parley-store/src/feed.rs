@@ -237,14 +237,53 @@ impl Store {
         Ok(rows.try_get::<i64, _>("n")?.max(0) as u64)
     }
 
-    /// Whether the infobase's feed carries its contextual conversations.
-    pub async fn feed_contextual(&self, infobase: InfobaseId) -> Result<bool> {
-        let on: Option<bool> =
-            sqlx::query_scalar("SELECT contextual FROM feed_settings WHERE infobase_id = $1")
+    /// What the infobase's feed carries beyond its bots' conversations:
+    /// (contextual activity, presence changes).
+    pub async fn feed_options(&self, infobase: InfobaseId) -> Result<(bool, bool)> {
+        let row: Option<(bool, bool)> =
+            sqlx::query_as("SELECT contextual, presence FROM feed_settings WHERE infobase_id = $1")
                 .bind(infobase.0)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(on.unwrap_or(false))
+        Ok(row.unwrap_or((false, false)))
+    }
+
+    pub async fn set_feed_presence(&self, infobase: InfobaseId, on: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO feed_settings (infobase_id, presence) VALUES ($1, $2)
+             ON CONFLICT (infobase_id) DO UPDATE SET presence = $2, updated_at = now()",
+        )
+        .bind(infobase.0)
+        .bind(on)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Infobases whose feed carries presence changes.
+    pub async fn feed_presence_infobases(&self) -> Result<Vec<InfobaseId>> {
+        let ids: Vec<uuid::Uuid> =
+            sqlx::query_scalar("SELECT infobase_id FROM feed_settings WHERE presence")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(InfobaseId).collect())
+    }
+
+    /// A user came online or went offline: its infobase's feed hears it
+    /// when it asked to (nothing is written otherwise).
+    pub async fn feed_presence(&self, user: parley_core::UserId, online: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO feed_inbox (infobase_id, kind, body)
+             SELECT u.infobase_id, 'presence',
+                    jsonb_build_object('event', 'presence', 'user_id', u.id, 'online', $2)
+             FROM users u JOIN feed_settings s ON s.infobase_id = u.infobase_id AND s.presence
+             WHERE u.id = $1",
+        )
+        .bind(user.0)
+        .bind(online)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Turns the contextual activity on or off. On: every contextual
