@@ -82,3 +82,40 @@ struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every REST route the app registers (`resource("/v1/…")` with its
+    /// `.route(web::METHOD()…)` in lib.rs) is in the OpenAPI document with
+    /// that method.
+    #[test]
+    fn every_rest_route_is_documented() {
+        // Without whitespace: a path on a line of its own reads the same.
+        let src: String = include_str!("lib.rs")
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let doc = serde_json::to_value(super::document()).expect("document");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut missing = Vec::new();
+        let mut seen = 0;
+        for chunk in src.split("resource(\"").skip(1) {
+            let Some((path, rest)) = chunk.split_once('"') else {
+                continue;
+            };
+            if !path.starts_with("/v1/") || path.starts_with("/v1/dev/") {
+                continue;
+            }
+            let until = rest.find("resource(\"").unwrap_or(rest.len());
+            for m in rest[..until].split(".route(web::").skip(1) {
+                let method = m.split('(').next().unwrap_or("");
+                seen += 1;
+                if paths.get(path).and_then(|p| p.get(method)).is_none() {
+                    missing.push(format!("{} {path}", method.to_uppercase()));
+                }
+            }
+        }
+        assert!(seen > 40, "the route scan found only {seen} routes");
+        assert!(missing.is_empty(), "not in OpenAPI: {missing:#?}");
+    }
+}
