@@ -847,6 +847,17 @@ async fn a_call_between_two_nodes_rings_signals_and_ends() {
     .await;
 }
 
+/// Adds the texts of a feed page's new messages to `seen`; the page's cursor.
+fn take_texts(page: &serde_json::Value, seen: &mut Vec<String>) -> Option<i64> {
+    for e in page["events"].as_array().expect("events") {
+        if e["kind"] == "message.created" {
+            let text = e["event"]["message"]["text"].as_str().unwrap_or("");
+            seen.push(text.to_owned());
+        }
+    }
+    page["cursor"].as_i64()
+}
+
 /// The `Authorization` header of an infobase.
 fn basic(ib: &Ib) -> String {
     use base64::Engine;
@@ -942,17 +953,7 @@ async fn the_feed_and_webhooks_are_exactly_once_across_two_nodes_and_a_restart()
         assert_eq!(status, 201, "{m}");
         if i % 5 == 4 {
             let page = read_page(cl.nodes[live[(i / 5) % 2]].port, cursor).await;
-            for e in page["events"].as_array().expect("events") {
-                if e["kind"] == "message.created" {
-                    seen.push(
-                        e["event"]["message"]["text"]
-                            .as_str()
-                            .unwrap_or("")
-                            .to_owned(),
-                    );
-                }
-            }
-            cursor = page["cursor"].as_i64();
+            cursor = take_texts(&page, &mut seen);
         }
     }
     let deadline = Instant::now() + WAIT;
@@ -963,17 +964,7 @@ async fn the_feed_and_webhooks_are_exactly_once_across_two_nodes_and_a_restart()
             seen.len()
         );
         let page = read_page(cl.nodes[live[seen.len() % 2]].port, cursor).await;
-        for e in page["events"].as_array().expect("events") {
-            if e["kind"] == "message.created" {
-                seen.push(
-                    e["event"]["message"]["text"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_owned(),
-                );
-            }
-        }
-        cursor = page["cursor"].as_i64();
+        cursor = take_texts(&page, &mut seen);
     }
     let want: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
     assert_eq!(seen, want, "each message once, in order");

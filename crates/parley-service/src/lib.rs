@@ -89,24 +89,25 @@ pub struct Parts {
     pub push_outbound: parley_outbound::Outbound,
 }
 
-/// The outgoing HTTP client the push configuration asks for.
-pub fn push_outbound_for(
-    cfg: &PushConfig,
-) -> Result<parley_outbound::Outbound, parley_outbound::OutboundError> {
-    parley_outbound::Outbound::new(
-        cfg.allow_private_targets,
-        std::time::Duration::from_secs(cfg.timeout_secs),
-    )
-}
-
 /// The outgoing HTTP client the webhooks configuration asks for.
 pub fn outbound_for(
     cfg: &WebhooksConfig,
 ) -> Result<parley_outbound::Outbound, parley_outbound::OutboundError> {
-    parley_outbound::Outbound::new(
-        cfg.allow_private_targets,
-        std::time::Duration::from_secs(cfg.timeout_secs),
-    )
+    outbound(cfg.allow_private_targets, cfg.timeout_secs)
+}
+
+/// The outgoing HTTP client the push configuration asks for.
+pub fn push_outbound_for(
+    cfg: &PushConfig,
+) -> Result<parley_outbound::Outbound, parley_outbound::OutboundError> {
+    outbound(cfg.allow_private_targets, cfg.timeout_secs)
+}
+
+fn outbound(
+    allow_private: bool,
+    timeout_secs: u64,
+) -> Result<parley_outbound::Outbound, parley_outbound::OutboundError> {
+    parley_outbound::Outbound::new(allow_private, std::time::Duration::from_secs(timeout_secs))
 }
 
 pub struct Service {
