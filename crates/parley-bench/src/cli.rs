@@ -25,8 +25,26 @@ pub struct Cli {
     /// The peer's directory (Node.js socket.io server).
     #[arg(long, default_value = "bench/peers/socketio")]
     pub peer_dir: String,
+    /// Runs of each capacity search and idle scenario; the headline figure
+    /// is their median, with min and max beside it.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// One run of each (while iterating; the figures are not medians).
+    #[arg(long)]
+    pub quick: bool,
     #[command(subcommand)]
     pub cmd: Cmd,
+}
+
+impl Cli {
+    /// Runs per headline figure.
+    pub fn runs(&self) -> usize {
+        if self.quick {
+            1
+        } else {
+            self.runs.clamp(1, 9)
+        }
+    }
 }
 
 #[derive(Subcommand, Clone)]
@@ -122,6 +140,9 @@ pub enum Cmd {
         queries: usize,
     },
     Standard,
+    /// Draws the capacity curves again from the newest capacity line of
+    /// each workload, system and node count in results.jsonl.
+    Curves,
     /// Internal: holds a slice of idle sessions for `idle`.
     #[command(hide = true)]
     Worker {

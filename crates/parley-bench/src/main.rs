@@ -13,6 +13,7 @@
 mod cli;
 mod conn;
 mod cpu;
+mod curves;
 mod nodes;
 mod report;
 mod scenarios;
@@ -214,9 +215,18 @@ async fn main() -> std::process::ExitCode {
             queries,
         } => env.search_bench(messages, per_user, queries).await,
         Cmd::Standard => standard(&mut env).await,
+        Cmd::Curves => curves::latest(&env.cli.out).map(|rows| env.report.rows = rows),
         Cmd::Worker { .. } => Ok(()),
     };
     env.report.table();
+    match curves::draw(&env.report.rows, &env.cli.out) {
+        Ok(files) => {
+            for f in files {
+                println!("curve: {f}");
+            }
+        }
+        Err(e) => eprintln!("parley-bench: curves not drawn: {e}"),
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

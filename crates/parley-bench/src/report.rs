@@ -55,12 +55,43 @@ impl Report {
         Ok(())
     }
 
+    /// Adds one line per run (`<name>-run`, with its index) and the
+    /// summary line `<name>`: the figures of the median run by `key` (ties
+    /// by `tie`), each of `keys` replaced by its median over the runs with
+    /// `<key>_min` and `<key>_max` beside it, and `runs`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_runs(
+        &mut self,
+        out: &str,
+        name: &str,
+        target: &str,
+        nodes: usize,
+        params: Value,
+        runs: Vec<Value>,
+        keys: &[&str],
+    ) -> Res<()> {
+        for (i, figures) in runs.iter().enumerate() {
+            let mut p = params.clone();
+            p["run"] = json!(i + 1);
+            self.add(
+                out,
+                &format!("{name}-run"),
+                target,
+                nodes,
+                p,
+                figures.clone(),
+            )?;
+        }
+        let summary = summarize(&runs, keys);
+        self.add(out, name, target, nodes, params, summary)
+    }
+
     pub fn table(&self) {
         println!(
             "\n{:<8} {:<7} {:>5}  figures",
             "scenario", "target", "nodes"
         );
-        for r in &self.rows {
+        for r in self.rows.iter().filter(|r| !is_run(r)) {
             let figs = r["figures"]
                 .as_object()
                 .map(|m| {
@@ -78,10 +109,15 @@ impl Report {
         }
         // Parley / peer, where both ran.
         let mut header = false;
-        for p in self.rows.iter().filter(|r| r["target"] == "parley") {
+        for p in self
+            .rows
+            .iter()
+            .filter(|r| r["target"] == "parley" && !is_run(r))
+        {
             let same = |q: &&Value| {
                 // Capacity rows of chat and fan-out differ by workload.
-                q["target"] == "peer"
+                !is_run(q)
+                    && q["target"] == "peer"
                     && q["scenario"] == p["scenario"]
                     && q["nodes"] == p["nodes"]
                     && q["params"]["workload"] == p["params"]["workload"]
@@ -119,5 +155,62 @@ impl Report {
                 parts.join("  ")
             );
         }
+    }
+}
+
+/// A line of one run behind a median.
+fn is_run(r: &Value) -> bool {
+    r["scenario"].as_str().is_some_and(|s| s.ends_with("-run"))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(0.0)
+}
+
+/// The median run's figures by the first key, every key's median with its
+/// min and max, and the number of runs.
+pub fn summarize(runs: &[Value], keys: &[&str]) -> Value {
+    let Some(first) = keys.first() else {
+        return json!({});
+    };
+    let mut order: Vec<&Value> = runs.iter().collect();
+    order.sort_by(|a, b| num(a, first).total_cmp(&num(b, first)));
+    let mut out = order
+        .get(order.len() / 2)
+        .map(|v| (*v).clone())
+        .unwrap_or_else(|| json!({}));
+    for key in keys {
+        let mut vals: Vec<f64> = runs.iter().map(|r| num(r, key)).collect();
+        vals.sort_by(f64::total_cmp);
+        if let (Some(lo), Some(hi)) = (vals.first(), vals.last()) {
+            out[*key] = json!(vals[vals.len() / 2]);
+            out[format!("{key}_min")] = json!(lo);
+            out[format!("{key}_max")] = json!(hi);
+        }
+    }
+    out["runs"] = json!(runs.len());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize;
+    use serde_json::json;
+
+    #[test]
+    fn the_summary_is_the_median_with_its_range() {
+        let runs = [
+            json!({"max_rate": 3000, "p99_ms": 20.0, "steps": [1]}),
+            json!({"max_rate": 2250, "p99_ms": 30.0, "steps": [2]}),
+            json!({"max_rate": 3375, "p99_ms": 10.0, "steps": [3]}),
+        ];
+        let s = summarize(&runs, &["max_rate"]);
+        assert_eq!(s["max_rate"], 3000.0);
+        assert_eq!(
+            (s["max_rate_min"].clone(), s["max_rate_max"].clone()),
+            (json!(2250.0), json!(3375.0))
+        );
+        assert_eq!(s["steps"], json!([1]), "the median run's own figures");
+        assert_eq!(s["runs"], 3);
     }
 }

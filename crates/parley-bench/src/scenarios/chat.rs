@@ -55,7 +55,8 @@ impl Env {
     }
 
     /// The highest rate whose step passes (0 lost, 0 errors, p99 within
-    /// `bound_ms`), searched from `start` ×1.5 per step.
+    /// the bound), searched from `start` ×1.5 per step, `cli.runs()` times;
+    /// the headline is the median.
     pub(crate) async fn capacity(
         &mut self,
         workload: &str,
@@ -64,24 +65,38 @@ impl Env {
         start: u64,
         window: u64,
     ) -> Res<()> {
-        let (shape, bound_ms) = match workload {
-            "chat" => (
-                Shape {
-                    users: 1000,
-                    convs: 100,
-                    members: 10,
-                },
-                50.0,
-            ),
-            _ => (
-                Shape {
-                    users: 1000,
-                    convs: 1,
-                    members: 1000,
-                },
-                100.0,
-            ),
-        };
+        let (shape, bound_ms) = capacity_shape(workload);
+        let mut runs = Vec::new();
+        for run in 1..=self.cli.runs() {
+            println!("capacity {workload} {} {count}n, run {run}", target(peer));
+            runs.push(
+                self.capacity_run(workload, count, peer, start, window)
+                    .await?,
+            );
+        }
+        let out = self.cli.out.clone();
+        self.report.add_runs(
+            &out,
+            "capacity",
+            target(peer),
+            count,
+            json!({"workload": workload, "users": shape.users, "conversations": shape.convs,
+                   "members": shape.members, "p99_bound_ms": bound_ms, "window_s": window}),
+            runs,
+            &["max_rate", "deliveries_per_s"],
+        )
+    }
+
+    /// One capacity search; its figures.
+    async fn capacity_run(
+        &mut self,
+        workload: &str,
+        count: usize,
+        peer: bool,
+        start: u64,
+        window: u64,
+    ) -> Res<serde_json::Value> {
+        let (shape, bound_ms) = capacity_shape(workload);
         let mut load = self.load(workload, shape, count, peer).await?;
         let mut rate = start.max(1);
         let mut best: Option<Step> = None;
@@ -110,21 +125,34 @@ impl Env {
             best = Some(step);
             rate = (rate as f64 * 1.5).round() as u64;
         }
-        let figures = match &best {
+        Ok(match &best {
             Some(s) => json!({
                 "max_rate": s.rate, "deliveries_per_s": s.deliveries_per_s.round(),
                 "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "cpu_s": s.cpu_s, "steps": steps,
             }),
-            None => json!({"max_rate": 0, "steps": steps}),
-        };
-        self.report.add(
-            &self.cli.out,
-            "capacity",
-            target(peer),
-            count,
-            json!({"workload": workload, "users": shape.users, "conversations": shape.convs,
-                   "members": shape.members, "p99_bound_ms": bound_ms, "window_s": window}),
-            figures,
-        )
+            None => json!({"max_rate": 0, "deliveries_per_s": 0, "steps": steps}),
+        })
+    }
+}
+
+/// The shape of a capacity workload and its p99 bound.
+fn capacity_shape(workload: &str) -> (Shape, f64) {
+    match workload {
+        "chat" => (
+            Shape {
+                users: 1000,
+                convs: 100,
+                members: 10,
+            },
+            50.0,
+        ),
+        _ => (
+            Shape {
+                users: 1000,
+                convs: 1,
+                members: 1000,
+            },
+            100.0,
+        ),
     }
 }

@@ -7,6 +7,8 @@ use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 impl Env {
+    /// `cli.runs()` runs; the headline is the median memory per session and
+    /// connect rate.
     pub(crate) async fn idle(
         &mut self,
         sessions: usize,
@@ -14,6 +16,29 @@ impl Env {
         hold: u64,
         peer: bool,
     ) -> Res<()> {
+        let mut runs = Vec::new();
+        for _ in 0..self.cli.runs() {
+            runs.push(self.idle_run(sessions, count, hold, peer).await?);
+        }
+        let out = self.cli.out.clone();
+        self.report.add_runs(
+            &out,
+            "idle",
+            if peer { "peer" } else { "parley" },
+            count,
+            json!({"sessions": sessions}),
+            runs,
+            &["kib_per_session", "connect_per_s"],
+        )
+    }
+
+    async fn idle_run(
+        &mut self,
+        sessions: usize,
+        count: usize,
+        hold: u64,
+        peer: bool,
+    ) -> Res<serde_json::Value> {
         const PER_WORKER: usize = 15_000;
         const TENANT_SESSIONS: usize = 2_000;
         let per_user = 10;
@@ -90,18 +115,11 @@ impl Env {
             drop(child.stdin.take());
             let _ = child.wait();
         }
-        self.report.add(
-            &self.cli.out,
-            "idle",
-            if peer { "peer" } else { "parley" },
-            count,
-            json!({"sessions": sessions}),
-            json!({
-                "connected": connected, "failed": failed,
-                "connect_per_s": (connected as f64 / took).round(),
-                "server_rss_mib": (after as f64 / 1024.0 * 10.0).round() / 10.0,
-                "kib_per_session": (per_session * 100.0).round() / 100.0,
-            }),
-        )
+        Ok(json!({
+            "connected": connected, "failed": failed,
+            "connect_per_s": (connected as f64 / took).round(),
+            "server_rss_mib": (after as f64 / 1024.0 * 10.0).round() / 10.0,
+            "kib_per_session": (per_session * 100.0).round() / 100.0,
+        }))
     }
 }
