@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the deploy/ files without a Docker engine: the compose file with
 # docker-compose's offline `config`, the nginx site with `nginx -t` on a
-# self-signed test certificate. Called by scripts/test.sh.
+# self-signed test certificate, the dashboard and alert rules of
+# deploy/monitoring (scripts/check-monitoring.py). Called by scripts/test.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib/services.sh"
 cd "$PARLEY_ROOT"
@@ -10,6 +11,9 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
 command -v envsubst >/dev/null || ensure_debs gettext-base
 command -v openssl >/dev/null || ensure_debs openssl
 command -v curl >/dev/null || ensure_debs curl
+
+/usr/bin/python3 -c 'import yaml' 2>/dev/null || ensure_debs python3-yaml
+/usr/bin/python3 scripts/check-monitoring.py "$PARLEY_ROOT"
 
 d=$(mktemp -d /tmp/parley-deploy.XXXXXX)
 trap 'rm -rf "$d"' EXIT
@@ -21,7 +25,8 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
     -keyout "$d/key.pem" -out "$d/cert.pem" 2>/dev/null
 # nginx -t resolves upstream names: point the compose names at loopback.
 PARLEY_SERVER_NAME=localhost PARLEY_TLS_CERT="$d/cert.pem" PARLEY_TLS_KEY="$d/key.pem" \
-    envsubst '${PARLEY_SERVER_NAME} ${PARLEY_TLS_CERT} ${PARLEY_TLS_KEY}' \
+    PARLEY_MAX_BODY_SIZE=100m \
+    envsubst '${PARLEY_SERVER_NAME} ${PARLEY_TLS_CERT} ${PARLEY_TLS_KEY} ${PARLEY_MAX_BODY_SIZE}' \
     <deploy/nginx/templates/parley.conf.template \
     | sed -E 's/server parley[0-9]+:8080/server 127.0.0.1:8080/' >"$d/conf.d/parley.conf"
 cat >"$d/nginx.conf" <<CONF
