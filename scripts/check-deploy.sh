@@ -17,6 +17,31 @@ command -v curl >/dev/null || ensure_debs curl
 
 d=$(mktemp -d /tmp/parley-deploy.XXXXXX)
 trap 'rm -rf "$d"' EXIT
+
+# Kubernetes manifests: schema-checked offline for a pinned version with
+# kubernetes-validate (PyPI, installed once into a cache of its own); the
+# configuration file in the ConfigMap must load in Parley itself.
+K8S_VERSION=1.30.0
+kv_path="${XDG_CACHE_HOME:-$HOME/.cache}/parley/kubernetes-validate"
+if ! PYTHONPATH="$kv_path" python3 -c 'import kubernetes_validate' 2>/dev/null; then
+    log "installing kubernetes-validate (PyPI) into $kv_path"
+    python3 -m pip install -q --disable-pip-version-check --target "$kv_path" "kubernetes-validate==1.37.0"
+fi
+manifests=$(ls deploy/k8s/*.yaml | grep -v kustomization.yaml)
+# shellcheck disable=SC2086
+PYTHONPATH="$kv_path" python3 -m kubernetes_validate --strict -k "$K8S_VERSION" $manifests
+/usr/bin/python3 - "$d/k8s-parley.toml" <<'PY'
+import sys, yaml
+cm = yaml.safe_load(open("deploy/k8s/configmap.yaml"))
+open(sys.argv[1], "w").write(cm["data"]["parley.toml"])
+for r in yaml.safe_load(open("deploy/k8s/kustomization.yaml"))["resources"]:
+    open("deploy/k8s/" + r).close()
+PY
+parley_bin="${PARLEY_BIN:-${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/debug/parley}"
+if [ -x "$parley_bin" ]; then
+    PARLEY_DATABASE__URL=postgres://check@127.0.0.1/none "$parley_bin" --config "$d/k8s-parley.toml" config >/dev/null
+fi
+log "deploy/k8s: valid for Kubernetes $K8S_VERSION"
 docker-compose -f deploy/docker-compose.yml config -q
 log "deploy/docker-compose.yml: valid"
 
