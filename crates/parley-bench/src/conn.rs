@@ -27,15 +27,47 @@ fn host(url: &str) -> Result<&str, String> {
     Ok(rest.split('/').next().unwrap_or(rest))
 }
 
+/// Local ports given to connections from a chosen source address: below
+/// the kernel's ephemeral range on purpose. A socket bound with port 0
+/// takes its port from the ephemeral range, and that range is shared by
+/// every address: thousands of bound sessions (and their TIME_WAIT after a
+/// run) would leave no port for anyone's plain connect, PostgreSQL's
+/// clients included, for a minute.
+const SOURCE_PORTS: std::ops::Range<u32> = 10_000..32_000;
+static NEXT_SOURCE_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// A TCP connection to the URL's host from `source`.
 async fn tcp(url: &str, source: Option<IpAddr>) -> Result<tokio::net::TcpStream, String> {
     let host = host(url)?;
     let addr: SocketAddr = host.parse().map_err(|e| format!("{host}: {e}"))?;
-    let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    if let Some(ip) = source {
-        sock.bind(SocketAddr::new(ip, 0))
-            .map_err(|e| format!("bind {ip}: {e}"))?;
+    let Some(ip) = source else {
+        let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        return connected(sock, addr).await;
+    };
+    let span = SOURCE_PORTS.end - SOURCE_PORTS.start;
+    let mut last = String::new();
+    for _ in 0..64 {
+        let n = NEXT_SOURCE_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (SOURCE_PORTS.start + n % span) as u16;
+        let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        // A port left in TIME_WAIT by an earlier run may be bound again.
+        sock.set_reuseaddr(true).map_err(|e| e.to_string())?;
+        if let Err(e) = sock.bind(SocketAddr::new(ip, port)) {
+            last = format!("bind {ip}:{port}: {e}");
+            continue;
+        }
+        match connected(sock, addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
     }
+    Err(last)
+}
+
+async fn connected(
+    sock: tokio::net::TcpSocket,
+    addr: SocketAddr,
+) -> Result<tokio::net::TcpStream, String> {
     let stream = sock
         .connect(addr)
         .await
