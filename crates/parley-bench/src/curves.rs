@@ -25,14 +25,16 @@ fn series(rows: &[Value], workload: &str) -> Vec<Series> {
             points: r["figures"]["steps"]
                 .as_array()
                 .map(|steps| {
+                    // A step that lost frames has no p99: it is left out
+                    // (the search stopped there).
                     steps
                         .iter()
-                        .map(|s| {
-                            (
-                                s["rate"].as_f64().unwrap_or(0.0),
-                                s["p50_ms"].as_f64().unwrap_or(0.0).max(0.1),
-                                s["p99_ms"].as_f64().unwrap_or(0.0).max(0.1),
-                            )
+                        .filter_map(|s| {
+                            Some((
+                                s["rate"].as_f64()?,
+                                s["p50_ms"].as_f64()?.max(0.1),
+                                s["p99_ms"].as_f64()?.max(0.1),
+                            ))
                         })
                         .collect()
                 })
