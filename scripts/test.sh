@@ -72,7 +72,7 @@ log "cargo test"
 # only test harnesses of binaries).
 cargo build -p parley-server --bin parley
 # The bot test runs the client's example bot (examples/approval_bot.rs).
-cargo build -p parley-client --examples
+cargo build -p parley-client --examples --bins
 cargo test --workspace --all-targets
 
 log "web client screenshots in $PARLEY_ARTIFACTS"

@@ -7,6 +7,7 @@ mod batching;
 mod bots;
 mod calls;
 mod chatting;
+mod console;
 mod contexts;
 mod events;
 mod feed;
