@@ -461,28 +461,9 @@ async fn request_status(
     authorization: Option<&str>,
     body: &str,
 ) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    parley_tests::cluster::http_request(port, method, path, authorization, body)
         .await
-        .ok()?;
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+        .map(|(status, _)| status)
 }
 
 /// Node 0 on Redis directly, and one more node (its index returned) that

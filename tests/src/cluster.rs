@@ -408,6 +408,18 @@ pub async fn http_json(
     authorization: Option<&str>,
     body: Option<&serde_json::Value>,
 ) -> Option<(u16, serde_json::Value)> {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    http_request(port, method, path, authorization, &body).await
+}
+
+/// As [`http_json`], with the body as given (which may be malformed).
+pub async fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> Option<(u16, serde_json::Value)> {
     let mut s = tokio::time::timeout(
         Duration::from_secs(2),
         tokio::net::TcpStream::connect(("127.0.0.1", port)),
@@ -418,7 +430,6 @@ pub async fn http_json(
     let auth = authorization
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
         "{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()

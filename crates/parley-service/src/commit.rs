@@ -247,10 +247,7 @@ impl Announcer {
             .record(committed.members.len() as f64);
         if fresh {
             self.metrics.commits.increment(1);
-            for ev in &committed.events {
-                self.push.offer(ev, &committed.members);
-            }
-            fanout::publish(self.bus.as_ref(), committed);
+            fanout::publish(self.bus.as_ref(), &self.push, committed);
         } else {
             self.metrics.retries.increment(1);
             let ev = StoredEvent {

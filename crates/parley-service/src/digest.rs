@@ -122,11 +122,15 @@ impl Service {
     }
 
     /// The user's last session anywhere closed: remember when (the digest
-    /// waits `digest.delay_secs` from then).
-    pub(crate) async fn user_went_offline(&self, user: parley_core::UserId) {
-        if let Err(e) = self.store.mark_seen(user).await {
-            tracing::debug!(error = %e, "last seen not recorded");
-        }
+    /// waits `digest.delay_secs` from then). Written aside: the close and
+    /// its offline announcement do not wait for it.
+    pub(crate) fn user_went_offline(&self, user: parley_core::UserId) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.mark_seen(user).await {
+                tracing::debug!(error = %e, "last seen not recorded");
+            }
+        });
     }
 }
 

@@ -1,6 +1,7 @@
 //! Live delivery of committed changes: one serialization per event, shared by
 //! every recipient, handed to the bus.
 
+use crate::push::PushTap;
 use crate::Service;
 use bytestring::ByteString;
 use parley_bus::{Bus, Envelope};
@@ -47,17 +48,16 @@ impl Service {
 
     /// Fans out what a change committed to the members at its commit.
     pub(crate) fn publish(&self, committed: Committed) {
-        for ev in &committed.events {
-            self.push_tap.offer(ev, &committed.members);
-        }
-        publish(self.bus.as_ref(), committed);
+        publish(self.bus.as_ref(), &self.push_tap, committed);
     }
 }
 
-/// Fans out what a change committed to the members at its commit.
-pub(crate) fn publish(bus: &dyn Bus, committed: Committed) {
+/// Fans out what a change committed to the members at its commit, and
+/// offers it to Web Push (for members with no session).
+pub(crate) fn publish(bus: &dyn Bus, push: &PushTap, committed: Committed) {
     let Committed { events, members } = committed;
     for ev in events {
+        push.offer(&ev, &members);
         publish_event(bus, ev, members.clone());
     }
 }

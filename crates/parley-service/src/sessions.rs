@@ -25,7 +25,7 @@ impl Service {
         let last_here = self.bus.hub().unregister(user, id);
         let last = last_here && self.bus.session_closed(user).await;
         if last {
-            self.user_went_offline(user).await;
+            self.user_went_offline(user);
         }
         last
     }

@@ -43,11 +43,20 @@ impl Service {
     }
 
     async fn link_key(&self) -> Result<&[u8]> {
-        let key = self
-            .link_key
+        self.server_key(&self.link_key, LINK_SECRET).await
+    }
+
+    /// A 256-bit key of the cluster by name (made by the first node that
+    /// asks, in `server_secrets`), read once into `cell`.
+    pub(crate) async fn server_key<'a>(
+        &self,
+        cell: &'a tokio::sync::OnceCell<Vec<u8>>,
+        name: &str,
+    ) -> Result<&'a [u8]> {
+        let key = cell
             .get_or_try_init(|| async {
                 self.store
-                    .server_secret(LINK_SECRET, &crypto::random_bytes::<32>())
+                    .server_secret(name, &crypto::random_bytes::<32>())
                     .await
             })
             .await?;

@@ -27,15 +27,7 @@ const MAX_URL_CHARS: usize = 2000;
 
 impl Service {
     async fn webhook_master(&self) -> Result<&[u8]> {
-        let key = self
-            .webhook_key
-            .get_or_try_init(|| async {
-                self.store
-                    .server_secret(WEBHOOK_SECRET, &crypto::random_bytes::<32>())
-                    .await
-            })
-            .await?;
-        Ok(key)
+        self.server_key(&self.webhook_key, WEBHOOK_SECRET).await
     }
 
     /// The endpoint's current secret (what the receiver holds).
