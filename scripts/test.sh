@@ -19,6 +19,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
 [ -x /usr/bin/chromium ] || ensure_debs chromium
 # Calls: a real TURN relay (the tests start their own on loopback).
 [ -x /usr/bin/turnserver ] || ensure_debs coturn
+# Through a transaction-mode pooler (the tests start their own PgBouncer).
+[ -x /usr/sbin/pgbouncer ] || ensure_debs pgbouncer
 # Group calls: a real Janus with the VideoRoom plugin (started by the tests).
 command -v janus >/dev/null || ensure_debs janus
 ensure_garage

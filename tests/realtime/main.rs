@@ -17,6 +17,7 @@ mod lists;
 mod offline;
 mod outage;
 mod ownership;
+mod pgbouncer;
 mod reactions;
 mod replies;
 mod resume;

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod cluster;
 pub mod faults;
 pub mod janus;
+pub mod pooler;
 pub mod push;
 pub mod receiver;
 pub mod turn;
@@ -53,22 +54,47 @@ pub struct TestEnv {
     pub bus: Arc<FaultBus>,
     /// Between the service and PostgreSQL, when asked for: pauses the store.
     pub db_proxy: Option<Proxy>,
+    /// PgBouncer in transaction mode between the service and PostgreSQL,
+    /// when asked for.
+    pub pgbouncer: Option<pooler::PgBouncer>,
+    /// The test database's own URL (PostgreSQL itself).
+    pub db_url: String,
+}
+
+/// How the service reaches PostgreSQL in a test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Direct,
+    /// Through a [`Proxy`] that can pause it.
+    Proxy,
+    /// Through PgBouncer in transaction pooling mode, with this many server
+    /// connections.
+    PgBouncer(u32),
 }
 
 impl TestEnv {
     /// A new database with the schema applied; `tweak` adjusts the
     /// configuration (limits, mail) before the app is built.
     pub async fn new(tweak: impl FnOnce(&mut Config)) -> TestEnv {
-        Self::build(tweak, false).await
+        Self::build(tweak, Route::Direct).await
+    }
+
+    /// As [`TestEnv::new`], with the service reaching PostgreSQL through
+    /// PgBouncer in transaction mode with `server_connections` (`pgbouncer`).
+    pub async fn with_pgbouncer(
+        server_connections: u32,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestEnv {
+        Self::build(tweak, Route::PgBouncer(server_connections)).await
     }
 
     /// As [`TestEnv::new`], with the service reaching PostgreSQL through a
     /// [`Proxy`] (`db_proxy`) that can pause it.
     pub async fn with_db_proxy(tweak: impl FnOnce(&mut Config)) -> TestEnv {
-        Self::build(tweak, true).await
+        Self::build(tweak, Route::Proxy).await
     }
 
-    async fn build(tweak: impl FnOnce(&mut Config), proxy_db: bool) -> TestEnv {
+    async fn build(tweak: impl FnOnce(&mut Config), route: Route) -> TestEnv {
         let admin_url = var("PARLEY_TEST_DATABASE_URL");
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPoolOptions::new()
@@ -102,7 +128,20 @@ impl TestEnv {
 
         let direct = parley_server::store(&cfg).expect("store");
         direct.migrate().await.expect("migrate");
-        let db_proxy = if proxy_db {
+        let pgbouncer = if let Route::PgBouncer(servers) = route {
+            let (host_port, target) = pg_address(&db_url);
+            let bouncer =
+                pooler::PgBouncer::start(&target.ip().to_string(), target.port(), servers).await;
+            cfg.database.url =
+                db_url.replacen(&host_port, &format!("127.0.0.1:{}", bouncer.port), 1);
+            cfg.database.transaction_pooler = true;
+            cfg.database.migrate_url = db_url.clone();
+            cfg.validate().expect("the pooler configuration is valid");
+            Some(bouncer)
+        } else {
+            None
+        };
+        let db_proxy = if route == Route::Proxy {
             let (host_port, target) = pg_address(&db_url);
             let proxy = Proxy::start(target).await;
             let mut svc_cfg = cfg.clone();
@@ -144,6 +183,8 @@ impl TestEnv {
             store: direct,
             bus,
             db_proxy,
+            pgbouncer,
+            db_url,
         }
     }
 

@@ -44,6 +44,7 @@ impl Env {
             url: self.cli.database_url.clone(),
             max_connections: 32,
             acquire_timeout: Duration::from_secs(30),
+            transaction_pooler: false,
         })
         .map_err(|e| e.to_string())?;
         store.migrate().await.map_err(|e| e.to_string())?;

@@ -79,8 +79,9 @@ pub async fn run(cli: Cli, cfg: Config) -> Result<(), StartError> {
             Ok(())
         }
         Command::Migrate => {
-            let store = crate::store(&cfg)?;
+            let store = crate::migration_store(&cfg)?;
             store.migrate().await?;
+            store.close().await;
             println!("migrations applied");
             Ok(())
         }
@@ -92,7 +93,9 @@ pub async fn run(cli: Cli, cfg: Config) -> Result<(), StartError> {
 async fn serve(cfg: Config) -> Result<(), StartError> {
     let store = crate::store(&cfg)?;
     if cfg.database.migrate_on_start {
-        store.migrate().await?;
+        let migrations = crate::migration_store(&cfg)?;
+        migrations.migrate().await?;
+        migrations.close().await;
         tracing::info!("database schema up to date");
     }
     let state = crate::app_state(&cfg, store.clone()).await?;

@@ -26,6 +26,12 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub acquire_timeout_secs: u64,
     pub migrate_on_start: bool,
+    /// `url` reaches PostgreSQL through a pooler in transaction mode
+    /// (PgBouncer): statements unnamed, each in a transaction.
+    pub transaction_pooler: bool,
+    /// Where migrations run; empty = `url`. Required with
+    /// `transaction_pooler` (migrations hold a session advisory lock).
+    pub migrate_url: String,
 }
 
 impl Default for DatabaseConfig {
@@ -35,6 +41,8 @@ impl Default for DatabaseConfig {
             max_connections: 16,
             acquire_timeout_secs: 5,
             migrate_on_start: true,
+            transaction_pooler: false,
+            migrate_url: String::new(),
         }
     }
 }
@@ -318,6 +326,18 @@ impl Config {
         {
             return Err(bad("database.url", "must be a postgres:// URL"));
         }
+        let m = &self.database.migrate_url;
+        if !(m.is_empty() || m.starts_with("postgres://") || m.starts_with("postgresql://")) {
+            return Err(bad("database.migrate_url", "must be a postgres:// URL"));
+        }
+        if self.database.transaction_pooler && self.database.migrate_url.is_empty() {
+            return Err(bad(
+                "database.migrate_url",
+                "is required with database.transaction_pooler: migrations hold a session \
+                 advisory lock, which a transaction-mode pooler cannot carry; give PostgreSQL's \
+                 own address",
+            ));
+        }
         if !(1..=1000).contains(&self.database.max_connections) {
             return Err(bad(
                 "database.max_connections",
@@ -368,6 +388,7 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         let mut c = self.clone();
         c.database.url = redact_url(&c.database.url);
+        c.database.migrate_url = redact_url(&c.database.migrate_url);
         c.bus.redis_url = redact_url(&c.bus.redis_url);
         if !c.files.s3_secret_key.is_empty() {
             c.files.s3_secret_key = "***".into();
@@ -504,15 +525,27 @@ mod tests {
             .expect_err("bind")
             .to_string();
         assert!(e.contains("http.bind"), "{e}");
+
+        let e = Config::load(
+            None,
+            env(&[("PARLEY_DATABASE__TRANSACTION_POOLER", "true")]),
+        )
+        .expect_err("pooler without a migration address")
+        .to_string();
+        assert!(e.contains("database.migrate_url"), "{e}");
     }
 
     #[test]
     fn secrets_are_redacted() {
         let mut c = Config::default();
         c.database.url = "postgres://parley:hunter2@db:5432/parley".into();
+        c.database.migrate_url = "postgres://parley:hunter3@db:5432/parley".into();
         c.mail.smtp_password = "s3cret".into();
         let out = c.redacted_toml();
-        assert!(!out.contains("hunter2") && !out.contains("s3cret"), "{out}");
+        assert!(
+            !out.contains("hunter2") && !out.contains("hunter3") && !out.contains("s3cret"),
+            "{out}"
+        );
         assert!(out.contains("postgres://parley:***@db:5432/parley"));
     }
 }

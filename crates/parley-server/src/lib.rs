@@ -40,6 +40,21 @@ pub fn store(cfg: &Config) -> Result<Store, StartError> {
         url: cfg.database.url.clone(),
         max_connections: cfg.database.max_connections,
         acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
+        transaction_pooler: cfg.database.transaction_pooler,
+    })?)
+}
+
+/// The store migrations run on: `database.migrate_url` when set (PostgreSQL
+/// itself, not a transaction-mode pooler), else the nodes' own.
+pub fn migration_store(cfg: &Config) -> Result<Store, StartError> {
+    if cfg.database.migrate_url.is_empty() {
+        return store(cfg);
+    }
+    Ok(Store::connect_lazy(&StoreOptions {
+        url: cfg.database.migrate_url.clone(),
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
+        transaction_pooler: false,
     })?)
 }
 

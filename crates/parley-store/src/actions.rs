@@ -37,7 +37,7 @@ impl Store {
         user: UserId,
         value: &str,
     ) -> Result<Invoked> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         lock_conversation(&mut tx, conversation).await?;
         let members = members_tx(&mut tx, conversation).await?;
         if !members.contains(&user) {
@@ -161,7 +161,7 @@ impl Store {
         .bind(infobase.0)
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(rows
             .into_iter()

@@ -137,7 +137,7 @@ impl Store {
         .bind(&cols.keys)
         .bind(&cols.created)
         .bind(&cols.bodies)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         let mut judged: HashMap<i64, Judgement> = HashMap::with_capacity(cols.ids.len());
         let mut members: HashMap<Uuid, Vec<UserId>> = HashMap::new();
@@ -167,7 +167,7 @@ impl Store {
         let found: HashMap<MessageId, Message> = if earlier_ids.is_empty() {
             HashMap::new()
         } else {
-            fetch_messages(&self.pool, &earlier_ids)
+            fetch_messages(&self.db, &earlier_ids)
                 .await?
                 .into_iter()
                 .map(|m| (m.id, m))

@@ -3,6 +3,7 @@
 //! call leaves in the conversation's history with its own `seq`.
 
 use crate::conversations::{lock_conversation, members_tx};
+use crate::db::Tx;
 use crate::{Committed, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use parley_core::calls::{Call, CallRecord, CallState, Media, Outcome, Participant, Room};
@@ -10,7 +11,7 @@ use parley_core::protocol::{Event, Message, MessageKind};
 use parley_core::{CallId, ConversationId, MessageId, SessionId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -73,7 +74,7 @@ fn call_from_row(r: &PgRow) -> Result<Call> {
 }
 
 /// The call with its current participants, read in the transaction.
-async fn load(tx: &mut Transaction<'_, Postgres>, id: CallId, lock: bool) -> Result<Call> {
+async fn load(tx: &mut Tx, id: CallId, lock: bool) -> Result<Call> {
     let sql = format!(
         "SELECT {CALL_COLUMNS} FROM calls WHERE id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
@@ -88,7 +89,7 @@ async fn load(tx: &mut Transaction<'_, Postgres>, id: CallId, lock: bool) -> Res
     Ok(call)
 }
 
-async fn participants(tx: &mut Transaction<'_, Postgres>, id: CallId) -> Result<Vec<Participant>> {
+async fn participants(tx: &mut Tx, id: CallId) -> Result<Vec<Participant>> {
     let rows: Vec<(Uuid, Uuid, DateTime<Utc>, bool)> = sqlx::query_as(
         "SELECT user_id, session_id, joined_at, screen FROM call_participants
          WHERE call_id = $1 AND left_at IS NULL ORDER BY joined_at, user_id",
@@ -108,7 +109,7 @@ async fn participants(tx: &mut Transaction<'_, Postgres>, id: CallId) -> Result<
 }
 
 /// Whether the user takes part in a call that is not over (a "busy" user).
-async fn in_a_call(tx: &mut Transaction<'_, Postgres>, user: UserId) -> Result<bool> {
+async fn in_a_call(tx: &mut Tx, user: UserId) -> Result<bool> {
     let n: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM call_participants p JOIN calls c ON c.id = p.call_id
          WHERE p.user_id = $1 AND p.left_at IS NULL AND c.state <> 'ended' LIMIT 1",
@@ -121,11 +122,7 @@ async fn in_a_call(tx: &mut Transaction<'_, Postgres>, user: UserId) -> Result<b
 
 /// Ends the call: everyone leaves, and the history gets a system message
 /// (`kind: system`, `data: {"call": CallRecord}`) with the next `seq`.
-async fn end(
-    tx: &mut Transaction<'_, Postgres>,
-    call: &mut Call,
-    how: Outcome,
-) -> Result<Committed> {
+async fn end(tx: &mut Tx, call: &mut Call, how: Outcome) -> Result<Committed> {
     let ended_at: DateTime<Utc> = sqlx::query_scalar(
         "UPDATE calls SET state = 'ended', outcome = $2, ended_at = now() WHERE id = $1
          RETURNING ended_at",
@@ -169,7 +166,7 @@ async fn end(
 
 /// A system message with the next `seq` of the conversation.
 async fn system_message(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Tx,
     conversation: ConversationId,
     author: UserId,
     data: serde_json::Value,
@@ -230,11 +227,7 @@ fn not_in_conversation() -> StoreError {
 }
 
 /// The call, locked, and whether `user` is a member of its conversation.
-async fn locked_for_member(
-    tx: &mut Transaction<'_, Postgres>,
-    id: CallId,
-    user: UserId,
-) -> Result<(Call, Vec<UserId>)> {
+async fn locked_for_member(tx: &mut Tx, id: CallId, user: UserId) -> Result<(Call, Vec<UserId>)> {
     let call = load(tx, id, true).await?;
     let members = members_tx(tx, call.conversation_id).await?;
     if !members.contains(&user) {
@@ -256,7 +249,7 @@ impl Store {
         media: Media,
         room: Option<&Room>,
     ) -> Result<CallChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         lock_conversation(&mut tx, conversation).await?;
         let members = members_tx(&mut tx, conversation).await?;
         if !members.contains(&user) {
@@ -331,7 +324,7 @@ impl Store {
         max_p2p: usize,
         max_group: usize,
     ) -> Result<CallChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (mut call, members) = locked_for_member(&mut tx, id, user).await?;
         let max_participants = if call.group { max_group } else { max_p2p };
         if call.state == CallState::Ended {
@@ -395,7 +388,7 @@ impl Store {
         user: UserId,
         session: SessionId,
     ) -> Result<CallChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (mut call, members) = locked_for_member(&mut tx, id, user).await?;
         if call.state == CallState::Ended {
             return Err(StoreError::Conflict("the call is over".into()));
@@ -427,7 +420,7 @@ impl Store {
     /// Refuses a ringing call: a call between two ends as declined; in a
     /// group only this user's devices stop ringing.
     pub async fn decline_call(&self, id: CallId, user: UserId) -> Result<Declined> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (mut call, members) = locked_for_member(&mut tx, id, user).await?;
         if call.state != CallState::Ringing || call.started_by == user {
             return Err(StoreError::Conflict(
@@ -448,7 +441,7 @@ impl Store {
 
     /// The caller gives up before anyone answered.
     pub async fn cancel_call(&self, id: CallId, user: UserId) -> Result<CallChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (mut call, members) = locked_for_member(&mut tx, id, user).await?;
         if call.started_by != user {
             return Err(StoreError::Denied("only the caller cancels a call".into()));
@@ -470,7 +463,7 @@ impl Store {
     /// A participant leaves. A call ends when fewer than two are left in it
     /// (completed when it was answered, else cancelled).
     pub async fn hangup_call(&self, id: CallId, user: UserId) -> Result<CallChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (mut call, members) = locked_for_member(&mut tx, id, user).await?;
         if call.state == CallState::Ended {
             return Err(StoreError::Conflict("the call is over".into()));
@@ -490,7 +483,7 @@ impl Store {
     /// The sessions of the call's participants (for signaling), with the
     /// call's conversation; None when the call is over or unknown.
     pub async fn live_call(&self, id: CallId) -> Result<Option<Call>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let call = match load(&mut tx, id, false).await {
             Ok(c) if c.state != CallState::Ended => Some(c),
             Ok(_) | Err(StoreError::NotFound(_)) => None,
@@ -508,7 +501,7 @@ impl Store {
         session: SessionId,
         sharing: bool,
     ) -> Result<CallChange> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let (mut call, members) = locked_for_member(&mut tx, id, user).await?;
         let n = sqlx::query(
             "UPDATE call_participants SET screen = $4
@@ -538,7 +531,7 @@ impl Store {
         let room: Option<Option<Json<Room>>> =
             sqlx::query_scalar("SELECT room FROM calls WHERE id = $1")
                 .bind(id.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
         Ok(room.flatten().map(|r| r.0))
     }
@@ -557,11 +550,11 @@ impl Store {
         )
         .bind(user.0)
         .bind(session.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         let mut out = Vec::new();
         for id in ids {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.db.begin().await?;
             let call = load(&mut tx, CallId(id), false).await?;
             let members = members_tx(&mut tx, call.conversation_id).await?;
             tx.rollback().await?;
@@ -589,10 +582,10 @@ impl Store {
                AND started_at < now() - make_interval(secs => $1) LIMIT 100",
         )
         .bind(ring_timeout.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         for id in rung {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.db.begin().await?;
             let locked: Option<Uuid> = sqlx::query_scalar(
                 "SELECT id FROM calls WHERE id = $1 AND state = 'ringing' FOR UPDATE SKIP LOCKED",
             )
@@ -617,10 +610,10 @@ impl Store {
                AND p.dropped_at < now() - make_interval(secs => $1) LIMIT 100",
         )
         .bind(grace.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         for (id, user) in dropped {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.db.begin().await?;
             let locked: Option<Uuid> = sqlx::query_scalar(
                 "SELECT id FROM calls WHERE id = $1 AND state <> 'ended' FOR UPDATE SKIP LOCKED",
             )
@@ -646,11 +639,7 @@ impl Store {
 
 /// `user` leaves the (locked) call; the call ends when fewer than two are
 /// left in it.
-async fn leave(
-    tx: &mut Transaction<'_, Postgres>,
-    call: &mut Call,
-    user: UserId,
-) -> Result<Option<Committed>> {
+async fn leave(tx: &mut Tx, call: &mut Call, user: UserId) -> Result<Option<Committed>> {
     sqlx::query("UPDATE call_participants SET left_at = now() WHERE call_id = $1 AND user_id = $2")
         .bind(call.id.0)
         .bind(user.0)

@@ -2,6 +2,7 @@
 //! conversation's history appends an event with the next `seq` under the
 //! conversation row's lock, in the transaction that makes the change.
 
+use crate::db::Tx;
 use crate::messages::{append_event, StoredEvent};
 use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -10,7 +11,7 @@ use parley_core::protocol::{
 };
 use parley_core::{ConversationId, FileId, InfobaseId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 use uuid::Uuid;
 
 /// Who looks: a user sees the conversations it is a member of; an infobase
@@ -67,10 +68,7 @@ pub struct Committed {
 
 /// The members of a conversation, read inside a transaction that holds the
 /// conversation's row lock (so they are the members at commit).
-pub(crate) async fn members_tx(
-    tx: &mut Transaction<'_, Postgres>,
-    conversation: ConversationId,
-) -> Result<Vec<UserId>> {
+pub(crate) async fn members_tx(tx: &mut Tx, conversation: ConversationId) -> Result<Vec<UserId>> {
     let ids: Vec<Uuid> = sqlx::query_scalar(
         "SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY joined_at, user_id",
     )
@@ -84,7 +82,7 @@ pub(crate) async fn members_tx(
 /// of its members or history takes this lock first, so a reader of members
 /// under it sees the members at commit.
 pub(crate) async fn lock_conversation(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Tx,
     conversation: ConversationId,
 ) -> Result<ConversationMeta> {
     let row = sqlx::query(
@@ -164,7 +162,7 @@ fn dialog_pair(a: UserId, b: UserId) -> String {
 /// subscriber's); with `members`, none is locked (a locked user cannot
 /// become a member).
 async fn check_users(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Tx,
     subscriber: SubscriberId,
     users: &[UserId],
     members: bool,
@@ -215,7 +213,7 @@ pub struct ChangedBy(pub Option<UserId>);
 /// shows the line). Its author is the acting user, or the nil UUID when the
 /// infobase acted; the words are the client's, from `data`.
 pub(crate) async fn timeline_line(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Tx,
     conversation: ConversationId,
     seq: i64,
     by: ChangedBy,
@@ -249,7 +247,7 @@ pub(crate) fn member_line(change: &str, user: UserId, by: ChangedBy) -> serde_js
 /// members a conversation is created with, nor an author joining by posting:
 /// their message shows it).
 pub(crate) async fn add_members_tx(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Tx,
     conversation: ConversationId,
     users: &[UserId],
     line: Option<ChangedBy>,
@@ -317,7 +315,7 @@ impl Store {
             },
             _ => None,
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         check_users(&mut tx, c.subscriber_id, &members, true).await?;
         let id = ConversationId::new_random();
         let inserted: Option<Uuid> = sqlx::query_scalar(
@@ -348,7 +346,7 @@ impl Store {
             .bind(&pair)
             .bind(&c.object_ref)
             .bind(c.infobase_id.map(|i| i.0))
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
             return match existing {
                 Some(e) => Ok(CreateOutcome::Existing(ConversationId(e))),
@@ -379,7 +377,7 @@ impl Store {
                 sqlx::query(&sql)
                     .bind(id.0)
                     .bind(user.0)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
             }
             Viewer::Infobase(ib, sub) => {
@@ -391,7 +389,7 @@ impl Store {
                     .bind(id.0)
                     .bind(ib.0)
                     .bind(sub.0)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.db)
                     .await?
             }
         };
@@ -406,7 +404,7 @@ impl Store {
             "SELECT user_id FROM members WHERE conversation_id = $1 ORDER BY joined_at, user_id",
         )
         .bind(id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(ids.into_iter().map(UserId).collect())
     }
@@ -422,7 +420,7 @@ impl Store {
         change: &ConversationChange<'_>,
         by: Option<UserId>,
     ) -> Result<Committed> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         lock_conversation(&mut tx, id).await?;
         if let Some(Some(file)) = change.picture {
             let taken = sqlx::query(
@@ -500,7 +498,7 @@ impl Store {
         )
         .bind(id.0)
         .bind(infobase.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(ids.into_iter().map(UserId).collect())
     }
@@ -516,7 +514,7 @@ impl Store {
         )
         .bind(ids.iter().map(|u| u.0).collect::<Vec<_>>())
         .bind(infobase.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(ids.into_iter().map(UserId).collect())
     }
@@ -526,7 +524,7 @@ impl Store {
             sqlx::query_scalar("SELECT 1 FROM members WHERE conversation_id = $1 AND user_id = $2")
                 .bind(id.0)
                 .bind(user.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
         Ok(n.is_some())
     }
@@ -537,7 +535,7 @@ impl Store {
             "SELECT kind, subscriber_id, infobase_id, created_by FROM conversations WHERE id = $1",
         )
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.as_ref().map(meta_from_row).transpose()
     }
@@ -595,7 +593,7 @@ impl Store {
             .bind(cursor.map(|c| c.0))
             .bind(cursor.map(|c| c.1))
             .bind(limit + 1)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         let with_read = matches!(viewer, Viewer::User(_));
         let mut conversations = Vec::with_capacity(rows.len());
@@ -624,7 +622,7 @@ impl Store {
         max_members: usize,
         by: ChangedBy,
     ) -> Result<Committed> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         // Lock the conversation first so the member count check holds.
         lock_conversation(&mut tx, id).await?;
         check_users(&mut tx, subscriber, users, true).await?;
@@ -661,7 +659,7 @@ impl Store {
         user: UserId,
         by: ChangedBy,
     ) -> Result<Option<Committed>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         lock_conversation(&mut tx, id).await?;
         let removed =
             sqlx::query("DELETE FROM members WHERE conversation_id = $1 AND user_id = $2")
@@ -704,7 +702,7 @@ impl Store {
              WHERE m.user_id = $1",
         )
         .bind(user.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(rows
             .into_iter()
@@ -726,7 +724,7 @@ impl Store {
         )
         .bind(infobase.0)
         .bind(object_ref)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         Ok(id.map(ConversationId))
     }
@@ -740,7 +738,7 @@ impl Store {
              WHERE m1.user_id = $1 AND m2.user_id <> $1",
         )
         .bind(user.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(ids.into_iter().map(UserId).collect())
     }
@@ -751,7 +749,7 @@ impl Store {
         subscriber: SubscriberId,
         users: &[UserId],
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let ok = check_users(&mut tx, subscriber, users, false).await.is_ok();
         tx.rollback().await?;
         Ok(ok)

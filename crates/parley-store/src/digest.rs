@@ -2,9 +2,10 @@
 //! messages older than the delay that were not mailed yet), what goes in
 //! it, and marking it sent — one node at a time.
 
+use crate::db::Tx;
 use crate::{Result, Store};
 use parley_core::{ConversationId, InfobaseId, UserId};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 use std::time::Duration;
 
 /// The advisory lock that makes one digest run at a time.
@@ -34,7 +35,7 @@ pub struct DigestConversation {
 /// A digest run holding the lock: the digests due, and [`DigestRun::done`]
 /// to mark what was sent.
 pub struct DigestRun {
-    tx: Transaction<'static, Postgres>,
+    tx: Tx,
     pub due: Vec<Digest>,
 }
 
@@ -56,7 +57,7 @@ impl Store {
     pub async fn mark_seen(&self, user: UserId) -> Result<()> {
         sqlx::query("UPDATE users SET last_seen_at = now() WHERE id = $1")
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }
@@ -67,7 +68,7 @@ impl Store {
              WHERE i.id = $1",
         )
         .bind(infobase.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?)
     }
 
@@ -78,7 +79,7 @@ impl Store {
         )
         .bind(infobase.0)
         .bind(on)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -93,7 +94,7 @@ impl Store {
         max_conversations: i64,
         lines: i64,
     ) -> Result<Option<DigestRun>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(DIGEST_LOCK)
             .fetch_one(&mut *tx)

@@ -53,7 +53,7 @@ impl Store {
     /// rows, the watches' progress and the queued webhook deliveries commit
     /// together, so a crash repeats nothing and loses nothing.
     pub async fn pump_feed(&self, lim: PumpLimits) -> Result<Option<Pumped>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(PUMP_LOCK)
             .fetch_one(&mut *tx)
@@ -167,7 +167,7 @@ impl Store {
     pub async fn feed_head(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM feed_events")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await?,
         )
     }
@@ -186,12 +186,12 @@ impl Store {
         .bind(infobase.0)
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         let purged_through: Option<i64> =
             sqlx::query_scalar("SELECT purged_through FROM feed_settings WHERE infobase_id = $1")
                 .bind(infobase.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
         let events = rows
             .iter()
@@ -232,7 +232,7 @@ impl Store {
              SELECT COALESCE(sum(n), 0)::bigint AS n FROM per",
         )
         .bind(keep.as_secs_f64())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(rows.try_get::<i64, _>("n")?.max(0) as u64)
     }
@@ -243,7 +243,7 @@ impl Store {
         let row: Option<(bool, bool)> =
             sqlx::query_as("SELECT contextual, presence FROM feed_settings WHERE infobase_id = $1")
                 .bind(infobase.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
         Ok(row.unwrap_or((false, false)))
     }
@@ -255,7 +255,7 @@ impl Store {
         )
         .bind(infobase.0)
         .bind(on)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -264,7 +264,7 @@ impl Store {
     pub async fn feed_presence_infobases(&self) -> Result<Vec<InfobaseId>> {
         let ids: Vec<uuid::Uuid> =
             sqlx::query_scalar("SELECT infobase_id FROM feed_settings WHERE presence")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
         Ok(ids.into_iter().map(InfobaseId).collect())
     }
@@ -281,7 +281,7 @@ impl Store {
         )
         .bind(user.0)
         .bind(online)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -290,7 +290,7 @@ impl Store {
     /// conversation of the infobase is watched from its current last seq
     /// (new ones by the trigger). Off: they stop after what is committed.
     pub async fn set_feed_contextual(&self, infobase: InfobaseId, on: bool) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query(
             "INSERT INTO feed_settings (infobase_id, contextual) VALUES ($1, $2)
              ON CONFLICT (infobase_id) DO UPDATE SET contextual = $2, updated_at = now()",

@@ -78,7 +78,7 @@ impl Store {
         f: &NewFile,
         quota: i64,
     ) -> Result<std::result::Result<FileRow, FileRefusal>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query("SELECT 1 FROM subscribers WHERE id = $1 FOR UPDATE")
             .bind(f.subscriber_id.0)
             .execute(&mut *tx)
@@ -119,7 +119,7 @@ impl Store {
         let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(file_from_row).transpose()
     }
@@ -128,7 +128,7 @@ impl Store {
     pub async fn mark_uploaded(&self, id: FileId) -> Result<bool> {
         let n = sqlx::query("UPDATE files SET state = 'uploaded', uploaded_at = now() WHERE id = $1 AND state = 'pending'")
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?
             .rows_affected();
         Ok(n == 1)
@@ -137,7 +137,7 @@ impl Store {
     pub async fn delete_file_row(&self, id: FileId) -> Result<()> {
         sqlx::query("DELETE FROM files WHERE id = $1")
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }
@@ -147,7 +147,7 @@ impl Store {
         let ids: Vec<Uuid> =
             sqlx::query_scalar("SELECT id FROM files WHERE id = ANY($1) AND state = 'pending'")
                 .bind(ids.iter().map(|f| f.0).collect::<Vec<_>>())
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
         Ok(ids.into_iter().map(FileId).collect())
     }
@@ -158,7 +158,7 @@ impl Store {
             "SELECT {FILE_COLUMNS} FROM files WHERE state = 'pending' AND expires_at < now()
              ORDER BY expires_at LIMIT $1"
         );
-        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).bind(limit).fetch_all(&self.db).await?;
         rows.iter().map(file_from_row).collect()
     }
 
@@ -171,7 +171,7 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(days)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter().map(file_from_row).collect()
     }
@@ -187,7 +187,7 @@ impl Store {
             )
             .bind(file.info.id.0)
             .bind(user.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
             return Ok(ok.is_some());
         };
@@ -206,7 +206,7 @@ impl Store {
         .bind(file.info.conversation_id.0)
         .bind(user.0)
         .bind(message)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         Ok(ok.is_some())
     }

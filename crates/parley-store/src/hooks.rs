@@ -69,7 +69,7 @@ impl Store {
             .bind(&h.name)
             .bind(&h.token_hash)
             .bind(max)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(hook_from_row).transpose()
     }
@@ -82,7 +82,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(infobase.0)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter().map(hook_from_row).collect()
     }
@@ -95,7 +95,7 @@ impl Store {
         )
         .bind(id.0)
         .bind(infobase.0)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?
         .rows_affected();
         Ok(done == 1)
@@ -110,7 +110,7 @@ impl Store {
         );
         let row = sqlx::query(&sql)
             .bind(token_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         match row {
             None => Ok(None),

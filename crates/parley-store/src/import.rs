@@ -29,7 +29,7 @@ impl Store {
         if msgs.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let first: i64 = sqlx::query_scalar(
             "UPDATE conversations SET last_seq = last_seq + $2, last_activity = now()
              WHERE id = $1 RETURNING last_seq - $2 + 1",
@@ -105,7 +105,7 @@ impl Store {
     /// autovacuum would get there, later).
     pub async fn analyze_messages(&self) -> Result<()> {
         sqlx::query("ANALYZE messages, events")
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }

@@ -43,7 +43,7 @@ impl Store {
              WHERE id = $1 AND unregistered_at IS NULL",
         )
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(|r| {
             Ok(InfobaseAuth {
@@ -61,7 +61,7 @@ impl Store {
              WHERE id = $1 AND unregistered_at IS NULL",
         )
         .bind(id.0)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         row.map(|r| {
             Ok(Infobase {
@@ -78,7 +78,7 @@ impl Store {
     /// in one transaction. Returns None when it was not registered, else the
     /// users whose tokens were revoked (their open sessions must end).
     pub async fn unregister_infobase(&self, id: InfobaseId) -> Result<Option<Vec<UserId>>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let done = sqlx::query(
             "UPDATE infobases SET unregistered_at = now()
              WHERE id = $1 AND unregistered_at IS NULL",
@@ -115,7 +115,7 @@ impl Store {
         name: &str,
         key_hash: &[u8],
     ) -> Result<InfobaseId> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let sub: Uuid = sqlx::query_scalar(
             "INSERT INTO subscribers (id, email) VALUES ($1, $2)
              ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id",
@@ -162,7 +162,7 @@ impl Store {
              FROM infobases i JOIN subscribers s ON s.id = i.subscriber_id
              ORDER BY i.created_at, i.id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.into_iter()
             .map(|r| {
@@ -185,7 +185,7 @@ impl Store {
                      WHERE i.subscriber_id = s.id AND i.unregistered_at IS NULL) AS infobases
              FROM subscribers s ORDER BY s.created_at, s.id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.into_iter()
             .map(|r| {

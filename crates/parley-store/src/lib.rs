@@ -5,6 +5,7 @@ mod actions;
 mod batch;
 mod calls;
 mod conversations;
+mod db;
 mod digest;
 mod feed;
 mod files;
@@ -47,7 +48,7 @@ pub use tokens::{NewToken, TokenSession};
 pub use users::UserFields;
 pub use webhooks::{Attempt, Claimed, EndpointChange, EndpointRow, NewEndpoint};
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -149,6 +150,9 @@ pub struct StoreOptions {
     pub url: String,
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// A pooler in transaction mode (PgBouncer) stands between the nodes
+    /// and PostgreSQL: statements unnamed, each in a transaction (db.rs).
+    pub transaction_pooler: bool,
 }
 
 /// The pool's connections at one moment.
@@ -161,7 +165,7 @@ pub struct PoolStats {
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: PgPool,
+    db: db::Db,
     opts: StoreOptions,
 }
 
@@ -169,9 +173,14 @@ impl Store {
     /// Creates the pool. Connections open lazily, so a server can start (and
     /// report "unavailable" in `/readyz`) while PostgreSQL is still down.
     pub fn connect_lazy(opts: &StoreOptions) -> Result<Self> {
-        let connect = PgConnectOptions::from_str(&opts.url)
+        let mut connect = PgConnectOptions::from_str(&opts.url)
             .map_err(|e| StoreError::Url(e.to_string()))?
             .application_name("parley");
+        if opts.transaction_pooler {
+            // Named statements outlive the transaction the pooler lent
+            // a server for; none may be kept.
+            connect = connect.statement_cache_capacity(0);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             // A ping per acquire doubles the round trips of short queries;
@@ -182,7 +191,7 @@ impl Store {
             .acquire_timeout(opts.acquire_timeout)
             .connect_lazy_with(connect);
         Ok(Self {
-            pool,
+            db: db::Db::new(pool, opts.transaction_pooler),
             opts: opts.clone(),
         })
     }
@@ -200,13 +209,13 @@ impl Store {
     /// Applies pending migrations (idempotent; safe from several nodes at once
     /// thanks to sqlx's advisory lock).
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
+        MIGRATOR.run(&self.db.pool).await?;
         Ok(())
     }
 
     /// Cheap round trip for readiness checks.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.db).await?;
         Ok(())
     }
 
@@ -219,7 +228,7 @@ impl Store {
              WHERE expires_at < now() - make_interval(secs => $1)",
         )
         .bind(keep)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?
         .rows_affected();
         let tokens = sqlx::query(
@@ -227,16 +236,16 @@ impl Store {
              WHERE expires_at < now() - make_interval(secs => $1)",
         )
         .bind(keep)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?
         .rows_affected();
         let tickets = sqlx::query("DELETE FROM ws_tickets WHERE expires_at < now()")
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?
             .rows_affected();
         let notifications =
             sqlx::query("DELETE FROM stored_notifications WHERE expires_at < now()")
-                .execute(&self.pool)
+                .execute(&self.db)
                 .await?
                 .rows_affected();
         Ok(codes + tokens + tickets + notifications)
@@ -245,12 +254,12 @@ impl Store {
     /// Connections of the pool: open, and idle among them.
     pub fn pool_stats(&self) -> PoolStats {
         PoolStats {
-            size: self.pool.size(),
-            idle: self.pool.num_idle() as u32,
+            size: self.db.pool.size(),
+            idle: self.db.pool.num_idle() as u32,
         }
     }
 
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.pool.close().await;
     }
 }

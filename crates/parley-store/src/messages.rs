@@ -1,6 +1,7 @@
 //! Messages, the event log, history and read markers.
 
 use crate::conversations::{add_members_tx, lock_conversation, members_tx, Committed};
+use crate::db::Tx;
 use crate::{Result, Store, StoreError};
 use parley_core::protocol::{
     Action, Attachment, ConversationKind, Event, ForwardOrigin, ForwardRef, Message, MessageKind,
@@ -9,7 +10,7 @@ use parley_core::protocol::{
 use parley_core::{ConversationId, FileId, MessageId, SubscriberId, UserId};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 use uuid::Uuid;
 
 /// An event committed to a conversation's log, ready to fan out.
@@ -32,7 +33,7 @@ const PREVIEW_CHARS: i32 = 140;
 /// conversation the author can read; one addressed to some members is
 /// answered to them only.
 async fn reply_preview(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Tx,
     conversation: ConversationId,
     id: MessageId,
     m: &NewMessageRow,
@@ -86,11 +87,7 @@ struct Forwarded {
 /// Reads the message to forward, checked: a message the author can read
 /// (member of its conversation, addressed to everyone or to the author),
 /// not deleted, not a system line.
-async fn forwarded(
-    tx: &mut Transaction<'_, Postgres>,
-    f: ForwardRef,
-    author: UserId,
-) -> Result<Forwarded> {
+async fn forwarded(tx: &mut Tx, f: ForwardRef, author: UserId) -> Result<Forwarded> {
     let row = sqlx::query(
         "SELECT m.author_id, m.text, m.data, m.attachments, m.created_at, m.forwarded,
                 m.forwarded_from, c.kind AS conv_kind, c.title
@@ -174,7 +171,7 @@ pub(crate) async fn fill_replies<'e>(
 }
 
 pub(crate) async fn append_event(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Tx,
     conversation: ConversationId,
     recipients: Option<Vec<UserId>>,
     make: impl FnOnce(i64) -> Event,
@@ -210,7 +207,7 @@ pub(crate) async fn append_event(
 /// Marks the author's uploaded files of this conversation as attached;
 /// refuses (and so rolls back the message) when one is not.
 async fn attach_files(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Tx,
     conversation: ConversationId,
     author: UserId,
     _message: MessageId,
@@ -403,7 +400,10 @@ pub(crate) fn msg_from_row(r: &PgRow) -> Result<Message> {
 }
 
 /// Messages by id, in no particular order (missing ids are left out).
-pub(crate) async fn fetch_messages(pool: &sqlx::PgPool, ids: &[MessageId]) -> Result<Vec<Message>> {
+pub(crate) async fn fetch_messages(
+    pool: &crate::db::Db,
+    ids: &[MessageId],
+) -> Result<Vec<Message>> {
     let sql = format!("SELECT {MSG_COLUMNS} FROM messages WHERE id = ANY($1)");
     let ids: Vec<Uuid> = ids.iter().map(|m| m.0).collect();
     let rows = sqlx::query(&sql).bind(&ids).fetch_all(pool).await?;
@@ -427,7 +427,7 @@ impl Store {
         m: &NewMessageRow,
         join: JoinPolicy,
     ) -> Result<PostOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         // The lock comes first: concurrent retries with one key then see each
         // other, and no membership change can slip between read and commit.
         let meta = lock_conversation(&mut tx, conversation).await?;
@@ -613,7 +613,7 @@ impl Store {
         text: Option<&str>,
         data: Option<&serde_json::Value>,
     ) -> Result<Committed> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let current = self
             .message_for_change(
                 &mut tx,
@@ -667,7 +667,7 @@ impl Store {
         id: MessageId,
         by: Option<&[UserId]>,
     ) -> Result<Committed> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let current = self
             .message_for_change(&mut tx, conversation, id, by)
             .await?;
@@ -693,7 +693,7 @@ impl Store {
 
     async fn message_for_change(
         &self,
-        tx: &mut Transaction<'_, Postgres>,
+        tx: &mut Tx,
         conversation: ConversationId,
         id: MessageId,
         by: Option<&[UserId]>,
@@ -748,7 +748,7 @@ impl Store {
             .bind(readers.map(|r| r.iter().map(|u| u.0).collect::<Vec<_>>()))
             .bind(after.or(before))
             .bind(lim + 1)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         let has_more = rows.len() as i64 > lim;
         let mut messages = rows
@@ -757,8 +757,8 @@ impl Store {
             .map(msg_from_row)
             .collect::<Result<Vec<_>>>()?;
         messages.sort_by_key(|m| m.seq);
-        crate::reactions::fill(&self.pool, &mut messages, readers).await?;
-        fill_replies(&self.pool, &mut messages).await?;
+        crate::reactions::fill(&self.db, &mut messages, readers).await?;
+        fill_replies(&self.db, &mut messages).await?;
         Ok(MessagePage { messages, has_more })
     }
 
@@ -783,7 +783,7 @@ impl Store {
         .bind(after_seq)
         .bind(until_seq)
         .bind(i64::from(limit) + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         let more = rows.len() > limit as usize;
         let events = rows
@@ -817,7 +817,7 @@ impl Store {
         .bind(conversation.0)
         .bind(user.0)
         .bind(seq)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let read_seq: i64 = row.try_get(0)?;
@@ -830,7 +830,7 @@ impl Store {
         .bind(conversation.0)
         .bind(user.0)
         .bind(read_seq)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(Some(ReadMarker { read_seq, unread }))
     }

@@ -25,7 +25,7 @@ impl Store {
         ttl: Duration,
         max: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query(
             "INSERT INTO stored_notifications (user_id, data, expires_at)
              VALUES ($1, $2, now() + make_interval(secs => $3))",
@@ -54,7 +54,7 @@ impl Store {
              WHERE user_id = $1 AND expires_at > now() ORDER BY id",
         )
         .bind(user.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(rows
             .into_iter()
@@ -71,7 +71,7 @@ impl Store {
         sqlx::query("DELETE FROM stored_notifications WHERE user_id = $1 AND id <= $2")
             .bind(user.0)
             .bind(upto)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }

@@ -39,7 +39,7 @@ impl Store {
         .bind(&s.p256dh)
         .bind(&s.auth)
         .bind(max)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db)
         .await?;
         id.map(PushSubscriptionId)
             .ok_or_else(|| StoreError::Conflict("limit".into()))
@@ -53,7 +53,7 @@ impl Store {
         let n = sqlx::query("DELETE FROM push_subscriptions WHERE id = $1 AND user_id = $2")
             .bind(id.0)
             .bind(user.0)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?
             .rows_affected();
         if n == 0 {
@@ -66,7 +66,7 @@ impl Store {
     pub async fn drop_push_subscription(&self, id: PushSubscriptionId) -> Result<()> {
         sqlx::query("DELETE FROM push_subscriptions WHERE id = $1")
             .bind(id.0)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }
@@ -74,7 +74,7 @@ impl Store {
     /// Users with at least one subscription.
     pub async fn push_subscribers(&self) -> Result<Vec<UserId>> {
         let ids: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT user_id FROM push_subscriptions")
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         Ok(ids.into_iter().map(UserId).collect())
     }
@@ -86,7 +86,7 @@ impl Store {
              WHERE user_id = ANY($1) ORDER BY created_at",
         )
         .bind(&ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
@@ -105,7 +105,7 @@ impl Store {
         let level: Option<String> =
             sqlx::query_scalar("SELECT push_level FROM users WHERE id = $1")
                 .bind(user.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?;
         level.ok_or(StoreError::NotFound("user"))
     }
@@ -114,7 +114,7 @@ impl Store {
         sqlx::query("UPDATE users SET push_level = $2 WHERE id = $1")
             .bind(user.0)
             .bind(level)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?;
         Ok(())
     }
@@ -128,14 +128,14 @@ impl Store {
         let (kind, title): (String, String) =
             sqlx::query_as("SELECT kind, title FROM conversations WHERE id = $1")
                 .bind(conversation.0)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db)
                 .await?
                 .ok_or(StoreError::NotFound("conversation"))?;
         let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
         let rows: Vec<(Uuid, String)> =
             sqlx::query_as("SELECT id, push_level FROM users WHERE id = ANY($1) AND NOT locked")
                 .bind(&ids)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.db)
                 .await?;
         Ok((
             kind,
@@ -163,7 +163,7 @@ impl Store {
         .bind(&ids)
         .bind(conversation.0)
         .bind(window.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         Ok(due.into_iter().map(UserId).collect())
     }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 /// Fills `reactions` of the messages (`mine` for any of `readers`).
 pub(crate) async fn fill(
-    pool: &sqlx::PgPool,
+    pool: &crate::db::Db,
     messages: &mut [Message],
     readers: Option<&[UserId]>,
 ) -> Result<()> {
@@ -57,7 +57,7 @@ impl Store {
         add: bool,
         max_kinds: i64,
     ) -> Result<Option<Committed>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         lock_conversation(&mut tx, conversation).await?;
         let members = members_tx(&mut tx, conversation).await?;
         if !members.contains(&user) {

@@ -28,7 +28,7 @@ impl Store {
              WHERE last_activity > now() - make_interval(secs => $1) AND last_seq > 0",
         )
         .bind(window.as_secs_f64())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
@@ -60,7 +60,7 @@ impl Store {
         .bind(after)
         .bind(upto)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {

@@ -51,7 +51,7 @@ impl Store {
         )
         .bind(email)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(n)
     }
@@ -67,7 +67,7 @@ impl Store {
         )
         .bind(client_addr)
         .bind(since)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?;
         Ok(n)
     }
@@ -75,7 +75,7 @@ impl Store {
     /// Stores a new code; any earlier code of the e-mail stops working, so only
     /// the latest mail counts.
     pub async fn insert_code(&self, code: &NewCode) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query(
             "UPDATE registration_codes SET expires_at = now()
              WHERE email = $1 AND used_at IS NULL AND expires_at > now()",
@@ -110,7 +110,7 @@ impl Store {
         verify: impl FnOnce(&[u8], &[u8]) -> bool,
         infobase: &NewInfobase,
     ) -> Result<ConfirmOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let row = sqlx::query(
             "SELECT id, salt, code_hash, attempts FROM registration_codes
              WHERE email = $1 AND used_at IS NULL AND expires_at > now()

@@ -31,7 +31,7 @@ impl Store {
         .bind(t.user_id.0)
         .bind(t.infobase_id.0)
         .bind(t.expires_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -52,7 +52,7 @@ impl Store {
         .bind(token.0)
         .bind(user.0)
         .bind(infobase.0)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -66,7 +66,7 @@ impl Store {
         )
         .bind(user.0)
         .bind(infobase.0)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?
         .rows_affected())
     }
@@ -77,7 +77,7 @@ impl Store {
             "UPDATE session_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
         )
         .bind(token.0)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?
         .rows_affected();
         Ok(n == 1)
@@ -95,7 +95,7 @@ impl Store {
         let sql = format!("{SESSION_SELECT} WHERE t.token_hash = $1 AND {SESSION_LIVE}");
         let row = sqlx::query(&sql)
             .bind(token_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(session_from_row).transpose()
     }
@@ -106,7 +106,7 @@ impl Store {
         let sql = format!("{SESSION_SELECT} WHERE t.id = $1 AND {SESSION_LIVE}");
         let row = sqlx::query(&sql)
             .bind(id.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(session_from_row).transpose()
     }
@@ -124,7 +124,7 @@ impl Store {
         .bind(ticket_hash)
         .bind(token.0)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(())
     }
@@ -140,7 +140,7 @@ impl Store {
         );
         let row = sqlx::query(&sql)
             .bind(ticket_hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(session_from_row).transpose()
     }
@@ -153,12 +153,12 @@ impl Store {
         )
         .bind(name)
         .bind(fresh)
-        .execute(&self.pool)
+        .execute(&self.db)
         .await?;
         Ok(
             sqlx::query_scalar("SELECT secret FROM server_secrets WHERE name = $1")
                 .bind(name)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.db)
                 .await?,
         )
     }
@@ -170,7 +170,7 @@ impl Store {
              WHERE infobase_id = $1 AND revoked_at IS NULL AND expires_at > now()",
         )
         .bind(infobase.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?)
     }
 }

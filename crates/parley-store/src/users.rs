@@ -49,7 +49,7 @@ impl Store {
     /// id never changes. Locking a user revokes its tokens in the same
     /// transaction. Returns the user and whether it was created.
     pub async fn upsert_user(&self, infobase: InfobaseId, f: &UserFields) -> Result<(User, bool)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let sql = format!(
             "INSERT INTO users (id, infobase_id, external_id, name, full_name, email, phone,
                                 picture, bot, locked)
@@ -103,7 +103,7 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(id.0)
             .bind(infobase.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(user_from_row).transpose()
     }
@@ -119,7 +119,7 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(infobase.0)
             .bind(external_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(user_from_row).transpose()
     }
@@ -139,7 +139,7 @@ impl Store {
         )
         .bind(ids.iter().map(|u| u.0).collect::<Vec<_>>())
         .bind(subscriber.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
@@ -184,7 +184,7 @@ impl Store {
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1 .0))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
@@ -215,7 +215,7 @@ impl Store {
             .bind(infobase.0)
             .bind(after.map(|a| a.0))
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter().map(user_from_row).collect()
     }
@@ -226,7 +226,7 @@ impl Store {
             "SELECT count(*) FROM users WHERE infobase_id = $1 AND deleted_at IS NULL",
         )
         .bind(infobase.0)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db)
         .await?)
     }
 
@@ -240,7 +240,7 @@ impl Store {
         infobase: InfobaseId,
         id: UserId,
     ) -> Result<Option<Vec<Committed>>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let done = sqlx::query(
             "UPDATE users SET deleted_at = now(), locked = true, updated_at = now(),
                     external_id = 'deleted:' || id::text,

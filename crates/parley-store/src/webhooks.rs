@@ -4,12 +4,13 @@
 //! nodes work on one endpoint at once, so each delivery goes from one node
 //! and an endpoint's deliveries go in order.
 
+use crate::db::Tx;
 use crate::{Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use parley_core::feed::{FeedEvent, Webhook, WebhookDelivery};
 use parley_core::{ConversationId, InfobaseId, WebhookId};
 use sqlx::types::Json;
-use sqlx::{PgConnection, Postgres, Row, Transaction};
+use sqlx::Row;
 use std::time::Duration;
 
 /// An endpoint with what signing needs.
@@ -42,7 +43,7 @@ pub struct EndpointChange {
 /// locked until [`Claimed::finish`] (or the drop of this value, which rolls
 /// back and leaves the delivery for the next try).
 pub struct Claimed {
-    tx: Transaction<'static, Postgres>,
+    tx: Tx,
     pub endpoint: EndpointRow,
     pub delivery_id: i64,
     /// Attempts made before this one.
@@ -101,13 +102,13 @@ fn endpoint_from_row(r: &sqlx::postgres::PgRow) -> Result<EndpointRow> {
 }
 
 /// Drops the pending deliveries of an endpoint (it was disabled).
-async fn drop_pending(c: &mut PgConnection, endpoint: WebhookId) -> Result<()> {
+async fn drop_pending(c: &mut Tx, endpoint: WebhookId) -> Result<()> {
     sqlx::query(
         "UPDATE webhook_deliveries SET state = 'dropped', finished_at = now()
          WHERE endpoint_id = $1 AND state = 'pending'",
     )
     .bind(endpoint.0)
-    .execute(c)
+    .execute(&mut **c)
     .await?;
     Ok(())
 }
@@ -127,7 +128,7 @@ impl Store {
             .bind(&e.url)
             .bind(&e.kinds)
             .bind(max)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref().map(endpoint_from_row).transpose()
     }
@@ -139,7 +140,7 @@ impl Store {
         );
         let rows = sqlx::query(&sql)
             .bind(infobase.0)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db)
             .await?;
         rows.iter().map(endpoint_from_row).collect()
     }
@@ -151,7 +152,7 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(id.0)
             .bind(infobase.0)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db)
             .await?;
         row.as_ref()
             .map(endpoint_from_row)
@@ -167,7 +168,7 @@ impl Store {
         id: WebhookId,
         c: &EndpointChange,
     ) -> Result<EndpointRow> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let sql = format!(
             "UPDATE webhook_endpoints ep SET
                  url = COALESCE($3, ep.url),
@@ -204,7 +205,7 @@ impl Store {
         let n = sqlx::query("DELETE FROM webhook_endpoints WHERE id = $1 AND infobase_id = $2")
             .bind(id.0)
             .bind(infobase.0)
-            .execute(&self.pool)
+            .execute(&self.db)
             .await?
             .rows_affected();
         if n == 0 {
@@ -229,7 +230,7 @@ impl Store {
         )
         .bind(id.0)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|r| {
@@ -258,7 +259,7 @@ impl Store {
     /// Claims the head delivery of some endpoint whose head is due and that
     /// no other node is working on; `None` when there is none.
     pub async fn claim_delivery(&self) -> Result<Option<Claimed>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.begin().await?;
         let sql = format!(
             "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ep
              WHERE ep.enabled AND (
