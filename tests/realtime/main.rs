@@ -19,6 +19,7 @@ mod outage;
 mod ownership;
 mod pgbouncer;
 mod reactions;
+mod read_replica;
 mod replies;
 mod resume;
 mod search;

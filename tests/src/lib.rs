@@ -11,6 +11,7 @@ pub mod janus;
 pub mod pooler;
 pub mod push;
 pub mod receiver;
+pub mod replica;
 pub mod turn;
 
 use actix_web::body::MessageBody;
@@ -94,8 +95,17 @@ impl TestEnv {
         Self::build(tweak, Route::Proxy).await
     }
 
+    /// As [`TestEnv::new`], on another PostgreSQL cluster (`admin_url`
+    /// names its `postgres` database).
+    pub async fn on_cluster(admin_url: &str, tweak: impl FnOnce(&mut Config)) -> TestEnv {
+        Self::build_on(admin_url.to_owned(), tweak, Route::Direct).await
+    }
+
     async fn build(tweak: impl FnOnce(&mut Config), route: Route) -> TestEnv {
-        let admin_url = var("PARLEY_TEST_DATABASE_URL");
+        Self::build_on(var("PARLEY_TEST_DATABASE_URL"), tweak, route).await
+    }
+
+    async fn build_on(admin_url: String, tweak: impl FnOnce(&mut Config), route: Route) -> TestEnv {
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPoolOptions::new()
             .max_connections(1)

@@ -45,6 +45,7 @@ impl Env {
             max_connections: 32,
             acquire_timeout: Duration::from_secs(30),
             transaction_pooler: false,
+            read_url: None,
         })
         .map_err(|e| e.to_string())?;
         store.migrate().await.map_err(|e| e.to_string())?;

@@ -32,6 +32,8 @@ pub struct DatabaseConfig {
     /// Where migrations run; empty = `url`. Required with
     /// `transaction_pooler` (migrations hold a session advisory lock).
     pub migrate_url: String,
+    /// A streaming replica for search; empty = none.
+    pub read_url: String,
 }
 
 impl Default for DatabaseConfig {
@@ -43,6 +45,7 @@ impl Default for DatabaseConfig {
             migrate_on_start: true,
             transaction_pooler: false,
             migrate_url: String::new(),
+            read_url: String::new(),
         }
     }
 }
@@ -326,9 +329,13 @@ impl Config {
         {
             return Err(bad("database.url", "must be a postgres:// URL"));
         }
-        let m = &self.database.migrate_url;
-        if !(m.is_empty() || m.starts_with("postgres://") || m.starts_with("postgresql://")) {
-            return Err(bad("database.migrate_url", "must be a postgres:// URL"));
+        for (key, u) in [
+            ("database.migrate_url", &self.database.migrate_url),
+            ("database.read_url", &self.database.read_url),
+        ] {
+            if !(u.is_empty() || u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                return Err(bad(key, "must be a postgres:// URL"));
+            }
         }
         if self.database.transaction_pooler && self.database.migrate_url.is_empty() {
             return Err(bad(
@@ -389,6 +396,7 @@ impl Config {
         let mut c = self.clone();
         c.database.url = redact_url(&c.database.url);
         c.database.migrate_url = redact_url(&c.database.migrate_url);
+        c.database.read_url = redact_url(&c.database.read_url);
         c.bus.redis_url = redact_url(&c.bus.redis_url);
         if !c.files.s3_secret_key.is_empty() {
             c.files.s3_secret_key = "***".into();

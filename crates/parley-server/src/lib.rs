@@ -41,6 +41,7 @@ pub fn store(cfg: &Config) -> Result<Store, StartError> {
         max_connections: cfg.database.max_connections,
         acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
         transaction_pooler: cfg.database.transaction_pooler,
+        read_url: Some(cfg.database.read_url.clone()).filter(|u| !u.is_empty()),
     })?)
 }
 
@@ -55,6 +56,7 @@ pub fn migration_store(cfg: &Config) -> Result<Store, StartError> {
         max_connections: 1,
         acquire_timeout: Duration::from_secs(cfg.database.acquire_timeout_secs),
         transaction_pooler: false,
+        read_url: None,
     })?)
 }
 

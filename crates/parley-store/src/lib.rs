@@ -153,6 +153,9 @@ pub struct StoreOptions {
     /// A pooler in transaction mode (PgBouncer) stands between the nodes
     /// and PostgreSQL: statements unnamed, each in a transaction (db.rs).
     pub transaction_pooler: bool,
+    /// A streaming replica for reads that promise no completeness (search);
+    /// its own pool of `max_connections`, opened lazily.
+    pub read_url: Option<String>,
 }
 
 /// The pool's connections at one moment.
@@ -166,6 +169,8 @@ pub struct PoolStats {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: db::Db,
+    /// The replica's pool, when there is one (see [`Store::reader`]).
+    read: Option<db::Db>,
     opts: StoreOptions,
 }
 
@@ -173,7 +178,19 @@ impl Store {
     /// Creates the pool. Connections open lazily, so a server can start (and
     /// report "unavailable" in `/readyz`) while PostgreSQL is still down.
     pub fn connect_lazy(opts: &StoreOptions) -> Result<Self> {
-        let mut connect = PgConnectOptions::from_str(&opts.url)
+        let read = match opts.read_url.as_deref() {
+            Some(url) if !url.is_empty() => Some(Self::pool(url, opts)?),
+            _ => None,
+        };
+        Ok(Self {
+            db: Self::pool(&opts.url, opts)?,
+            read,
+            opts: opts.clone(),
+        })
+    }
+
+    fn pool(url: &str, opts: &StoreOptions) -> Result<db::Db> {
+        let mut connect = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Url(e.to_string()))?
             .application_name("parley");
         if opts.transaction_pooler {
@@ -190,10 +207,18 @@ impl Store {
             .before_acquire(|_, meta| Box::pin(async move { Ok(!opened_before_break(meta.age)) }))
             .acquire_timeout(opts.acquire_timeout)
             .connect_lazy_with(connect);
-        Ok(Self {
-            db: db::Db::new(pool, opts.transaction_pooler),
-            opts: opts.clone(),
-        })
+        Ok(db::Db::new(pool, opts.transaction_pooler))
+    }
+
+    /// Where reads that promise no completeness go: the replica when one is
+    /// configured, else the primary. A replica lags: it may miss the newest
+    /// commits, so nothing that carries the no-loss promise (history,
+    /// resume, gap reads, anything read before a write) reads from it.
+    /// Permissions checked there are those of a moment ago; since the
+    /// replica applies commits in order, a member removed before a message
+    /// was written never finds that message there.
+    pub(crate) fn reader(&self) -> &db::Db {
+        self.read.as_ref().unwrap_or(&self.db)
     }
 
     /// A store on a pool of its own, of `max_connections`, opened lazily.
@@ -202,6 +227,7 @@ impl Store {
     pub fn with_own_pool(&self, max_connections: u32) -> Result<Self> {
         Self::connect_lazy(&StoreOptions {
             max_connections,
+            read_url: None,
             ..self.opts.clone()
         })
     }

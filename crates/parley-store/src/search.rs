@@ -142,7 +142,7 @@ impl Store {
             // messages, a rare one through the index; one cached generic
             // plan would choose the same for both.
             .persistent(false)
-            .fetch_all(&self.db)
+            .fetch_all(self.reader())
             .await?;
         let more = rows.len() > p.limit as usize;
         let mut hits = Vec::with_capacity(rows.len().min(p.limit as usize));
@@ -157,7 +157,7 @@ impl Store {
             });
         }
         let mut messages: Vec<_> = hits.iter().map(|h| h.message.clone()).collect();
-        crate::messages::fill_replies(&self.db, &mut messages).await?;
+        crate::messages::fill_replies(self.reader(), &mut messages).await?;
         for (h, m) in hits.iter_mut().zip(messages) {
             h.message = m;
         }

@@ -184,7 +184,7 @@ impl Store {
         .bind(after.map(|a| a.0))
         .bind(after.map(|a| a.1 .0))
         .bind(limit)
-        .fetch_all(&self.db)
+        .fetch_all(self.reader())
         .await?;
         rows.iter()
             .map(|r| {
