@@ -12,11 +12,21 @@ cd "$PARLEY_ROOT"
 ensure_postgres
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || ensure_debs python3-aiosmtpd
 command -v curl >/dev/null || ensure_debs curl ca-certificates
+# The TLS tests make their own authority and certificates.
+command -v openssl >/dev/null || ensure_debs openssl
 command -v jq >/dev/null || ensure_debs jq
 command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || ensure_debs redis-server
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ensure_debs nginx
 /usr/bin/python3 -c 'import boto3' 2>/dev/null || ensure_debs python3-boto3
 [ -x /usr/bin/chromium ] || ensure_debs chromium
+# Chromium's first start on a machine builds its font cache: done here once,
+# not inside the first browser test's time limits (a brand-new machine's
+# first web test once waited more than 30 s for DevTools).
+fc-cache >/dev/null 2>&1 || true
+warm=$(mktemp -d)
+timeout 60 /usr/bin/chromium --headless=new --no-sandbox --disable-gpu --user-data-dir="$warm" \
+    --dump-dom about:blank >/dev/null 2>&1 || true
+rm -rf "$warm"
 # Calls: a real TURN relay (the tests start their own on loopback).
 [ -x /usr/bin/turnserver ] || ensure_debs coturn
 # Through a transaction-mode pooler (the tests start their own PgBouncer).

@@ -1003,3 +1003,145 @@ async fn the_feed_and_webhooks_are_exactly_once_across_two_nodes_and_a_restart()
         got.len()
     );
 }
+
+#[actix_web::test]
+async fn chat_resume_and_files_over_tls_through_nginx_and_a_nodes_own_listener() {
+    use parley_client::Options;
+    use parley_tests::tls::{https, TestCa};
+    use sha2::Digest;
+    let env = TestEnv::default().await;
+    let (_ib, people) = users(&env, 2).await;
+    let mut cl = Cluster::start(&env, 2, false, &[]).await;
+    let ca = TestCa::new(&cl.dir.join("tls"));
+    let ca_pem = ca.ca_bytes();
+    cl.start_nginx_tls(ca).await;
+    let own = cl.add_tls_node().await;
+    let tls_port = cl.nginx_tls_port.expect("nginx TLS port");
+    let proxied = format!("wss://localhost:{tls_port}/ws");
+    let direct = format!("wss://localhost:{}/ws", cl.nodes[own].port);
+    let opts = |url: &str, token: &str| {
+        let mut o = Options::new(url, token);
+        o.extra_ca_pem = Some(ca_pem.clone());
+        o.request_timeout = Duration::from_secs(20);
+        o.max_backoff = Duration::from_millis(300);
+        o
+    };
+
+    // The test's authority is no public one: without it the certificate
+    // is refused, and the reason says so.
+    let mut plain = Options::new(&proxied, &people[0].1);
+    plain.request_timeout = Duration::from_secs(3);
+    let err = Client::connect(plain)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+
+    // Alice through nginx (TLS ends there), Bob on the node's own listener.
+    let alice = Client::connect(opts(&proxied, &people[0].1))
+        .await
+        .expect("alice over wss");
+    let bob = Client::connect(opts(&direct, &people[1].1))
+        .await
+        .expect("bob over wss");
+    let g: Conversation = alice
+        .call(Request::CreateGroup {
+            title: "tls".into(),
+            members: vec![people[1].0],
+        })
+        .await
+        .expect("group");
+    let first = send_reliably(&alice, g.id, "over tls".into(), "t0".into()).await;
+    assert_eq!(collect(&bob, g.id, 1).await[0].id, first.id);
+
+    // nginx restarts: Alice's connection is cut, she reconnects over wss
+    // and resumes; what Bob wrote meanwhile arrives once, in order.
+    cl.restart_nginx().await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(
+            send_reliably(&bob, g.id, format!("while away {i}"), format!("b{i}"))
+                .await
+                .id,
+        );
+    }
+    let got: Vec<_> = collect(&alice, g.id, 6)
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .filter(|id| *id != first.id)
+        .collect();
+    assert_eq!(got, sent, "each once, in order");
+    alice
+        .wait_live(Duration::from_secs(20))
+        .await
+        .expect("alice live again");
+
+    // A 3 MiB file over https through nginx (above nginx's default body
+    // limit; streamed unbuffered), read back over the node's own TLS.
+    let bytes: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let sha = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let auth = format!("Bearer {}", people[0].1);
+    let announce = serde_json::json!({
+        "conversation_id": g.id, "name": "report.bin", "size": bytes.len(),
+        "content_type": "application/octet-stream", "sha256": sha,
+    })
+    .to_string();
+    let json_headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (status, body) = https(
+        tls_port,
+        &ca_pem,
+        "POST",
+        "/v1/files",
+        &json_headers,
+        announce.as_bytes(),
+    )
+    .await
+    .expect("announce over https");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["upload"]["direct"], false,
+        "files are local in this cluster"
+    );
+    let id = body["file"]["id"].as_str().expect("file id").to_owned();
+    let raw = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/octet-stream"),
+    ];
+    let (status, body) = https(
+        tls_port,
+        &ca_pem,
+        "PUT",
+        &format!("/v1/files/{id}/content"),
+        &raw,
+        &bytes,
+    )
+    .await
+    .expect("upload over https");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, back) = https(
+        cl.nodes[own].port,
+        &ca_pem,
+        "GET",
+        &format!("/v1/files/{id}/content"),
+        &[("Authorization", auth.as_str())],
+        b"",
+    )
+    .await
+    .expect("download over the node's own TLS");
+    assert_eq!(status, 200);
+    assert!(
+        back == bytes,
+        "the same {} bytes back (got {})",
+        bytes.len(),
+        back.len()
+    );
+}

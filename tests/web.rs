@@ -1028,3 +1028,69 @@ async fn the_web_client_subscribes_to_push_and_an_offline_user_gets_the_message(
     assert_eq!(got[0]["ok"], true, "{got:?}");
     assert_eq!(got[0]["payload"]["text"], "Are you there?");
 }
+
+#[actix_web::test]
+async fn the_web_client_chats_over_https_and_wss_through_nginx() {
+    use parley_client::{Client, Options};
+    use parley_core::protocol::{Event, NewMessage};
+    use parley_tests::cluster::Cluster;
+    use parley_tests::tls::TestCa;
+    let Two {
+        env, ta, tb, conv, ..
+    } = two("webtls", "Over TLS").await;
+    let conv: parley_core::ConversationId = conv.parse().expect("uuid");
+    let mut cl = Cluster::start(&env, 2, false, &[]).await;
+    let ca = TestCa::new(&cl.dir.join("tls"));
+    let ca_pem = ca.ca_bytes();
+    cl.start_nginx_tls(ca).await;
+    let port = cl.nginx_tls_port.expect("TLS port");
+
+    // The test's own authority is not in Chromium's store: this test only
+    // tells it to accept the certificate.
+    let browser = Browser::launch_with(&["--ignore-certificate-errors"]).await;
+    let a = browser
+        .tab(&format!("https://localhost:{port}/#token={ta}"))
+        .await;
+    a.wait(
+        "live",
+        "document.getElementById('status').textContent === 'live'",
+    )
+    .await;
+    for u in a.websocket_urls() {
+        assert!(
+            u.starts_with(&format!("wss://localhost:{port}/ws?ticket=")),
+            "{u}"
+        );
+    }
+    a.eval("document.querySelector('#conversations button').click()")
+        .await;
+    a.wait("composer", "!document.getElementById('composer').hidden")
+        .await;
+
+    let mut o = Options::new(format!("wss://localhost:{port}/ws"), tb);
+    o.extra_ca_pem = Some(ca_pem);
+    o.max_backoff = std::time::Duration::from_millis(300);
+    let bob = Client::connect(o).await.expect("bob over wss");
+    bob.send_reliably(
+        conv,
+        NewMessage {
+            text: "from the Rust client".into(),
+            ..Default::default()
+        },
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("send");
+    a.wait("Bob's message", "[...document.querySelectorAll('#messages .text')].some(e => e.textContent === 'from the Rust client')").await;
+    a.eval("document.getElementById('text').value = 'from Chromium'; document.getElementById('composer').requestSubmit()").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match bob.next_event(left).await {
+            Some(Event::MessageCreated { message, .. }) if message.text == "from Chromium" => break,
+            Some(_) => {}
+            None => panic!("the browser's message did not reach the Rust client"),
+        }
+    }
+    assert!(a.errors().is_empty(), "{:?}", a.errors());
+}

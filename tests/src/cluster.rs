@@ -52,6 +52,8 @@ pub struct Node {
     pub port: u16,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// Serves TLS itself (not behind nginx's plain upstream).
+    pub tls: bool,
 }
 
 impl Node {
@@ -69,6 +71,9 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub nginx_port: Option<u16>,
     nginx: Option<Child>,
+    /// nginx's TLS port, when started with [`Cluster::start_nginx_tls`].
+    pub nginx_tls_port: Option<u16>,
+    tls: Option<crate::tls::TestCa>,
     extra_env: Vec<(String, String)>,
 }
 
@@ -98,6 +103,8 @@ impl Cluster {
             nodes: Vec::new(),
             nginx_port: None,
             nginx: None,
+            nginx_tls_port: None,
+            tls: None,
             extra_env: extra
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -205,6 +212,7 @@ impl Cluster {
             port,
             child: Some(child),
             log,
+            tls: own.iter().any(|(k, _)| *k == "PARLEY_HTTP__TLS_CERT"),
         }
     }
 
@@ -223,6 +231,54 @@ impl Cluster {
             assert!(
                 Instant::now() < deadline,
                 "node {i} not ready: {}",
+                std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts nginx (plain and TLS listeners) with `ca`'s server
+    /// certificate.
+    pub async fn start_nginx_tls(&mut self, ca: crate::tls::TestCa) {
+        self.tls = Some(ca);
+        self.nginx_tls_port = Some(free_port());
+        self.start_nginx().await;
+    }
+
+    /// Stops nginx and starts it again on the same ports: every connection
+    /// through it is cut.
+    pub async fn restart_nginx(&mut self) {
+        if let Some(n) = self.nginx.take() {
+            stop_nginx(n);
+        }
+        self.start_nginx().await;
+    }
+
+    /// One more node serving TLS itself (`http.tls_cert`), with the
+    /// certificate given to [`Cluster::start_nginx_tls`].
+    pub async fn add_tls_node(&mut self) -> usize {
+        let ca = self.tls.as_ref().expect("start_nginx_tls first");
+        let (cert, key) = (ca.cert.display().to_string(), ca.key.display().to_string());
+        let ca_pem = ca.ca_bytes();
+        let node = self.spawn_node_with(
+            free_port(),
+            &[
+                ("PARLEY_HTTP__TLS_CERT", &cert),
+                ("PARLEY_HTTP__TLS_KEY", &key),
+            ],
+        );
+        self.nodes.push(node);
+        let i = self.nodes.len() - 1;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer =
+                crate::tls::https(self.nodes[i].port, &ca_pem, "GET", "/readyz", &[], b"").await;
+            if answer.map(|a| a.0) == Some(200) {
+                return i;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "TLS node not ready: {}",
                 std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -281,15 +337,31 @@ impl Cluster {
     }
 
     async fn start_nginx(&mut self) {
-        let port = free_port();
+        let port = self.nginx_port.unwrap_or_else(free_port);
         let d = self.dir.join("nginx");
         std::fs::create_dir_all(d.join("tmp")).expect("nginx dir");
         let upstream: String = self
             .nodes
             .iter()
+            .filter(|n| !n.tls)
             .map(|n| format!("        server 127.0.0.1:{} max_fails=0;\n", n.port))
             .collect();
         let d_s = d.display();
+        // TLS ends here, as in deploy/nginx: uploads of any allowed size
+        // stream through unbuffered.
+        let tls_server = match (&self.tls, self.nginx_tls_port) {
+            (Some(ca), Some(tls_port)) => format!(
+                "    server {{\n        listen 127.0.0.1:{tls_port} ssl;\n        ssl_certificate {};\n        ssl_certificate_key {};\n\
+                         client_max_body_size 100m;\n        proxy_request_buffering off;\n\
+                         location / {{\n            proxy_pass http://parley;\n            proxy_http_version 1.1;\n\
+                         proxy_set_header Upgrade $http_upgrade;\n            proxy_set_header Connection $connection_upgrade;\n\
+                         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n            proxy_set_header X-Forwarded-Proto https;\n\
+                         proxy_connect_timeout 1s;\n            proxy_read_timeout 120s;\n        }}\n    }}\n",
+                ca.cert.display(),
+                ca.key.display()
+            ),
+            _ => String::new(),
+        };
         let conf = format!(
             "worker_processes 1;\ndaemon off;\npid {d_s}/nginx.pid;\nerror_log {d_s}/error.log warn;\n\
              events {{ worker_connections 2048; }}\n\
@@ -300,7 +372,7 @@ impl Cluster {
                  server {{\n        listen 127.0.0.1:{port};\n        location / {{\n            proxy_pass http://parley;\n\
                          proxy_http_version 1.1;\n            proxy_set_header Upgrade $http_upgrade;\n\
                          proxy_set_header Connection $connection_upgrade;\n            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n\
-                         proxy_connect_timeout 1s;\n            proxy_read_timeout 120s;\n            proxy_next_upstream error timeout;\n        }}\n    }}\n}}\n"
+                         proxy_connect_timeout 1s;\n            proxy_read_timeout 120s;\n            proxy_next_upstream error timeout;\n        }}\n    }}\n{tls_server}}}\n"
         );
         let path = d.join("nginx.conf");
         std::fs::write(&path, conf).expect("nginx.conf");
@@ -360,6 +432,20 @@ impl Cluster {
     }
 }
 
+/// SIGTERM: the master stops its workers (after a SIGKILL they would live
+/// on, holding the port).
+fn stop_nginx(mut c: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !matches!(c.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         // A failed test shows what its nodes said (their logs go with the
@@ -380,18 +466,8 @@ impl Drop for Cluster {
                 let _ = c.wait();
             }
         }
-        if let Some(mut c) = self.nginx.take() {
-            // SIGTERM: the master stops its workers (after a SIGKILL they
-            // would live on, holding the port).
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !matches!(c.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        if let Some(c) = self.nginx.take() {
+            stop_nginx(c);
         }
         self.kill_redis();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -12,6 +12,7 @@ pub mod pooler;
 pub mod push;
 pub mod receiver;
 pub mod replica;
+pub mod tls;
 pub mod turn;
 
 use actix_web::body::MessageBody;

@@ -22,14 +22,6 @@ fn bin() -> PathBuf {
         .expect("pgbouncer is not installed (scripts/test.sh installs Debian's pgbouncer)")
 }
 
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 impl PgBouncer {
     /// PgBouncer on a free port, every database of `pg_host:pg_port`
     /// reachable under its own name, `pool_size` server connections each.
@@ -60,7 +52,7 @@ impl PgBouncer {
         );
         std::fs::write(dir.join("pgbouncer.ini"), ini).expect("pgbouncer.ini");
         let mut cmd = Command::new(bin());
-        if running_as_root() {
+        if crate::replica::as_root() {
             // PgBouncer refuses to run as root.
             let _ = Command::new("chown")
                 .args(["-R", "postgres:"])

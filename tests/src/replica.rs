@@ -22,7 +22,9 @@ fn pg_bin() -> PathBuf {
     dirs.pop().expect("no initdb under /usr/lib/postgresql")
 }
 
-fn as_root() -> bool {
+/// The tests run as root (CI): PostgreSQL and PgBouncer refuse that and
+/// are started as `postgres`.
+pub(crate) fn as_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

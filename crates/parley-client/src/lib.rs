@@ -106,13 +106,17 @@ pub struct Client {
 /// How to reach the server.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// `ws://host:port/ws`
+    /// `ws://host:port/ws`, or `wss://` (TLS, checked against the public
+    /// roots and `extra_ca_pem`)
     pub url: String,
     pub token: String,
     /// Time one request may take.
     pub request_timeout: Duration,
     /// Longest pause between reconnect attempts.
     pub max_backoff: Duration,
+    /// PEM certificates of more authorities to trust for `wss://` (a
+    /// company's own CA), besides the public ones.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl Options {
@@ -122,8 +126,34 @@ impl Options {
             token: token.into(),
             request_timeout: Duration::from_secs(30),
             max_backoff: Duration::from_secs(5),
+            extra_ca_pem: None,
         }
     }
+}
+
+/// The TLS client configuration for `wss://`: the public roots plus the
+/// options' own authorities.
+fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(pem) = extra_ca_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| ClientError::Connect(format!("extra CA: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| ClientError::Connect(format!("extra CA: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Connect(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -156,7 +186,15 @@ impl Client {
             state: state_rx,
             next_id: Arc::new(AtomicU64::new(1)),
         };
-        client.wait_live(opts.request_timeout).await?;
+        if let Err(e) = client.wait_live(opts.request_timeout).await {
+            // Kept retrying until the time ran out: why it could not
+            // connect (a refused certificate, a closed port) says more.
+            let last = lock(&client.shared).last_error.take();
+            return Err(match (e, last) {
+                (ClientError::Timeout(_), Some(last)) => last,
+                (e, _) => e,
+            });
+        }
         Ok(client)
     }
 
@@ -436,9 +474,16 @@ impl Task {
         // most of a busy client's CPU (it grows for larger frames).
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(8 * 1024);
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), false)
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let connector = if self.opts.url.starts_with("wss://") {
+            let tls = tls_config(self.opts.extra_ca_pem.as_deref())?;
+            Some(tokio_tungstenite::Connector::Rustls(tls))
+        } else {
+            None
+        };
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_tls_with_config(req, Some(config), false, connector)
+                .await
+                .map_err(|e| ClientError::Connect(e.to_string()))?;
         // The first frame is `ready`, or an error followed by a close.
         loop {
             let msg = tokio::time::timeout(self.opts.request_timeout, ws.next())

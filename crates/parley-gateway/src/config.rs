@@ -18,6 +18,11 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// Longest wait for each component's answer in `/readyz`.
     pub readiness_timeout_secs: u64,
+    /// PEM certificate chain for the node's own TLS listener; empty = plain
+    /// HTTP (TLS ends at a reverse proxy).
+    pub tls_cert: String,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: String,
 }
 
 impl Default for HttpConfig {
@@ -29,6 +34,8 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             request_timeout_secs: 30,
             readiness_timeout_secs: 2,
+            tls_cert: String::new(),
+            tls_key: String::new(),
         }
     }
 }
@@ -55,6 +62,11 @@ impl HttpConfig {
             (1..=60).contains(&self.readiness_timeout_secs),
             "http.readiness_timeout_secs",
             "must be between 1 and 60",
+        )?;
+        check(
+            self.tls_cert.is_empty() == self.tls_key.is_empty(),
+            "http.tls_cert",
+            "http.tls_cert and http.tls_key go together (both PEM file paths, or both empty)",
         )
     }
 }

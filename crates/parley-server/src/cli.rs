@@ -109,9 +109,14 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     if cfg.http.workers > 0 {
         server = server.workers(cfg.http.workers);
     }
-    let server = server.bind(&cfg.http.bind)?;
+    let (server, scheme) = if cfg.http.tls_cert.is_empty() {
+        (server.bind(&cfg.http.bind)?, "http")
+    } else {
+        let tls = crate::tls::server_config(&cfg.http.tls_cert, &cfg.http.tls_key)?;
+        (server.bind_rustls_0_23(&cfg.http.bind, tls)?, "https")
+    };
     for addr in server.addrs() {
-        tracing::info!("listening on http://{addr}");
+        tracing::info!("listening on {scheme}://{addr}");
     }
     let server = server.run();
     let handle = server.handle();

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod tls;
 
 use actix_web::web;
 use config::BusKind;
@@ -30,6 +31,8 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("outgoing http: {0}")]
     Outbound(#[from] parley_outbound::OutboundError),
+    #[error("tls: {0}")]
+    Tls(String),
     /// `parley admin status` found a component unavailable (it printed which).
     #[error("{0}")]
     Unready(String),

@@ -13,7 +13,9 @@
 //! events are printed as the client libraries admins know name them:
 //! `open`, `close normal`, `close drop CODE`, `fail REASON`, `message …`.
 //! Drops are followed by a reconnect and resume (nothing missed, nothing
-//! twice). `--json` prints one JSON object per line instead.
+//! twice). `--json` prints one JSON object per line instead. `wss://` URLs
+//! are checked against the public roots and, with `--ca-file`, the
+//! authorities in that PEM file.
 
 use parley_client::{Client, Options, State};
 use parley_core::protocol::{
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
 
-const USAGE: &str = "usage: PARLEY_TOKEN=… parley-chat --url ws://HOST:PORT/ws [--json] list|tail|open CONVERSATION_ID";
+const USAGE: &str = "usage: PARLEY_TOKEN=… parley-chat --url ws[s]://HOST:PORT/ws [--ca-file CA.pem] [--json] list|tail|open CONVERSATION_ID";
 
 enum Cmd {
     List,
@@ -36,18 +38,22 @@ enum Cmd {
 
 struct Args {
     url: String,
+    /// PEM authorities to trust for wss:// besides the public ones.
+    ca_file: Option<String>,
     json: bool,
     cmd: Cmd,
 }
 
 fn parse() -> Result<Args, String> {
     let mut url = None;
+    let mut ca_file = None;
     let mut json = false;
     let mut rest = Vec::new();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--url" => url = Some(it.next().ok_or("--url needs a value")?),
+            "--ca-file" => ca_file = Some(it.next().ok_or("--ca-file needs a value")?),
             "--json" => json = true,
             "-h" | "--help" => return Err(USAGE.into()),
             _ => rest.push(a),
@@ -64,6 +70,7 @@ fn parse() -> Result<Args, String> {
     };
     Ok(Args {
         url: url.ok_or(USAGE)?,
+        ca_file,
         json,
         cmd,
     })
@@ -141,6 +148,10 @@ async fn run(args: Args, out: Arc<Out>) -> Result<(), String> {
     let token = std::env::var("PARLEY_TOKEN").map_err(|_| "PARLEY_TOKEN is not set".to_owned())?;
     let mut opts = Options::new(&args.url, token);
     opts.max_backoff = Duration::from_secs(2);
+    if let Some(path) = &args.ca_file {
+        opts.extra_ca_pem =
+            Some(std::fs::read(path).map_err(|e| format!("--ca-file {path}: {e}"))?);
+    }
     let client = Arc::new(Client::connect(opts).await.map_err(|e| e.to_string())?);
     out.line("open", String::new(), json!({}));
     watch(Arc::clone(&client), Arc::clone(&out));
