@@ -14,6 +14,8 @@ command -v curl >/dev/null || ensure_debs curl
 
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || ensure_debs python3-yaml
 /usr/bin/python3 scripts/check-monitoring.py "$PARLEY_ROOT"
+# docs/scaling.md: the sizing script still runs on its defaults.
+/usr/bin/python3 scripts/scaling.py >/dev/null
 
 d=$(mktemp -d /tmp/parley-deploy.XXXXXX)
 trap 'rm -rf "$d"' EXIT

@@ -13,6 +13,7 @@ mod hooks;
 mod import;
 mod infobases;
 mod messages;
+mod migration_rules;
 mod notifications;
 mod push;
 mod reactions;
