@@ -37,7 +37,12 @@ mod tests {
             .join(" ");
         without_comments
             .split(';')
-            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ").to_uppercase())
+            .map(|s| {
+                s.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_uppercase()
+            })
             .filter(|s| !s.is_empty())
             .collect()
     }
@@ -47,7 +52,9 @@ mod tests {
     fn adds_required_column(statement: &str) -> bool {
         statement.split("ADD COLUMN ").skip(1).any(|rest| {
             let column = rest.split(',').next().unwrap_or("");
-            column.contains("NOT NULL") && !column.contains("DEFAULT") && !column.contains("GENERATED")
+            column.contains("NOT NULL")
+                && !column.contains("DEFAULT")
+                && !column.contains("GENERATED")
         })
     }
 
@@ -101,7 +108,11 @@ mod tests {
         assert!(files.len() > 20, "migrations found: {}", files.len());
         let mut broken = Vec::new();
         for f in files {
-            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("").to_owned();
+            let name = f
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_owned();
             let sql = std::fs::read_to_string(&f).expect("migration");
             for st in statements(&sql) {
                 for what in breaks(&st) {
