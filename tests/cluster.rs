@@ -89,9 +89,10 @@ async fn users_on_different_nodes_chat_type_and_see_presence() {
     // next heartbeat.
     let deadline = Instant::now() + WAIT;
     loop {
-        let nodes = parley_bus::list_nodes(&cl.redis_url(), &cl.prefix)
-            .await
-            .expect("nodes");
+        let nodes =
+            parley_bus::list_nodes(&parley_bus::RedisTarget::Single(cl.redis_url()), &cl.prefix)
+                .await
+                .expect("nodes");
         if nodes.len() == 3 && nodes.iter().map(|n| n.sessions).sum::<usize>() == 3 {
             break;
         }
@@ -207,7 +208,7 @@ async fn restarting_redis_mid_stream_loses_nothing() {
     assert_eq!(collect(&b, group.id, 1).await[0].id, last.id);
     // And the node re-announced itself.
     let deadline = Instant::now() + WAIT;
-    while parley_bus::list_nodes(&cl.redis_url(), &cl.prefix)
+    while parley_bus::list_nodes(&parley_bus::RedisTarget::Single(cl.redis_url()), &cl.prefix)
         .await
         .map(|n| n.len())
         .unwrap_or(0)
@@ -310,9 +311,10 @@ async fn a_dead_nodes_users_appear_offline_and_sigterm_drains() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let nodes = parley_bus::list_nodes(&cl.redis_url(), &cl.prefix)
-        .await
-        .expect("nodes");
+    let nodes =
+        parley_bus::list_nodes(&parley_bus::RedisTarget::Single(cl.redis_url()), &cl.prefix)
+            .await
+            .expect("nodes");
     let ports: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
     assert!(
         !ports.contains(&format!("127.0.0.1:{}", cl.nodes[1].port)),
@@ -1144,4 +1146,106 @@ async fn chat_resume_and_files_over_tls_through_nginx_and_a_nodes_own_listener()
         bytes.len(),
         back.len()
     );
+}
+
+#[actix_web::test]
+async fn a_redis_master_failover_through_sentinel_loses_nothing() {
+    use parley_tests::redis_ha::{SentinelSet, MASTER_NAME};
+    let env = TestEnv::default().await;
+    let (_ib, people) = users(&env, 2).await;
+    let dir =
+        std::env::temp_dir().join(format!("parley-sentinel-{}", uuid::Uuid::new_v4().simple()));
+    let mut ha = SentinelSet::start(&dir).await;
+    let sentinel = ha.sentinel_url();
+    let mut cl = Cluster::start(
+        &env,
+        2,
+        false,
+        &[
+            ("PARLEY_BUS__KIND", "sentinel"),
+            ("PARLEY_BUS__REDIS_SENTINELS", &sentinel),
+            ("PARLEY_BUS__REDIS_MASTER", MASTER_NAME),
+        ],
+    )
+    .await;
+    // Each node found the master through the Sentinel.
+    for i in 0..2 {
+        assert!(cl.node_log(i).contains("bus ready"), "{}", cl.node_log(i));
+    }
+    let alice = connect(&cl.nodes[0].ws_url(), &people[0].1).await;
+    let bob = connect(&cl.nodes[1].ws_url(), &people[1].1).await;
+    let g: Conversation = alice
+        .call(Request::CreateGroup {
+            title: "ha".into(),
+            members: vec![people[1].0],
+        })
+        .await
+        .expect("group");
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        sent.push(
+            send_reliably(&alice, g.id, format!("before {i}"), format!("a{i}"))
+                .await
+                .id,
+        );
+    }
+    assert_eq!(
+        collect(&bob, g.id, 10)
+            .await
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>(),
+        sent,
+        "across nodes through the master"
+    );
+
+    // The master dies; sends go on from both sides while the Sentinel
+    // notices and promotes the replica.
+    ha.kill_master();
+    let mut more = Vec::new();
+    for i in 0..20 {
+        more.push(
+            send_reliably(&alice, g.id, format!("during {i}"), format!("d{i}"))
+                .await
+                .id,
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    ha.wait_failover().await;
+    for i in 0..5 {
+        more.push(
+            send_reliably(&alice, g.id, format!("after {i}"), format!("f{i}"))
+                .await
+                .id,
+        );
+    }
+    let got: Vec<_> = collect(&bob, g.id, more.len())
+        .await
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(
+        got, more,
+        "every message once, in order, across the failover"
+    );
+
+    // Both nodes moved to the new master and listen there again.
+    for i in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cl.node_log(i).contains("bus follows the new Redis master") {
+            assert!(Instant::now() < deadline, "node {i}: {}", cl.node_log(i));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        cl.wait_ready(i).await;
+    }
+    // And the bus carries messages between them again.
+    let last = send_reliably(&bob, g.id, "after the failover".into(), "z".into()).await;
+    expect_event(
+        &alice,
+        "Bob's message after the failover",
+        |e| matches!(e, Event::MessageCreated { message, .. } if message.id == last.id),
+    )
+    .await;
+    drop(cl);
+    drop(ha);
 }

@@ -368,9 +368,10 @@ async fn a_browser_survives_the_death_of_its_node() {
     // Which node holds the browser's session?
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let victim = loop {
-        let nodes = parley_bus::list_nodes(&cl.redis_url(), &cl.prefix)
-            .await
-            .expect("nodes");
+        let nodes =
+            parley_bus::list_nodes(&parley_bus::RedisTarget::Single(cl.redis_url()), &cl.prefix)
+                .await
+                .expect("nodes");
         if let Some(n) = nodes.iter().find(|n| n.sessions == 1) {
             break cl
                 .nodes

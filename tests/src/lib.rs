@@ -11,6 +11,7 @@ pub mod janus;
 pub mod pooler;
 pub mod push;
 pub mod receiver;
+pub mod redis_ha;
 pub mod replica;
 pub mod tls;
 pub mod turn;

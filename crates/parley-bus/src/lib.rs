@@ -4,10 +4,12 @@
 //! misses an envelope recovers it from PostgreSQL by `seq`.
 
 mod hub;
+mod link;
 mod local;
 mod redis_bus;
 
 pub use hub::{Hub, HubLimits, HubStats, Overflow, Registered, SessionHandle, Tenant};
+pub use link::RedisTarget;
 pub use local::LocalBus;
 pub use redis_bus::{list_nodes, publish_once, NodeInfo, RedisBus, RedisOptions};
 

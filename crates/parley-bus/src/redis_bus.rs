@@ -11,13 +11,14 @@
 //! means nothing, so a dead node's users go offline by themselves, and the
 //! first live node to notice announces them offline.
 
+use crate::link::{connect_once, Link, RedisTarget};
 use crate::{Bus, BusError, Envelope, Hub};
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use parley_core::{ConversationId, SessionId, UserId};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +29,7 @@ use tokio::sync::mpsc;
 /// How a node joins the cluster.
 #[derive(Clone, Debug)]
 pub struct RedisOptions {
-    pub url: String,
+    pub target: RedisTarget,
     /// Prefix of every key and channel (several clusters may share a Redis).
     pub prefix: String,
     pub node_id: String,
@@ -123,7 +124,7 @@ pub struct RedisBus {
     opts: RedisOptions,
     keys: Arc<Keys>,
     hub: Arc<Hub>,
-    conn: ConnectionManager,
+    link: Arc<Link>,
     publish: mpsc::Sender<Vec<u8>>,
     health: Arc<Health>,
     departures: Mutex<Option<mpsc::UnboundedReceiver<UserId>>>,
@@ -139,24 +140,11 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-async fn manager(url: &str) -> Result<(redis::Client, ConnectionManager), BusError> {
-    let client = redis::Client::open(url).map_err(err)?;
-    let cfg = ConnectionManagerConfig::new()
-        .set_connection_timeout(Duration::from_secs(2))
-        .set_response_timeout(Duration::from_secs(2))
-        .set_number_of_retries(2)
-        .set_max_delay(1000);
-    let conn = ConnectionManager::new_with_config(client.clone(), cfg)
-        .await
-        .map_err(err)?;
-    Ok((client, conn))
-}
-
 impl RedisBus {
     /// Connects (Redis must answer now), then runs the subscriber, publisher
     /// and heartbeat tasks for as long as the process lives.
     pub async fn start(opts: RedisOptions) -> Result<Arc<RedisBus>, BusError> {
-        let (client, conn) = manager(&opts.url).await?;
+        let link = Link::open(opts.target.clone()).await?;
         let keys = Arc::new(Keys::new(&opts.prefix));
         let hub = Arc::new(Hub::new());
         let (ptx, prx) = mpsc::channel(opts.publish_queue.max(16));
@@ -167,14 +155,14 @@ impl RedisBus {
             opts: opts.clone(),
             keys: Arc::clone(&keys),
             hub: Arc::clone(&hub),
-            conn: conn.clone(),
+            link: Arc::clone(&link),
             publish: ptx,
             health: Arc::clone(&health),
             departures: Mutex::new(Some(drx)),
             stopped: Arc::clone(&stopped),
         });
         tokio::spawn(subscriber(
-            client,
+            Arc::clone(&link),
             Arc::clone(&keys),
             opts.node_id.clone(),
             Arc::clone(&hub),
@@ -182,23 +170,30 @@ impl RedisBus {
             opts.heartbeat,
         ));
         tokio::spawn(publisher(
-            conn.clone(),
+            Arc::clone(&link),
             Arc::clone(&keys),
             opts.node_id.clone(),
             prx,
             Arc::clone(&health),
         ));
-        tokio::spawn(heartbeat(conn, keys, opts, hub, Utc::now(), dtx, stopped));
+        tokio::spawn(heartbeat(link, keys, opts, hub, Utc::now(), dtx, stopped));
         Ok(bus)
     }
 
+    /// A command failed: the error for the caller, and the link asked to
+    /// check where the master is.
+    fn failed(&self, e: redis::RedisError) -> BusError {
+        self.link.failed();
+        err(e)
+    }
+
     async fn fresh_nodes(&self, user: UserId) -> Result<Vec<String>, BusError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.link.conn();
         let fields: HashMap<String, i64> = redis::cmd("HGETALL")
             .arg(self.keys.presence(user))
             .query_async(&mut conn)
             .await
-            .map_err(err)?;
+            .map_err(|e| self.failed(e))?;
         let horizon = now_ms() - self.opts.node_ttl.as_millis() as i64;
         Ok(fields
             .into_iter()
@@ -249,7 +244,7 @@ fn decode(payload: &[u8]) -> Option<(String, Envelope)> {
 /// over it every `every` and gives it up when no answer comes within the
 /// same time, so the node is never deaf for long while looking alive.
 async fn subscriber(
-    client: redis::Client,
+    link: Arc<Link>,
     keys: Arc<Keys>,
     me: String,
     hub: Arc<Hub>,
@@ -259,6 +254,7 @@ async fn subscriber(
     let mut backoff = Duration::from_millis(100);
     let mut first = true;
     loop {
+        let client = link.client();
         let connect = async {
             let mut ps = client.get_async_pubsub().await?;
             ps.subscribe(&keys.channel).await?;
@@ -275,9 +271,16 @@ async fn subscriber(
                 let why = listen(ps, &me, &hub, every).await;
                 health.listening.store(false, Ordering::Release);
                 tracing::warn!(reason = why, "bus subscription lost");
+                link.failed();
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "bus subscribe failed"),
-            Err(_) => tracing::warn!("bus subscribe timed out"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "bus subscribe failed");
+                link.failed();
+            }
+            Err(_) => {
+                tracing::warn!("bus subscribe timed out");
+                link.failed();
+            }
         }
         first = false;
         tokio::time::sleep(backoff).await;
@@ -321,7 +324,7 @@ async fn listen(ps: redis::aio::PubSub, me: &str, hub: &Hub, every: Duration) ->
 /// Publishes queued envelopes, several per round trip. After a failure it
 /// tells the other nodes to resync once Redis answers again.
 async fn publisher(
-    mut conn: ConnectionManager,
+    link: Arc<Link>,
     keys: Arc<Keys>,
     me: String,
     mut rx: mpsc::Receiver<Vec<u8>>,
@@ -364,7 +367,7 @@ async fn publisher(
         for m in &batch {
             pipe.cmd("PUBLISH").arg(&keys.channel).arg(m).ignore();
         }
-        match pipe.query_async::<()>(&mut conn).await {
+        match pipe.query_async::<()>(&mut link.conn()).await {
             Ok(()) => {
                 if dirty {
                     tracing::info!("bus publishing restored; other nodes resync");
@@ -375,6 +378,7 @@ async fn publisher(
                     tracing::warn!(error = %e, dropped = batch.len(), "bus publish failed; other nodes will resync");
                 }
                 health.dirty.store(true, Ordering::Release);
+                link.failed();
             }
         }
     }
@@ -382,7 +386,7 @@ async fn publisher(
 
 /// Announces the node and its users every heartbeat, and reaps dead nodes.
 async fn heartbeat(
-    mut conn: ConnectionManager,
+    link: Arc<Link>,
     keys: Arc<Keys>,
     opts: RedisOptions,
     hub: Arc<Hub>,
@@ -429,8 +433,10 @@ async fn heartbeat(
                 .ignore();
         }
         pipe.cmd("PEXPIRE").arg(&node_users).arg(keep).ignore();
+        let mut conn = link.conn();
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             tracing::warn!(error = %e, "bus heartbeat failed");
+            link.failed();
             continue;
         }
         if let Err(e) = reap(&mut conn, &keys, &opts, &departures).await {
@@ -532,12 +538,15 @@ impl Bus for RedisBus {
 
     fn online(&self, users: Vec<UserId>) -> BoxFuture<'_, Result<Vec<bool>, BusError>> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.conn();
             let mut pipe = redis::pipe();
             for u in &users {
                 pipe.cmd("HGETALL").arg(self.keys.presence(*u));
             }
-            let all: Vec<HashMap<String, i64>> = pipe.query_async(&mut conn).await.map_err(err)?;
+            let all: Vec<HashMap<String, i64>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.failed(e))?;
             let horizon = now_ms() - self.opts.node_ttl.as_millis() as i64;
             Ok(all
                 .iter()
@@ -553,11 +562,11 @@ impl Bus for RedisBus {
                     "not subscribed: this node hears nothing from the other nodes".into(),
                 ));
             }
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.conn();
             redis::cmd("PING")
                 .query_async::<String>(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(|e| self.failed(e))?;
             Ok(())
         })
     }
@@ -572,7 +581,7 @@ impl Bus for RedisBus {
                 Ok(n) => n.into_iter().filter(|n| *n != self.opts.node_id).count(),
                 Err(_) => 0,
             };
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.conn();
             let mut pipe = redis::pipe();
             let k = self.keys.presence(user);
             pipe.cmd("HSET")
@@ -590,6 +599,7 @@ impl Bus for RedisBus {
                 .ignore();
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                 tracing::warn!(error = %e, "presence not recorded");
+                self.link.failed();
             }
             others == 0
         })
@@ -597,7 +607,7 @@ impl Bus for RedisBus {
 
     fn session_closed(&self, user: UserId) -> BoxFuture<'_, bool> {
         Box::pin(async move {
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.conn();
             let mut pipe = redis::pipe();
             pipe.cmd("HDEL")
                 .arg(self.keys.presence(user))
@@ -609,6 +619,7 @@ impl Bus for RedisBus {
                 .ignore();
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                 tracing::warn!(error = %e, "presence not cleared");
+                self.link.failed();
             }
             match self.fresh_nodes(user).await {
                 Ok(n) => n.iter().all(|n| *n == self.opts.node_id),
@@ -627,7 +638,7 @@ impl Bus for RedisBus {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.stopped.store(true, Ordering::Release);
-            let mut conn = self.conn.clone();
+            let mut conn = self.link.conn();
             let mut pipe = redis::pipe();
             for u in self.hub.users() {
                 pipe.cmd("HDEL")
@@ -650,8 +661,8 @@ impl Bus for RedisBus {
 }
 
 /// The nodes registered under `prefix` (for `parley admin nodes`).
-pub async fn list_nodes(url: &str, prefix: &str) -> Result<Vec<NodeInfo>, BusError> {
-    let (_, mut conn) = manager(url).await?;
+pub async fn list_nodes(target: &RedisTarget, prefix: &str) -> Result<Vec<NodeInfo>, BusError> {
+    let mut conn = connect_once(target).await?;
     let raw: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(Keys::new(prefix).nodes)
         .query_async(&mut conn)
@@ -668,8 +679,12 @@ pub async fn list_nodes(url: &str, prefix: &str) -> Result<Vec<NodeInfo>, BusErr
 /// Publishes one envelope to every node under `prefix` from outside the
 /// cluster (`parley admin`: an infobase unregistered from the command line
 /// closes its users' open sessions too). Returns how many nodes listened.
-pub async fn publish_once(url: &str, prefix: &str, env: &Envelope) -> Result<u64, BusError> {
-    let (_, mut conn) = manager(url).await?;
+pub async fn publish_once(
+    target: &RedisTarget,
+    prefix: &str,
+    env: &Envelope,
+) -> Result<u64, BusError> {
+    let mut conn = connect_once(target).await?;
     redis::cmd("PUBLISH")
         .arg(Keys::new(prefix).channel)
         .arg(encode("admin", env))

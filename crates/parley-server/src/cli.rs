@@ -208,14 +208,12 @@ async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
                     .map(|()| "answers".to_owned())
                     .map_err(|e| e.to_string()),
             );
-            let bus = match cfg.bus.kind {
-                crate::config::BusKind::Redis => {
-                    parley_bus::list_nodes(&cfg.bus.redis_url, &cfg.bus.prefix)
-                        .await
-                        .map(|n| format!("redis answers; {} node(s) registered", n.len()))
-                        .map_err(|e| e.to_string())
-                }
-                crate::config::BusKind::Local => Ok("local (one node)".to_owned()),
+            let bus = match cfg.bus.redis_target() {
+                Some(target) => parley_bus::list_nodes(&target, &cfg.bus.prefix)
+                    .await
+                    .map(|n| format!("redis answers; {} node(s) registered", n.len()))
+                    .map_err(|e| e.to_string()),
+                None => Ok("local (one node)".to_owned()),
             };
             show("bus", bus);
             let storage = match parley_files::open(&cfg.files).await {
@@ -232,11 +230,11 @@ async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
             }
         }
         Admin::Nodes => {
-            if cfg.bus.kind != crate::config::BusKind::Redis {
+            let Some(target) = cfg.bus.redis_target() else {
                 println!("one node (bus.kind = \"local\"): nothing is registered");
                 return Ok(());
-            }
-            let nodes = parley_bus::list_nodes(&cfg.bus.redis_url, &cfg.bus.prefix).await?;
+            };
+            let nodes = parley_bus::list_nodes(&target, &cfg.bus.prefix).await?;
             let now = chrono::Utc::now();
             println!(
                 "{:<12}  {:<22}  {:>8}  {:>6}  {:<19}  state",
@@ -300,10 +298,9 @@ async fn admin(cmd: Admin, cfg: Config) -> Result<(), StartError> {
             println!("infobase {id} unregistered");
             // Its users' open sessions end on every node, as when the
             // infobase unregisters itself.
-            if cfg.bus.kind == crate::config::BusKind::Redis {
+            if let Some(target) = cfg.bus.redis_target() {
                 let env = parley_bus::Envelope::revocation(users, parley_bus::Revoke::Users);
-                let nodes =
-                    parley_bus::publish_once(&cfg.bus.redis_url, &cfg.bus.prefix, &env).await?;
+                let nodes = parley_bus::publish_once(&target, &cfg.bus.prefix, &env).await?;
                 println!("open sessions of its users closed on {nodes} node(s)");
             } else if !users.is_empty() {
                 println!(

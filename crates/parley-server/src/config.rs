@@ -54,9 +54,14 @@ impl Default for DatabaseConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
-    /// `local` (one node, in-process) or `redis` (a cluster).
+    /// `local` (one node, in-process), `redis` (a cluster over one Redis at
+    /// `redis_url`) or `sentinel` (over the master `redis_sentinels` name).
     pub kind: BusKind,
     pub redis_url: String,
+    /// Sentinels (`redis://host:26379`) for `kind = "sentinel"`.
+    pub redis_sentinels: Vec<String>,
+    /// The master's name known to the Sentinels.
+    pub redis_master: String,
     pub prefix: String,
     pub heartbeat_secs: u64,
     pub node_ttl_secs: u64,
@@ -70,6 +75,21 @@ pub struct BusConfig {
 pub enum BusKind {
     Local,
     Redis,
+    Sentinel,
+}
+
+impl BusConfig {
+    /// The Redis a cluster's nodes meet at; None for one node alone.
+    pub fn redis_target(&self) -> Option<parley_bus::RedisTarget> {
+        match self.kind {
+            BusKind::Local => None,
+            BusKind::Redis => Some(parley_bus::RedisTarget::Single(self.redis_url.clone())),
+            BusKind::Sentinel => Some(parley_bus::RedisTarget::Sentinel {
+                sentinels: self.redis_sentinels.clone(),
+                master: self.redis_master.clone(),
+            }),
+        }
+    }
 }
 
 impl Default for BusConfig {
@@ -77,6 +97,8 @@ impl Default for BusConfig {
         Self {
             kind: BusKind::Local,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_sentinels: Vec::new(),
+            redis_master: "mymaster".into(),
             prefix: "parley".into(),
             heartbeat_secs: 5,
             node_ttl_secs: 15,
@@ -362,6 +384,26 @@ impl Config {
         {
             return Err(bad("bus.redis_url", "must be a redis:// URL"));
         }
+        if self.bus.kind == BusKind::Sentinel {
+            if self.bus.redis_sentinels.is_empty()
+                || !self
+                    .bus
+                    .redis_sentinels
+                    .iter()
+                    .all(|u| u.starts_with("redis://"))
+            {
+                return Err(bad(
+                    "bus.redis_sentinels",
+                    "bus.kind = \"sentinel\" needs one or more redis://host:port Sentinel URLs",
+                ));
+            }
+            if self.bus.redis_master.is_empty() {
+                return Err(bad(
+                    "bus.redis_master",
+                    "must name the master the Sentinels watch",
+                ));
+            }
+        }
         if self.bus.prefix.is_empty() || self.bus.prefix.contains(char::is_whitespace) {
             return Err(bad("bus.prefix", "must be non-empty without spaces"));
         }
@@ -398,6 +440,12 @@ impl Config {
         c.database.migrate_url = redact_url(&c.database.migrate_url);
         c.database.read_url = redact_url(&c.database.read_url);
         c.bus.redis_url = redact_url(&c.bus.redis_url);
+        c.bus.redis_sentinels = c
+            .bus
+            .redis_sentinels
+            .iter()
+            .map(|u| redact_url(u))
+            .collect();
         if !c.files.s3_secret_key.is_empty() {
             c.files.s3_secret_key = "***".into();
         }

@@ -6,7 +6,6 @@ pub mod config;
 pub mod tls;
 
 use actix_web::web;
-use config::BusKind;
 use config::Config;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parley_bus::{Bus, LocalBus, RedisBus, RedisOptions};
@@ -65,16 +64,16 @@ pub fn migration_store(cfg: &Config) -> Result<Store, StartError> {
 
 /// The bus the configuration asks for.
 pub async fn bus(cfg: &Config) -> Result<Arc<dyn Bus>, StartError> {
-    Ok(match cfg.bus.kind {
-        BusKind::Local => Arc::new(LocalBus::new()),
-        BusKind::Redis => {
+    Ok(match cfg.bus.redis_target() {
+        None => Arc::new(LocalBus::new()),
+        Some(target) => {
             let advertise = if cfg.bus.advertise.is_empty() {
                 cfg.http.bind.clone()
             } else {
                 cfg.bus.advertise.clone()
             };
             RedisBus::start(RedisOptions {
-                url: cfg.bus.redis_url.clone(),
+                target,
                 prefix: cfg.bus.prefix.clone(),
                 node_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
                 advertise,

@@ -1,0 +1,169 @@
+//! The Redis the bus talks to: one address, or the master a set of Redis
+//! Sentinels names. A connection manager reconnects to the address it was
+//! made for; after a failover that address is a dead server or a read-only
+//! replica, so when a command fails the link asks the Sentinels again and,
+//! if they name another master, moves every later command and the next
+//! subscription there. What went missing meanwhile is recovered the usual
+//! way: the publisher marks the bus dirty (the other nodes resync) and the
+//! new subscription resyncs this node's sessions.
+
+use crate::BusError;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Where the cluster's Redis is.
+#[derive(Clone, Debug)]
+pub enum RedisTarget {
+    /// One Redis at this URL (`redis://…`).
+    Single(String),
+    /// The master that these Sentinels (`redis://host:26379`) know as
+    /// `master`.
+    Sentinel {
+        sentinels: Vec<String>,
+        master: String,
+    },
+}
+
+impl RedisTarget {
+    /// What the logs and errors name.
+    pub fn describe(&self) -> String {
+        match self {
+            RedisTarget::Single(url) => url.clone(),
+            RedisTarget::Sentinel { master, sentinels } => {
+                format!("master {master:?} of Sentinels {}", sentinels.join(", "))
+            }
+        }
+    }
+}
+
+fn err(e: redis::RedisError) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+/// The current server's client and command connection.
+#[derive(Clone)]
+struct Current {
+    client: redis::Client,
+    conn: ConnectionManager,
+    addr: String,
+}
+
+pub(crate) struct Link {
+    target: RedisTarget,
+    current: RwLock<Current>,
+    /// A lookup of the master is under way (one at a time).
+    asking: AtomicBool,
+}
+
+/// The client for the target's current server (for Sentinel: the master
+/// they name now, checked to be one).
+async fn resolve(target: &RedisTarget) -> Result<redis::Client, BusError> {
+    match target {
+        RedisTarget::Single(url) => redis::Client::open(url.as_str()).map_err(err),
+        RedisTarget::Sentinel { sentinels, master } => {
+            let mut sentinel = SentinelClient::build(
+                sentinels.clone(),
+                master.clone(),
+                None,
+                SentinelServerType::Master,
+            )
+            .map_err(err)?;
+            let ask = sentinel.async_get_client();
+            match tokio::time::timeout(Duration::from_secs(3), ask).await {
+                Ok(r) => r.map_err(err),
+                Err(_) => Err(BusError::Unavailable(format!(
+                    "no Sentinel answered for {master:?}"
+                ))),
+            }
+        }
+    }
+}
+
+async fn manager(client: redis::Client) -> Result<ConnectionManager, BusError> {
+    let cfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2))
+        .set_number_of_retries(2)
+        .set_max_delay(1000);
+    ConnectionManager::new_with_config(client, cfg)
+        .await
+        .map_err(err)
+}
+
+fn addr_of(client: &redis::Client) -> String {
+    client.get_connection_info().addr.to_string()
+}
+
+impl Link {
+    /// Connects now (the server must answer).
+    pub(crate) async fn open(target: RedisTarget) -> Result<Arc<Link>, BusError> {
+        let client = resolve(&target).await?;
+        let conn = manager(client.clone()).await?;
+        let addr = addr_of(&client);
+        Ok(Arc::new(Link {
+            target,
+            current: RwLock::new(Current { client, conn, addr }),
+            asking: AtomicBool::new(false),
+        }))
+    }
+
+    fn current(&self) -> Current {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// A connection for commands (cheap: a handle on the shared one).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.current().conn
+    }
+
+    /// A client for the current server, to open a subscription with.
+    pub(crate) fn client(&self) -> redis::Client {
+        self.current().client
+    }
+
+    /// A command failed. With Sentinel, asks in the background whether the
+    /// master moved (one lookup at a time; the next failure asks again).
+    pub(crate) fn failed(self: &Arc<Self>) {
+        if matches!(self.target, RedisTarget::Single(_)) || self.asking.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let link = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = link.follow().await {
+                tracing::debug!(error = %e, "Redis master lookup failed");
+            }
+            // Not more than a lookup every half second while Redis is away.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            link.asking.store(false, Ordering::Release);
+        });
+    }
+
+    /// Asks for the current master and moves there when it changed.
+    async fn follow(&self) -> Result<(), BusError> {
+        let client = resolve(&self.target).await?;
+        let addr = addr_of(&client);
+        if addr == self.current().addr {
+            return Ok(());
+        }
+        let conn = manager(client.clone()).await?;
+        tracing::info!(master = %addr, "bus follows the new Redis master");
+        let next = Current { client, conn, addr };
+        match self.current.write() {
+            Ok(mut c) => *c = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        Ok(())
+    }
+}
+
+/// A one-off command connection for tools (`parley admin`).
+pub(crate) async fn connect_once(target: &RedisTarget) -> Result<ConnectionManager, BusError> {
+    manager(resolve(target).await?).await
+}
