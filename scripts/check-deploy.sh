@@ -64,6 +64,38 @@ http { include $d/conf.d/*.conf; }
 CONF
 "$(command -v nginx || echo /usr/sbin/nginx)" -t -q -p "$d" -c "$d/nginx.conf"
 log "deploy/nginx/templates/parley.conf.template: nginx -t passed"
+# The files site (MinIO for browsers), alone in a configuration of its own.
+mkdir -p "$d/files.d"
+PARLEY_FILES_SERVER_NAME=files.localhost PARLEY_TLS_CERT="$d/cert.pem" PARLEY_TLS_KEY="$d/key.pem" \
+    PARLEY_MAX_BODY_SIZE=100m \
+    envsubst '${PARLEY_FILES_SERVER_NAME} ${PARLEY_TLS_CERT} ${PARLEY_TLS_KEY} ${PARLEY_MAX_BODY_SIZE}' \
+    <deploy/nginx/templates/files.conf.template \
+    | sed -E 's/server minio:9000/server 127.0.0.1:9000/' >"$d/files.d/files.conf"
+grep -q 'proxy_set_header Host $http_host;' "$d/files.d/files.conf" \
+    || die "files.conf.template must pass the Host presigned URLs were signed for"
+cat >"$d/nginx-files.conf" <<CONF
+pid $d/nginx-files.pid;
+error_log $d/error-files.log;
+events {}
+http { include $d/files.d/*.conf; }
+CONF
+"$(command -v nginx || echo /usr/sbin/nginx)" -t -q -p "$d" -c "$d/nginx-files.conf"
+log "deploy/nginx/templates/files.conf.template: nginx -t passed"
+# compose: files on S3 with the public name for presigned URLs, the bucket
+# made before the nodes start, and a healthcheck on every long-lived service.
+/usr/bin/python3 - <<'PY'
+import yaml
+c = yaml.safe_load(open("deploy/docker-compose.yml"))
+svc = c["services"]
+env = svc["parley1"]["environment"]
+assert env["PARLEY_FILES__BACKEND"] == "s3", env
+assert env["PARLEY_FILES__S3_PUBLIC_ENDPOINT"].startswith("https://"), env
+for name in ("postgres", "redis", "minio", "parley1", "parley2"):
+    assert "healthcheck" in svc[name], name + " has no healthcheck"
+assert svc["parley1"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+assert "mc mb" in " ".join(svc["minio-init"]["entrypoint"])
+PY
+log "deploy/docker-compose.yml: files on S3, bucket created first, healthchecks"
 
 # The access log must hold paths without query strings (tickets and signed
 # links travel there): serve the site for real on loopback and look.

@@ -1012,3 +1012,54 @@ async fn admin_storage_check_explains() {
         "{msg}"
     );
 }
+
+/// Presigned URLs name the endpoint browsers reach
+/// (`files.s3_public_endpoint`; inside compose the nodes' own endpoint is a
+/// private name): here `localhost` for the browsers and `127.0.0.1` for
+/// the node, the same bucket behind both.
+#[actix_web::test]
+async fn presigned_urls_name_the_public_endpoint() {
+    let own = std::env::var("PARLEY_TEST_S3_ENDPOINT").expect("PARLEY_TEST_S3_ENDPOINT");
+    assert!(own.contains("127.0.0.1"), "{own}");
+    let public = own.replace("127.0.0.1", "localhost");
+    let p = public.clone();
+    let c = ctx(StorageKind::S3, move |cfg| cfg.files.s3_public_endpoint = p).await;
+    let app = c.env.app().await;
+    let bytes = sample(40_000);
+    let r = call(&app, "POST", "/v1/files", &Auth::Token(c.alice.clone()),
+        json_body(json!({"conversation_id": c.conv, "name": "a.bin", "size": bytes.len(), "content_type": "application/octet-stream", "sha256": sha_hex(&bytes)}))).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let upload = &r.body["upload"];
+    let url = upload["url"].as_str().expect("upload url");
+    assert!(url.starts_with(&format!("{public}/")), "{url}");
+    put_to(upload, &bytes, "public");
+    let id = r.body["file"]["id"].as_str().expect("id").to_owned();
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/files/{id}/complete"),
+        &Auth::Token(c.alice.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = c.attach(&app, &[&id]).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let res = actix_web::test::call_service(
+        &app,
+        actix_web::test::TestRequest::get()
+            .uri(&format!("/v1/files/{id}/content"))
+            .insert_header(("authorization", format!("Bearer {}", c.bob)))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status().as_u16(), 302);
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(location.starts_with(&format!("{public}/")), "{location}");
+    let (_, got) = download(&app, &id, &c.bob, None).await;
+    assert_eq!(sha_hex(&got), sha_hex(&bytes));
+}

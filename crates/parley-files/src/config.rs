@@ -15,6 +15,9 @@ pub struct FilesConfig {
     pub backend: StorageKind,
     pub local_dir: String,
     pub s3_endpoint: String,
+    /// The endpoint as browsers reach it, for presigned URLs; empty = the
+    /// same as `s3_endpoint` (the nodes' own way in may be a private name).
+    pub s3_public_endpoint: String,
     pub s3_region: String,
     pub s3_bucket: String,
     pub s3_access_key: String,
@@ -41,6 +44,7 @@ impl Default for FilesConfig {
             backend: StorageKind::Local,
             local_dir: "parley-files".into(),
             s3_endpoint: String::new(),
+            s3_public_endpoint: String::new(),
             s3_region: "us-east-1".into(),
             s3_bucket: String::new(),
             s3_access_key: String::new(),
@@ -78,6 +82,13 @@ impl FilesConfig {
                 return bad(
                     "files.s3_endpoint",
                     "must be an http:// or https:// URL (or empty for AWS)",
+                );
+            }
+            let p = &self.s3_public_endpoint;
+            if !(p.is_empty() || p.starts_with("http://") || p.starts_with("https://")) {
+                return bad(
+                    "files.s3_public_endpoint",
+                    "must be an http:// or https:// URL (or empty: the same as s3_endpoint)",
                 );
             }
         } else if self.local_dir.is_empty() {

@@ -20,6 +20,9 @@ use std::time::Duration;
 
 pub struct S3Storage {
     client: aws_sdk_s3::Client,
+    /// Signs the URLs browsers use: the same bucket through
+    /// `s3_public_endpoint` (a presigned URL's signature covers its host).
+    presigner: aws_sdk_s3::Client,
     bucket: String,
     endpoint: String,
     threshold: u64,
@@ -102,11 +105,18 @@ impl S3Storage {
                     .read_timeout(timeout)
                     .build(),
             );
+        let mut public = b.clone();
         if !cfg.s3_endpoint.is_empty() {
             b = b.endpoint_url(&cfg.s3_endpoint);
         }
+        match (cfg.s3_public_endpoint.as_str(), cfg.s3_endpoint.as_str()) {
+            ("", "") => {}
+            ("", own) => public = public.endpoint_url(own),
+            (outside, _) => public = public.endpoint_url(outside),
+        }
         Self {
             client: aws_sdk_s3::Client::from_conf(b.build()),
+            presigner: aws_sdk_s3::Client::from_conf(public.build()),
             bucket: cfg.s3_bucket.clone(),
             endpoint: if cfg.s3_endpoint.is_empty() {
                 "AWS".into()
@@ -311,7 +321,7 @@ impl Storage for S3Storage {
             let cfg = PresigningConfig::expires_in(ttl)
                 .map_err(|e| FilesError::Invalid(e.to_string()))?;
             let req = self
-                .client
+                .presigner
                 .put_object()
                 .bucket(&self.bucket)
                 .key(key)
@@ -334,7 +344,7 @@ impl Storage for S3Storage {
             let cfg = PresigningConfig::expires_in(ttl)
                 .map_err(|e| FilesError::Invalid(e.to_string()))?;
             let req = self
-                .client
+                .presigner
                 .get_object()
                 .bucket(&self.bucket)
                 .key(key)
