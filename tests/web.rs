@@ -1063,6 +1063,12 @@ async fn the_web_client_chats_over_https_and_wss_through_nginx() {
             "{u}"
         );
     }
+    // Live comes before the list is drawn: wait for it.
+    a.wait(
+        "the group listed",
+        "document.querySelectorAll('#conversations button').length === 1",
+    )
+    .await;
     a.eval("document.querySelector('#conversations button').click()")
         .await;
     a.wait("composer", "!document.getElementById('composer').hidden")
