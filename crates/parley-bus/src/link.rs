@@ -44,7 +44,6 @@ fn err(e: redis::RedisError) -> BusError {
 }
 
 /// The current server's client and command connection.
-#[derive(Clone)]
 struct Current {
     client: redis::Client,
     conn: ConnectionManager,
@@ -110,21 +109,23 @@ impl Link {
         }))
     }
 
-    fn current(&self) -> Current {
+    /// Reads the current server under the lock, cloning only what the
+    /// caller takes (commands run per publish batch: no more than a handle).
+    fn with_current<T>(&self, f: impl FnOnce(&Current) -> T) -> T {
         match self.current.read() {
-            Ok(c) => c.clone(),
-            Err(p) => p.into_inner().clone(),
+            Ok(c) => f(&c),
+            Err(p) => f(&p.into_inner()),
         }
     }
 
     /// A connection for commands (cheap: a handle on the shared one).
     pub(crate) fn conn(&self) -> ConnectionManager {
-        self.current().conn
+        self.with_current(|c| c.conn.clone())
     }
 
     /// A client for the current server, to open a subscription with.
     pub(crate) fn client(&self) -> redis::Client {
-        self.current().client
+        self.with_current(|c| c.client.clone())
     }
 
     /// A command failed. With Sentinel, asks in the background whether the
@@ -149,7 +150,7 @@ impl Link {
     async fn follow(&self) -> Result<(), BusError> {
         let client = resolve(&self.target).await?;
         let addr = addr_of(&client);
-        if addr == self.current().addr {
+        if self.with_current(|c| c.addr == addr) {
             return Ok(());
         }
         let conn = manager(client.clone()).await?;
