@@ -166,12 +166,19 @@ fn lock(m: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 impl Client {
     /// Connects, authenticates and waits until the session is live.
     pub async fn connect(opts: Options) -> Result<Client, ClientError> {
+        // Once for every reconnect; a bad extra CA fails here, at once.
+        let tls = if opts.url.starts_with("wss://") {
+            Some(tls_config(opts.extra_ca_pem.as_deref())?)
+        } else {
+            None
+        };
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = watch::channel(State::Connecting);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let task = Task {
             opts: opts.clone(),
+            tls,
             cmd: cmd_rx,
             events: ev_tx,
             shared: Arc::clone(&shared),
@@ -362,6 +369,8 @@ impl Client {
 
 struct Task {
     opts: Options,
+    /// For `wss://` URLs.
+    tls: Option<Arc<rustls::ClientConfig>>,
     cmd: mpsc::UnboundedReceiver<Cmd>,
     events: mpsc::UnboundedSender<Event>,
     shared: Arc<Mutex<Shared>>,
@@ -474,12 +483,10 @@ impl Task {
         // most of a busy client's CPU (it grows for larger frames).
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
             .read_buffer_size(8 * 1024);
-        let connector = if self.opts.url.starts_with("wss://") {
-            let tls = tls_config(self.opts.extra_ca_pem.as_deref())?;
-            Some(tokio_tungstenite::Connector::Rustls(tls))
-        } else {
-            None
-        };
+        let connector = self
+            .tls
+            .as_ref()
+            .map(|tls| tokio_tungstenite::Connector::Rustls(Arc::clone(tls)));
         let (mut ws, _) =
             tokio_tungstenite::connect_async_tls_with_config(req, Some(config), false, connector)
                 .await
