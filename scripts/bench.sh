@@ -6,6 +6,8 @@
 # cores),
 # prints the table and appends JSON lines to bench/results/results.jsonl.
 # Extra arguments replace `standard`, e.g.: scripts/bench.sh idle --sessions 100000 --nodes 6
+# `scripts/bench.sh sharding` also starts a Redis Cluster of three masters and
+# compares the bus over it (sharded pub/sub) with the one Redis on 3 nodes.
 # `scripts/bench.sh chaos` runs the fault scenario (3 nodes behind nginx, 3 000
 # sessions, 2 minutes of node kills, a frozen Redis and a PostgreSQL restart).
 set -euo pipefail
@@ -22,6 +24,7 @@ pg_port=$(free_port)
 redis_port=$(free_port)
 cleanup() {
     stop_pidfile "$work/redis.pid"
+    for f in "$work"/shard-*.pid; do stop_pidfile "$f"; done
     pg_stop "$work/pg"
     rm -rf "$work"
 }
@@ -33,6 +36,35 @@ pg_createdb "$pg_port" bench
 /usr/bin/redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
     --daemonize yes --pidfile "$work/redis.pid" >/dev/null
 wait_port "$redis_port" 10 || die "redis did not start"
+
+# `sharding`: a Redis Cluster of three masters (no replicas: the bench
+# measures traffic, not failover). Each server is up before the next port
+# is chosen, so no data port is another's cluster bus port.
+if [ "${1:-}" = sharding ]; then
+    shards=()
+    for i in 1 2 3; do
+        p=$(free_port); b=$(free_port)
+        while [ "$b" = "$p" ]; do b=$(free_port); done
+        /usr/bin/redis-server --port "$p" --cluster-port "$b" --bind 127.0.0.1 \
+            --cluster-enabled yes --cluster-config-file "$work/shard-$p.conf" \
+            --save "" --appendonly no --dir "$work" \
+            --daemonize yes --pidfile "$work/shard-$p.pid" >/dev/null
+        wait_port "$p" 10 || die "cluster shard $i did not start"
+        shards+=("127.0.0.1:$p")
+    done
+    redis-cli --cluster create "${shards[@]}" --cluster-replicas 0 --cluster-yes >/dev/null
+    for _ in $(seq 1 100); do
+        ok=1
+        for s in "${shards[@]}"; do
+            redis-cli -p "${s#*:}" cluster info | grep -q cluster_state:ok || ok=0
+        done
+        [ $ok = 1 ] && break
+        sleep 0.1
+    done
+    [ $ok = 1 ] || die "the Redis Cluster did not form"
+    PARLEY_BENCH_REDIS_CLUSTER=$(printf 'redis://%s,' "${shards[@]}")
+    export PARLEY_BENCH_REDIS_CLUSTER=${PARLEY_BENCH_REDIS_CLUSTER%,}
+fi
 
 # The peer: Node.js socket.io with the Redis adapter, from the npm registry.
 command -v node >/dev/null || ensure_debs nodejs npm

@@ -1249,3 +1249,220 @@ async fn a_redis_master_failover_through_sentinel_loses_nothing() {
     drop(cl);
     drop(ha);
 }
+
+/// A counter's value in a node's `/metrics` text (0 when absent).
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The bus's node ids by node index (from the nodes' registrations, which
+/// name each node's address).
+fn cluster_node_ids(rc: &parley_tests::redis_ha::RedisCluster, cl: &Cluster) -> Vec<String> {
+    let key = format!("{{{}}}:nodes", cl.prefix);
+    let port = rc.masters()[0];
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-c",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "HGETALL",
+            &key,
+        ])
+        .output()
+        .expect("redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut by_port = HashMap::new();
+    for pair in lines.chunks(2) {
+        if let [id, json] = pair {
+            let info: serde_json::Value = serde_json::from_str(json).expect("node info");
+            by_port.insert(
+                info["addr"].as_str().unwrap_or("").to_owned(),
+                id.to_string(),
+            );
+        }
+    }
+    cl.nodes
+        .iter()
+        .map(|n| {
+            by_port
+                .get(&format!("127.0.0.1:{}", n.port))
+                .cloned()
+                .unwrap_or_else(|| panic!("node on {} not registered: {text}", n.port))
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_redis_cluster_shards_the_bus_and_survives_a_master_failover() {
+    use parley_tests::redis_ha::RedisCluster;
+    let env = TestEnv::default().await;
+    let (_ib, people) = users(&env, 3).await;
+    let dir =
+        std::env::temp_dir().join(format!("parley-rcluster-{}", uuid::Uuid::new_v4().simple()));
+    let mut rc = RedisCluster::start(&dir).await;
+    let urls = rc.urls();
+    let mut cl = Cluster::start(
+        &env,
+        3,
+        false,
+        &[
+            ("PARLEY_BUS__KIND", "cluster"),
+            ("PARLEY_BUS__REDIS_CLUSTER", &urls),
+        ],
+    )
+    .await;
+    let ids = cluster_node_ids(&rc, &cl);
+    let channel = |i: usize| format!("{}:node:{{{}}}", cl.prefix, ids[i]);
+    // Each node listens on its own sharded channel.
+    for i in 0..3 {
+        assert_eq!(rc.shard_subscribers(&channel(i)), 1, "node {i}'s channel");
+    }
+    let alice = connect(&cl.nodes[0].ws_url(), &people[0].1).await;
+    let bob = connect(&cl.nodes[1].ws_url(), &people[1].1).await;
+    let carol = connect(&cl.nodes[2].ws_url(), &people[2].1).await;
+    let pair: Conversation = alice
+        .call(Request::CreateGroup {
+            title: "pair".into(),
+            members: vec![people[1].0],
+        })
+        .await
+        .expect("group");
+    expect_event(
+        &bob,
+        "bob hears of the group",
+        |e| matches!(e, Event::MemberAdded { conversation_id, .. } if *conversation_id == pair.id),
+    )
+    .await;
+
+    // Bob's node gets Alice's messages; Carol's node, holding none of the
+    // members, reads not one byte of them.
+    let quiet = |i: usize| {
+        let port = cl.nodes[i].port;
+        async move {
+            let m = reqwest_metrics(port).await;
+            (
+                metric(&m, "parley_bus_received_bytes_total"),
+                metric(&m, "parley_bus_received_total"),
+            )
+        }
+    };
+    let before2 = quiet(2).await;
+    let before1 = quiet(1).await;
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        sent.push(
+            send_reliably(&alice, pair.id, format!("pair {i}"), format!("p{i}"))
+                .await
+                .id,
+        );
+    }
+    let got: Vec<_> = collect(&bob, pair.id, 20)
+        .await
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(got, sent, "across shards, in order");
+    let after2 = quiet(2).await;
+    let after1 = quiet(1).await;
+    assert_eq!(
+        after2, before2,
+        "node 2 holds neither member: nothing reached it"
+    );
+    assert!(
+        after1.1 - before1.1 >= 20.0,
+        "node 1 received {before1:?} → {after1:?}"
+    );
+    assert!(after1.0 > before1.0);
+
+    // With Carol in the conversation her node gets it too.
+    let all: Conversation = alice
+        .call(Request::CreateGroup {
+            title: "three".into(),
+            members: vec![people[1].0, people[2].0],
+        })
+        .await
+        .expect("group");
+    let m = send_reliably(&alice, all.id, "to all".into(), "all".into()).await;
+    expect_event(
+        &carol,
+        "carol on node 2",
+        |e| matches!(e, Event::MessageCreated { message, .. } if message.id == m.id),
+    )
+    .await;
+
+    // Bob arrives on node 2 as well: the others learn it at once, and his
+    // new session gets the very next message.
+    let bob2 = connect(&cl.nodes[2].ws_url(), &people[1].1).await;
+    let m = send_reliably(&alice, pair.id, "to both of bob".into(), "b2".into()).await;
+    expect_event(
+        &bob2,
+        "bob's session on node 2",
+        |e| matches!(e, Event::MessageCreated { message, .. } if message.id == m.id),
+    )
+    .await;
+    drop(bob2);
+    let _ = collect(&bob, pair.id, 1).await;
+
+    // The master serving Bob's node channel dies; Alice goes on sending
+    // while the cluster promotes its replica.
+    let master = rc
+        .master_of(&channel(1))
+        .expect("a master serves node 1's channel");
+    rc.kill(master);
+    let mut more = Vec::new();
+    for i in 0..20 {
+        more.push(
+            send_reliably(&alice, pair.id, format!("during {i}"), format!("d{i}"))
+                .await
+                .id,
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    rc.wait_ok().await;
+    for i in 0..5 {
+        more.push(
+            send_reliably(&alice, pair.id, format!("after {i}"), format!("f{i}"))
+                .await
+                .id,
+        );
+    }
+    let got: Vec<_> = collect(&bob, pair.id, more.len())
+        .await
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(
+        got, more,
+        "every message once, in order, across the failover"
+    );
+    // Node 1 listens on the promoted replica now, and the bus carries
+    // messages both ways again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rc.shard_subscribers(&channel(1)) != 1
+        || !cl.node_log(1).contains("bus subscription restored")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 resubscribed: {}",
+            cl.node_log(1)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cl.wait_ready(1).await;
+    let last = send_reliably(&bob, pair.id, "after the failover".into(), "z".into()).await;
+    expect_event(
+        &alice,
+        "Bob's message after the failover",
+        |e| matches!(e, Event::MessageCreated { message, .. } if message.id == last.id),
+    )
+    .await;
+    drop(cl);
+    drop(rc);
+}

@@ -152,3 +152,211 @@ impl Drop for SentinelSet {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A Redis Cluster started by a test: three masters, each with a replica
+/// (`redis-server --cluster-enabled yes`, joined by `redis-cli --cluster
+/// create`), on loopback.
+pub struct RedisCluster {
+    /// Ports of the six servers; which are masters changes with failovers.
+    pub ports: Vec<u16>,
+    servers: Vec<Option<Child>>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    pub async fn start(dir: &Path) -> RedisCluster {
+        std::fs::create_dir_all(dir).expect("redis dir");
+        // Twelve distinct ports, held together while chosen: a data port and
+        // a cluster bus port per server (the bus port defaults to port +
+        // 10 000, which for a free high port is past 65 535 or taken).
+        let held: Vec<std::net::TcpListener> = (0..12)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("free port"))
+            .collect();
+        let all: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().expect("port").port())
+            .collect();
+        drop(held);
+        let ports: Vec<u16> = all[..6].to_vec();
+        let servers = ports
+            .iter()
+            .zip(&all[6..])
+            .map(|(p, bus)| {
+                Some(redis_server(&[
+                    "--port".into(),
+                    p.to_string(),
+                    "--cluster-port".into(),
+                    bus.to_string(),
+                    "--bind".into(),
+                    "127.0.0.1".into(),
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    format!("nodes-{p}.conf"),
+                    // A master silent for 1 s is failed over.
+                    "--cluster-node-timeout".into(),
+                    "1000".into(),
+                    "--save".into(),
+                    String::new(),
+                    "--appendonly".into(),
+                    "no".into(),
+                    "--dir".into(),
+                    dir.display().to_string(),
+                    "--dbfilename".into(),
+                    format!("dump-{p}.rdb"),
+                    "--logfile".into(),
+                    format!("redis-{p}.log"),
+                ]))
+            })
+            .collect();
+        let set = RedisCluster {
+            ports: ports.clone(),
+            servers,
+            dir: dir.to_path_buf(),
+        };
+        for p in &ports {
+            until(
+                "a cluster server to answer",
+                Duration::from_secs(20),
+                || cli(*p, &["PING"]).starts_with("PONG"),
+            )
+            .await;
+        }
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        set.wait_ok().await;
+        set
+    }
+
+    /// Every live server says the cluster is whole (all slots served) and
+    /// every replica finished its sync (a replica that never synced cannot
+    /// take over: Redis waits 5 s before a diskless first sync).
+    pub async fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !(self.live().all(|p| {
+            cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok") && {
+                let repl = cli(p, &["INFO", "replication"]);
+                repl.contains("role:master") || repl.contains("master_link_status:up")
+            }
+        }) && self.masters().len() == 3)
+        {
+            let seen = self
+                .live()
+                .map(|p| format!("{p}:\n{}", cli(p, &["CLUSTER", "NODES"])))
+                .collect::<Vec<_>>();
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster to be whole within 40 s: {seen:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports
+            .iter()
+            .zip(&self.servers)
+            .filter(|(_, s)| s.is_some())
+            .map(|(p, _)| *p)
+    }
+
+    /// `redis://…` of every server, comma-separated (for
+    /// `PARLEY_BUS__REDIS_CLUSTER`).
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Ports of the live masters, as a live server sees them.
+    pub fn masters(&self) -> Vec<u16> {
+        let Some(asked) = self.live().next() else {
+            return Vec::new();
+        };
+        let nodes = cli(asked, &["CLUSTER", "NODES"]);
+        let live: Vec<u16> = self.live().collect();
+        nodes
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter_map(|l| {
+                let addr = l.split_whitespace().nth(1)?;
+                let port: u16 = addr.split([':', '@']).nth(1)?.parse().ok()?;
+                live.contains(&port).then_some(port)
+            })
+            .collect()
+    }
+
+    /// The port of the master serving the slot of `key` now.
+    pub fn master_of(&self, key: &str) -> Option<u16> {
+        let asked = self.live().next()?;
+        let slot: u16 = cli(asked, &["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .ok()?;
+        self.masters()
+            .into_iter()
+            .find(|m| owns(&cli(*m, &["CLUSTER", "NODES"]), slot))
+    }
+
+    /// SIGKILL of one server.
+    pub fn kill(&mut self, port: u16) {
+        if let Some(i) = self.ports.iter().position(|p| *p == port) {
+            if let Some(mut c) = self.servers[i].take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// Subscribers of the sharded `channel` on its shard now (`PUBSUB SHARDNUMSUB`).
+    pub fn shard_subscribers(&self, channel: &str) -> u64 {
+        let Some(m) = self.master_of(channel) else {
+            return 0;
+        };
+        cli(m, &["PUBSUB", "SHARDNUMSUB", channel])
+            .lines()
+            .nth(1)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Whether the `CLUSTER NODES` line marked `myself` serves `slot`.
+fn owns(nodes: &str, slot: u16) -> bool {
+    let Some(me) = nodes.lines().find(|l| l.contains("myself")) else {
+        return false;
+    };
+    me.split_whitespace().skip(8).any(|range| {
+        let mut ends = range.split('-').filter_map(|n| n.parse::<u16>().ok());
+        match (ends.next(), ends.next()) {
+            (Some(a), Some(b)) => (a..=b).contains(&slot),
+            (Some(a), None) => a == slot,
+            _ => false,
+        }
+    })
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in self.servers.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -16,6 +16,10 @@ pub struct Cli {
         default_value = "redis://127.0.0.1:6379"
     )]
     pub redis_url: String,
+    /// A Redis Cluster (Redis ≥ 7, comma-separated `redis://` URLs) for
+    /// `sharding`; scripts/bench.sh starts one with three masters.
+    #[arg(long, env = "PARLEY_BENCH_REDIS_CLUSTER", default_value = "")]
+    pub redis_cluster: String,
     /// The parley binary.
     #[arg(long, env = "PARLEY_BIN", default_value = "target/release/parley")]
     pub bin: String,
@@ -138,6 +142,21 @@ pub enum Cmd {
         per_user: usize,
         #[arg(long, default_value_t = 300)]
         queries: usize,
+    },
+    /// What sharded pub/sub changes: 3 nodes at one chat rate, once over
+    /// one Redis (every node reads every message) and once over a Redis
+    /// Cluster (`bus.kind = "cluster"`), for dialogs (conversations of 2)
+    /// and groups of 10; bytes each node reads from Redis per message.
+    Sharding {
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
     },
     Standard,
     /// Draws the capacity curves again from the newest capacity line of

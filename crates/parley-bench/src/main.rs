@@ -36,6 +36,9 @@ fn source(i: usize) -> IpAddr {
 struct Env {
     cli: Cli,
     report: Report,
+    /// Nodes meet over the Redis Cluster (`--redis-cluster`) instead of
+    /// the one Redis.
+    sharded: bool,
 }
 
 impl Env {
@@ -73,6 +76,7 @@ impl Env {
             } else {
                 None
             },
+            redis_cluster: (count > 1 && self.sharded).then_some(self.cli.redis_cluster.as_str()),
             count,
             max_sessions,
         })
@@ -155,6 +159,7 @@ async fn main() -> std::process::ExitCode {
     let mut env = Env {
         cli,
         report: Report { rows: Vec::new() },
+        sharded: false,
     };
     let result = match cmd {
         Cmd::Idle {
@@ -216,6 +221,12 @@ async fn main() -> std::process::ExitCode {
             per_user,
             queries,
         } => env.search_bench(messages, per_user, queries).await,
+        Cmd::Sharding {
+            users,
+            rate,
+            duration,
+            nodes,
+        } => env.sharding(users, rate, duration, nodes).await,
         Cmd::Standard => standard(&mut env).await,
         Cmd::Curves => curves::latest(&env.cli.out).map(|rows| env.report.rows = rows),
         Cmd::Worker { .. } => Ok(()),

@@ -65,6 +65,8 @@ pub struct NodeOptions<'a> {
     pub database_url: &'a str,
     /// Redis for more than one node.
     pub redis_url: Option<&'a str>,
+    /// A Redis Cluster instead (comma-separated URLs): sharded pub/sub.
+    pub redis_cluster: Option<&'a str>,
     pub count: usize,
     pub max_sessions: usize,
 }
@@ -100,7 +102,11 @@ impl Nodes {
             if o.max_sessions > DEFAULT_MAX_SESSIONS {
                 cmd.env("PARLEY_WS__MAX_CONNECTIONS", o.max_sessions.to_string());
             }
-            if let Some(r) = o.redis_url {
+            if let Some(r) = o.redis_cluster {
+                cmd.env("PARLEY_BUS__KIND", "cluster")
+                    .env("PARLEY_BUS__REDIS_CLUSTER", r)
+                    .env("PARLEY_BUS__PREFIX", &prefix);
+            } else if let Some(r) = o.redis_url {
                 cmd.env("PARLEY_BUS__KIND", "redis")
                     .env("PARLEY_BUS__REDIS_URL", r)
                     .env("PARLEY_BUS__PREFIX", &prefix);

@@ -128,6 +128,7 @@ pub struct Hub {
     overflowed: AtomicU64,
     published: AtomicU64,
     received: AtomicU64,
+    received_bytes: AtomicU64,
     dropped: AtomicU64,
     duplicates: AtomicU64,
 }
@@ -144,6 +145,9 @@ pub struct HubStats {
     pub bus_published: u64,
     /// Envelopes that came from other nodes.
     pub bus_received: u64,
+    /// Bytes of bus messages this node read from Redis (its own included
+    /// on a plain channel, where every node reads every message).
+    pub bus_received_bytes: u64,
     /// Envelopes the bus could not take (its queue was full).
     pub bus_dropped: u64,
 }
@@ -343,8 +347,17 @@ impl Hub {
     /// Asks every session to compare what it delivered with PostgreSQL and
     /// replay what it missed (after the bus lost events).
     pub fn resync_all(&self) {
+        self.resync_users(self.users());
+    }
+
+    /// Asks the sessions of these users to compare what they delivered with
+    /// PostgreSQL (events may have missed them on their way here).
+    pub fn resync_users(&self, users: Vec<UserId>) {
+        if users.is_empty() {
+            return;
+        }
         let env = Arc::new(Envelope {
-            targets: self.users(),
+            targets: users,
             position: None,
             recipients: None,
             author: None,
@@ -391,6 +404,7 @@ impl Hub {
             overflowed: self.overflowed.load(Ordering::Relaxed),
             bus_published: self.published.load(Ordering::Relaxed),
             bus_received: self.received.load(Ordering::Relaxed),
+            bus_received_bytes: self.received_bytes.load(Ordering::Relaxed),
             bus_dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
@@ -403,6 +417,12 @@ impl Hub {
     /// An envelope arrived from another node.
     pub fn note_received(&self) {
         self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A bus message of `bytes` reached this node (whoever sent it).
+    pub fn note_received_bytes(&self, bytes: usize) {
+        self.received_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// An envelope could not be handed to the bus (its queue was full).

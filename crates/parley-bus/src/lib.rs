@@ -7,6 +7,7 @@ mod hub;
 mod link;
 mod local;
 mod redis_bus;
+mod sharded;
 
 pub use hub::{Hub, HubLimits, HubStats, Overflow, Registered, SessionHandle, Tenant};
 pub use link::RedisTarget;

@@ -1,6 +1,9 @@
-//! The Redis bus of a cluster. Every node holds ONE pub/sub connection to one
-//! channel and publishes each envelope once, whatever the number of
-//! recipients (the envelope names its target users; each node delivers to
+//! The Redis bus of a cluster. On one Redis (or one behind Sentinels) every
+//! node holds ONE pub/sub connection to one channel and publishes each
+//! envelope once, whatever the number of recipients; on a Redis Cluster
+//! (`sharded.rs`) each node has a channel of its own and an envelope goes to
+//! the nodes holding its users only. Either way the envelope names its
+//! target users (the envelope names its target users; each node delivers to
 //! the sessions it holds). Commands go through a connection manager that
 //! reconnects by itself; the subscription is re-established by hand (with
 //! backoff) and followed by a resync of every session, so what Redis dropped
@@ -11,14 +14,14 @@
 //! means nothing, so a dead node's users go offline by themselves, and the
 //! first live node to notice announces them offline.
 
-use crate::link::{connect_once, Link, RedisTarget};
+use crate::link::{connect_once, Conn, Link, RedisTarget};
+use crate::sharded::{self, Announce, Directory, JOIN_SETTLE};
 use crate::{Bus, BusError, Envelope, Hub};
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
-use futures_util::future::BoxFuture;
+use futures_util::future::{join_all, BoxFuture};
 use futures_util::StreamExt;
 use parley_core::{ConversationId, SessionId, UserId};
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,39 +88,68 @@ struct Header {
     o: Option<SessionId>,
 }
 
-struct Keys {
-    channel: String,
-    nodes: String,
+/// Names of the keys and channels. On a Redis Cluster every key carries
+/// the hash tag `{PREFIX}` (one slot, so pipelines work); the node channels
+/// are tagged by node id instead, to spread over the shards.
+pub(crate) struct Keys {
+    pub(crate) channel: String,
+    pub(crate) nodes: String,
+    pub(crate) dir_channel: String,
+    /// The configured prefix, or `{prefix}` on a cluster.
+    keys: String,
     prefix: String,
 }
 
 impl Keys {
-    fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str, cluster: bool) -> Self {
+        let keys = if cluster {
+            format!("{{{prefix}}}")
+        } else {
+            prefix.to_owned()
+        };
         Self {
             channel: format!("{prefix}:events"),
-            nodes: format!("{prefix}:nodes"),
+            nodes: format!("{keys}:nodes"),
+            dir_channel: format!("{keys}:dir"),
+            keys,
             prefix: prefix.to_owned(),
         }
     }
     fn presence(&self, user: UserId) -> String {
-        format!("{}:presence:{user}", self.prefix)
+        format!("{}:presence:{user}", self.keys)
     }
-    fn node_users(&self, node: &str) -> String {
-        format!("{}:node-users:{node}", self.prefix)
+    pub(crate) fn node_users(&self, node: &str) -> String {
+        format!("{}:node-users:{node}", self.keys)
     }
     fn reap(&self, node: &str) -> String {
-        format!("{}:reap:{node}", self.prefix)
+        format!("{}:reap:{node}", self.keys)
     }
+    /// A node's own channel (sharded pub/sub).
+    pub(crate) fn node_channel(&self, node: &str) -> String {
+        format!("{}:node:{{{node}}}", self.prefix)
+    }
+}
+
+/// What the publisher task sends.
+pub(crate) enum Outgoing {
+    /// An encoded envelope. On a cluster it goes to the nodes holding the
+    /// envelope's users, or with `None` to every node.
+    Envelope {
+        payload: Vec<u8>,
+        route: Option<Arc<Envelope>>,
+    },
+    /// Cluster: a user's first session opened or last one closed here.
+    Announce(Announce),
 }
 
 /// What the publisher and subscriber tasks tell the rest of the node.
 #[derive(Debug, Default)]
-struct Health {
+pub(crate) struct Health {
     /// The subscription is established and answered its last ping.
-    listening: AtomicBool,
+    pub(crate) listening: AtomicBool,
     /// Envelopes were lost on the way out (queue full, Redis error or
     /// timeout): the other nodes must resync once Redis answers.
-    dirty: AtomicBool,
+    pub(crate) dirty: AtomicBool,
 }
 
 pub struct RedisBus {
@@ -125,8 +157,14 @@ pub struct RedisBus {
     keys: Arc<Keys>,
     hub: Arc<Hub>,
     link: Arc<Link>,
-    publish: mpsc::Sender<Vec<u8>>,
+    publish: mpsc::Sender<Outgoing>,
     health: Arc<Health>,
+    /// Cluster only: who is where.
+    dir: Option<Arc<Directory>>,
+    /// Cluster only: a user's presence here is read and queued for
+    /// announcement under this lock, so announcements leave in the order
+    /// the sessions came and went.
+    announcing: Mutex<()>,
     departures: Mutex<Option<mpsc::UnboundedReceiver<UserId>>>,
     /// Set by shutdown so no heartbeat re-registers the node afterwards.
     stopped: Arc<AtomicBool>,
@@ -145,7 +183,9 @@ impl RedisBus {
     /// and heartbeat tasks for as long as the process lives.
     pub async fn start(opts: RedisOptions) -> Result<Arc<RedisBus>, BusError> {
         let link = Link::open(opts.target.clone()).await?;
-        let keys = Arc::new(Keys::new(&opts.prefix));
+        let cluster = opts.target.is_cluster();
+        let keys = Arc::new(Keys::new(&opts.prefix, cluster));
+        let dir = cluster.then(|| Arc::new(Directory::default()));
         let hub = Arc::new(Hub::new());
         let (ptx, prx) = mpsc::channel(opts.publish_queue.max(16));
         let (dtx, drx) = mpsc::unbounded_channel();
@@ -158,23 +198,43 @@ impl RedisBus {
             link: Arc::clone(&link),
             publish: ptx,
             health: Arc::clone(&health),
+            dir: dir.clone(),
+            announcing: Mutex::new(()),
             departures: Mutex::new(Some(drx)),
             stopped: Arc::clone(&stopped),
         });
-        tokio::spawn(subscriber(
-            Arc::clone(&link),
-            Arc::clone(&keys),
-            opts.node_id.clone(),
-            Arc::clone(&hub),
-            Arc::clone(&health),
-            opts.heartbeat,
-        ));
+        match (&opts.target, &dir) {
+            (RedisTarget::Cluster(nodes), Some(dir)) => {
+                let listener = sharded::Listener {
+                    link: Arc::clone(&link),
+                    keys: Arc::clone(&keys),
+                    me: opts.node_id.clone(),
+                    hub: Arc::clone(&hub),
+                    health: Arc::clone(&health),
+                    dir: Arc::clone(dir),
+                    every: opts.heartbeat,
+                };
+                tokio::spawn(listener.run(nodes.clone(), opts.publish_queue));
+            }
+            _ => {
+                tokio::spawn(subscriber(
+                    Arc::clone(&link),
+                    Arc::clone(&keys),
+                    opts.node_id.clone(),
+                    Arc::clone(&hub),
+                    Arc::clone(&health),
+                    opts.heartbeat,
+                ));
+            }
+        }
         tokio::spawn(publisher(
             Arc::clone(&link),
             Arc::clone(&keys),
             opts.node_id.clone(),
             prx,
             Arc::clone(&health),
+            Arc::clone(&hub),
+            dir,
         ));
         tokio::spawn(heartbeat(link, keys, opts, hub, Utc::now(), dtx, stopped));
         Ok(bus)
@@ -201,9 +261,29 @@ impl RedisBus {
             .map(|(n, _)| n)
             .collect())
     }
+
+    /// Cluster: queues the announcement of whether `user` has sessions
+    /// here now (read under the lock: announcements leave in order, and
+    /// the last one tells the current state).
+    fn announce(&self, user: UserId) {
+        if self.dir.is_none() {
+            return;
+        }
+        let _order = self.announcing.lock().unwrap_or_else(|p| p.into_inner());
+        let a = Announce {
+            n: self.opts.node_id.clone(),
+            u: user,
+            h: self.hub.sessions_of(user) > 0,
+        };
+        if self.publish.try_send(Outgoing::Announce(a)).is_err()
+            && !self.health.dirty.swap(true, Ordering::AcqRel)
+        {
+            tracing::warn!("bus publish queue full; other nodes will resync");
+        }
+    }
 }
 
-fn encode(node: &str, env: &Envelope) -> Vec<u8> {
+pub(crate) fn encode(node: &str, env: &Envelope) -> Vec<u8> {
     let header = Header {
         n: node.to_owned(),
         t: env.targets.clone(),
@@ -220,7 +300,7 @@ fn encode(node: &str, env: &Envelope) -> Vec<u8> {
     out
 }
 
-fn decode(payload: &[u8]) -> Option<(String, Envelope)> {
+pub(crate) fn decode(payload: &[u8]) -> Option<(String, Envelope)> {
     let split = payload.iter().position(|b| *b == b'\n')?;
     let header: Header = serde_json::from_slice(&payload[..split]).ok()?;
     let frame = std::str::from_utf8(&payload[split + 1..]).ok()?;
@@ -256,6 +336,12 @@ async fn subscriber(
     loop {
         let client = link.client();
         let connect = async {
+            let Some(client) = client else {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::ClientError,
+                    "a cluster's bus subscribes in sharded mode",
+                )));
+            };
             let mut ps = client.get_async_pubsub().await?;
             ps.subscribe(&keys.channel).await?;
             Ok::<_, redis::RedisError>(ps)
@@ -296,6 +382,7 @@ async fn listen(ps: redis::aio::PubSub, me: &str, hub: &Hub, every: Duration) ->
         tokio::select! {
             msg = stream.next() => {
                 let Some(msg) = msg else { return "closed" };
+                hub.note_received_bytes(msg.get_payload_bytes().len());
                 match decode(msg.get_payload_bytes()) {
                     Some((node, env)) if env.resync => {
                         if node != me {
@@ -327,8 +414,10 @@ async fn publisher(
     link: Arc<Link>,
     keys: Arc<Keys>,
     me: String,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<Outgoing>,
     health: Arc<Health>,
+    hub: Arc<Hub>,
+    dir: Option<Arc<Directory>>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -358,16 +447,19 @@ async fn publisher(
                 revoke: None,
                 session: None,
             };
-            batch.push(encode(&me, &resync));
+            batch.push(Outgoing::Envelope {
+                payload: encode(&me, &resync),
+                route: None,
+            });
         }
         if batch.is_empty() {
             continue;
         }
-        let mut pipe = redis::pipe();
-        for m in &batch {
-            pipe.cmd("PUBLISH").arg(&keys.channel).arg(m).ignore();
-        }
-        match pipe.query_async::<()>(&mut link.conn()).await {
+        let sent = match &dir {
+            None => send_plain(&link, &keys, &batch).await,
+            Some(dir) => send_sharded(&link, &keys, &me, dir, &hub, &batch).await,
+        };
+        match sent {
             Ok(()) => {
                 if dirty {
                     tracing::info!("bus publishing restored; other nodes resync");
@@ -382,6 +474,86 @@ async fn publisher(
             }
         }
     }
+}
+
+/// One Redis: every envelope on the one channel, in one pipeline.
+async fn send_plain(link: &Link, keys: &Keys, batch: &[Outgoing]) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for m in batch {
+        if let Outgoing::Envelope { payload, .. } = m {
+            pipe.cmd("PUBLISH").arg(&keys.channel).arg(payload).ignore();
+        }
+    }
+    pipe.query_async::<()>(&mut link.conn()).await
+}
+
+/// A cluster: each envelope to the channels of the nodes holding its users
+/// (one pipeline per node, all at once: the channels live on different
+/// shards), announcements with the node's user set in one more.
+async fn send_sharded(
+    link: &Link,
+    keys: &Keys,
+    me: &str,
+    dir: &Directory,
+    hub: &Arc<Hub>,
+    batch: &[Outgoing],
+) -> redis::RedisResult<()> {
+    let mut per_node: HashMap<Arc<str>, redis::Pipeline> = HashMap::new();
+    let mut announce = redis::pipe();
+    let mut arrived = Vec::new();
+    for m in batch {
+        match m {
+            Outgoing::Envelope { payload, route } => {
+                let nodes = match route {
+                    Some(env) => dir.route(&env.targets, me),
+                    None => dir.others(me),
+                };
+                for n in nodes {
+                    let channel = keys.node_channel(&n);
+                    per_node
+                        .entry(n)
+                        .or_insert_with(redis::pipe)
+                        .cmd("SPUBLISH")
+                        .arg(channel)
+                        .arg(payload)
+                        .ignore();
+                }
+            }
+            Outgoing::Announce(a) => {
+                let set = keys.node_users(me);
+                let cmd = if a.h { "SADD" } else { "SREM" };
+                announce.cmd(cmd).arg(set).arg(a.u.to_string()).ignore();
+                let json = serde_json::to_vec(a).unwrap_or_default();
+                announce
+                    .cmd("SPUBLISH")
+                    .arg(&keys.dir_channel)
+                    .arg(json)
+                    .ignore();
+                if a.h {
+                    arrived.push(a.u);
+                }
+            }
+        }
+    }
+    let mut pipes: Vec<redis::Pipeline> = per_node.into_values().collect();
+    if announce.cmd_iter().next().is_some() {
+        pipes.push(announce);
+    }
+    let results = join_all(pipes.iter().map(|p| {
+        let mut conn = link.conn();
+        async move { p.query_async::<()>(&mut conn).await }
+    }))
+    .await;
+    if !arrived.is_empty() && results.iter().all(Result::is_ok) {
+        // A node whose copy of the directory had not heard of the arrival
+        // yet may have routed a message past it: look again shortly.
+        let hub = Arc::clone(hub);
+        tokio::spawn(async move {
+            tokio::time::sleep(JOIN_SETTLE).await;
+            hub.resync_users(arrived);
+        });
+    }
+    results.into_iter().collect()
 }
 
 /// Announces the node and its users every heartbeat, and reaps dead nodes.
@@ -448,7 +620,7 @@ async fn heartbeat(
 /// Finds nodes whose heartbeat stopped; one live node (by a lock) takes
 /// each, drops its presence and reports its users that are now offline.
 async fn reap(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     opts: &RedisOptions,
     departures: &mpsc::UnboundedSender<UserId>,
@@ -522,7 +694,12 @@ impl Bus for RedisBus {
             return;
         }
         let payload = encode(&self.opts.node_id, &envelope);
-        if self.publish.try_send(payload).is_err() {
+        let route = self.dir.is_some().then(|| Arc::clone(&envelope));
+        if self
+            .publish
+            .try_send(Outgoing::Envelope { payload, route })
+            .is_err()
+        {
             self.hub.note_dropped();
             if !self.health.dirty.swap(true, Ordering::AcqRel) {
                 tracing::warn!("bus publish queue full; other nodes will resync");
@@ -572,11 +749,17 @@ impl Bus for RedisBus {
     }
 
     fn name(&self) -> &'static str {
-        "redis"
+        if self.dir.is_some() {
+            "redis-cluster"
+        } else {
+            "redis"
+        }
     }
 
     fn session_opened(&self, user: UserId) -> BoxFuture<'_, bool> {
         Box::pin(async move {
+            // First: the sooner the others route to this node, the better.
+            self.announce(user);
             let others = match self.fresh_nodes(user).await {
                 Ok(n) => n.into_iter().filter(|n| *n != self.opts.node_id).count(),
                 Err(_) => 0,
@@ -613,10 +796,16 @@ impl Bus for RedisBus {
                 .arg(self.keys.presence(user))
                 .arg(&self.opts.node_id)
                 .ignore();
-            pipe.cmd("SREM")
-                .arg(self.keys.node_users(&self.opts.node_id))
-                .arg(user.to_string())
-                .ignore();
+            if self.dir.is_some() {
+                // The publisher removes the user from the node's set, in
+                // order with the announcements.
+                self.announce(user);
+            } else {
+                pipe.cmd("SREM")
+                    .arg(self.keys.node_users(&self.opts.node_id))
+                    .arg(user.to_string())
+                    .ignore();
+            }
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                 tracing::warn!(error = %e, "presence not cleared");
                 self.link.failed();
@@ -664,7 +853,7 @@ impl Bus for RedisBus {
 pub async fn list_nodes(target: &RedisTarget, prefix: &str) -> Result<Vec<NodeInfo>, BusError> {
     let mut conn = connect_once(target).await?;
     let raw: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(Keys::new(prefix).nodes)
+        .arg(Keys::new(prefix, target.is_cluster()).nodes)
         .query_async(&mut conn)
         .await
         .map_err(err)?;
@@ -685,12 +874,32 @@ pub async fn publish_once(
     env: &Envelope,
 ) -> Result<u64, BusError> {
     let mut conn = connect_once(target).await?;
-    redis::cmd("PUBLISH")
-        .arg(Keys::new(prefix).channel)
-        .arg(encode("admin", env))
-        .query_async(&mut conn)
-        .await
-        .map_err(err)
+    let keys = Keys::new(prefix, target.is_cluster());
+    let payload = encode("admin", env);
+    if !target.is_cluster() {
+        return redis::cmd("PUBLISH")
+            .arg(&keys.channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .map_err(err);
+    }
+    // A cluster: to every live node's own channel.
+    let now = Utc::now();
+    let mut heard = 0;
+    for node in list_nodes(target, prefix).await? {
+        if !node.alive(now) {
+            continue;
+        }
+        let n: u64 = redis::cmd("SPUBLISH")
+            .arg(keys.node_channel(&node.id))
+            .arg(&payload)
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
+        heard += n;
+    }
+    Ok(heard)
 }
 
 #[cfg(test)]

@@ -55,13 +55,17 @@ impl Default for DatabaseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
     /// `local` (one node, in-process), `redis` (a cluster over one Redis at
-    /// `redis_url`) or `sentinel` (over the master `redis_sentinels` name).
+    /// `redis_url`), `sentinel` (over the master `redis_sentinels` name) or
+    /// `cluster` (a Redis Cluster, sharded pub/sub, at `redis_cluster`).
     pub kind: BusKind,
     pub redis_url: String,
     /// Sentinels (`redis://host:26379`) for `kind = "sentinel"`.
     pub redis_sentinels: Vec<String>,
     /// The master's name known to the Sentinels.
     pub redis_master: String,
+    /// Some nodes of the Redis Cluster (`redis://host:port`) for
+    /// `kind = "cluster"`; the rest are found from them.
+    pub redis_cluster: Vec<String>,
     pub prefix: String,
     pub heartbeat_secs: u64,
     pub node_ttl_secs: u64,
@@ -76,6 +80,7 @@ pub enum BusKind {
     Local,
     Redis,
     Sentinel,
+    Cluster,
 }
 
 impl BusConfig {
@@ -88,6 +93,7 @@ impl BusConfig {
                 sentinels: self.redis_sentinels.clone(),
                 master: self.redis_master.clone(),
             }),
+            BusKind::Cluster => Some(parley_bus::RedisTarget::Cluster(self.redis_cluster.clone())),
         }
     }
 }
@@ -99,6 +105,7 @@ impl Default for BusConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_sentinels: Vec::new(),
             redis_master: "mymaster".into(),
+            redis_cluster: Vec::new(),
             prefix: "parley".into(),
             heartbeat_secs: 5,
             node_ttl_secs: 15,
@@ -404,8 +411,29 @@ impl Config {
                 ));
             }
         }
-        if self.bus.prefix.is_empty() || self.bus.prefix.contains(char::is_whitespace) {
-            return Err(bad("bus.prefix", "must be non-empty without spaces"));
+        if self.bus.kind == BusKind::Cluster
+            && (self.bus.redis_cluster.is_empty()
+                || !self
+                    .bus
+                    .redis_cluster
+                    .iter()
+                    .all(|u| u.starts_with("redis://")))
+        {
+            return Err(bad(
+                "bus.redis_cluster",
+                "bus.kind = \"cluster\" needs one or more redis://host:port URLs of cluster nodes",
+            ));
+        }
+        if self.bus.prefix.is_empty()
+            || self
+                .bus
+                .prefix
+                .contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
+        {
+            return Err(bad(
+                "bus.prefix",
+                "must be non-empty without spaces or braces (braces are Redis Cluster hash tags)",
+            ));
         }
         if self.bus.heartbeat_secs == 0 || self.bus.node_ttl_secs < 2 * self.bus.heartbeat_secs {
             return Err(bad(
@@ -446,6 +474,7 @@ impl Config {
             .iter()
             .map(|u| redact_url(u))
             .collect();
+        c.bus.redis_cluster = c.bus.redis_cluster.iter().map(|u| redact_url(u)).collect();
         if !c.files.s3_secret_key.is_empty() {
             c.files.s3_secret_key = "***".into();
         }
@@ -530,6 +559,29 @@ mod tests {
         assert_eq!(c.registration.max_attempts, 3);
         assert_eq!(c.mail.smtp_port, 2525);
         assert_eq!(c.http.trusted_proxies.len(), 2);
+    }
+
+    #[test]
+    fn a_redis_cluster_needs_its_nodes_and_a_prefix_without_hash_tags() {
+        let e = Config::load(None, env(&[("PARLEY_BUS__KIND", "cluster")])).expect_err("no nodes");
+        assert!(e.to_string().contains("bus.redis_cluster"), "{e}");
+        let c = Config::load(
+            None,
+            env(&[
+                ("PARLEY_BUS__KIND", "cluster"),
+                (
+                    "PARLEY_BUS__REDIS_CLUSTER",
+                    "redis://10.0.0.7:6379, redis://10.0.0.8:6379",
+                ),
+            ]),
+        )
+        .expect("cluster");
+        assert!(matches!(
+            c.bus.redis_target(),
+            Some(parley_bus::RedisTarget::Cluster(n)) if n.len() == 2
+        ));
+        let e = Config::load(None, env(&[("PARLEY_BUS__PREFIX", "a{b}")])).expect_err("braces");
+        assert!(e.to_string().contains("bus.prefix"), "{e}");
     }
 
     #[test]

@@ -64,6 +64,11 @@ impl Metrics {
             "Events received from other nodes"
         );
         describe_counter!(
+            "parley_bus_received_bytes_total",
+            Unit::Bytes,
+            "Bytes of bus messages this node read from Redis (what sharded pub/sub saves)"
+        );
+        describe_counter!(
             "parley_bus_dropped_total",
             "Events the bus could not take (queue full; recovered from PostgreSQL)"
         );
@@ -131,6 +136,7 @@ impl Service {
         counter!("parley_queue_overflows_total").absolute(h.overflowed);
         counter!("parley_bus_published_total").absolute(h.bus_published);
         counter!("parley_bus_received_total").absolute(h.bus_received);
+        counter!("parley_bus_received_bytes_total").absolute(h.bus_received_bytes);
         counter!("parley_bus_dropped_total").absolute(h.bus_dropped);
         let p = self.store.pool_stats();
         gauge!("parley_db_pool_connections").set(f64::from(p.size));

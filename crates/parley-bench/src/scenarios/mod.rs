@@ -5,4 +5,5 @@ mod chat;
 mod idle;
 pub(crate) mod load;
 mod search;
+mod sharding;
 mod storm;
