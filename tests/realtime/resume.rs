@@ -349,3 +349,49 @@ async fn a_gap_beyond_the_replay_limit_is_reported_and_read_as_history() {
     let after = send(&p.ca, g.id, text("after")).await;
     receive_exactly(&p.cb, &p.ca, g.id, &[after.id]).await;
 }
+
+/// What the recovery asks before reading events back: who could want the
+/// events of each conversation it checks — the members, and users removed
+/// within the range (they must hear of their removal) — in one query.
+#[actix_web::test]
+async fn the_recovery_knows_who_wants_a_conversations_events_including_the_removed() {
+    let p = pair().await;
+    let g = group(&p.ca, "who", &[p.bob]).await;
+    let before = send(&p.ca, g.id, text("before")).await;
+    let _: serde_json::Value =
+        p.ca.call(Request::RemoveMember {
+            conversation_id: g.id,
+            user_id: p.bob,
+        })
+        .await
+        .expect("remove");
+    let after = send(&p.ca, g.id, text("after")).await;
+    let sorted = |mut v: Vec<UserId>| {
+        v.sort();
+        v
+    };
+    let other = ConversationId::new_random();
+    let got = p
+        .env
+        .store
+        .interested_users(&[(g.id, before.seq, after.seq), (other, 0, 5)])
+        .await
+        .expect("query");
+    assert_eq!(
+        sorted(got.get(&g.id).cloned().unwrap_or_default()),
+        sorted(vec![p.alice, p.bob]),
+        "Alice is a member; Bob was removed within the range"
+    );
+    assert!(
+        !got.contains_key(&other),
+        "an unknown conversation wants nothing"
+    );
+    // After the removal, only the members.
+    let got = p
+        .env
+        .store
+        .interested_users(&[(g.id, after.seq - 1, after.seq)])
+        .await
+        .expect("query");
+    assert_eq!(got.get(&g.id).cloned().unwrap_or_default(), vec![p.alice]);
+}

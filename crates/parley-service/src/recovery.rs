@@ -141,8 +141,45 @@ impl Service {
                     }
                 }
             }
-            for (conv, seq) in watch.take_due(grace, now) {
+            let due = watch.take_due(grace, now);
+            for (conv, seq) in self.worth_checking(due).await {
                 self.check_delivered(conv, seq).await;
+            }
+        }
+    }
+
+    /// The due checks whose events did not reach the hub and concern a
+    /// user with a session here. A sharded bus brings a node only what its
+    /// users get, so most conversations it never hears of are none of its
+    /// business: one query for all of them sorts them out.
+    async fn worth_checking(&self, due: Vec<(ConversationId, i64)>) -> Vec<(ConversationId, i64)> {
+        let hub = self.bus.hub();
+        let max = i64::from(self.cfg.recovery.max_events);
+        let missing: Vec<(ConversationId, i64, i64)> = due
+            .into_iter()
+            .filter_map(|(conv, seq)| {
+                let seen = hub.seen_seq(conv);
+                if seen.is_some_and(|s| s >= seq) {
+                    return None;
+                }
+                Some((conv, seen.unwrap_or(0).max(seq - max), seq))
+            })
+            .collect();
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        match self.store.interested_users(&missing).await {
+            Ok(users) => missing
+                .into_iter()
+                .filter(|(conv, _, _)| users.get(conv).is_some_and(|u| hub.holds_any(u)))
+                .map(|(conv, _, seq)| (conv, seq))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "recovery: members unreadable; checking each");
+                missing
+                    .into_iter()
+                    .map(|(conv, _, seq)| (conv, seq))
+                    .collect()
             }
         }
     }

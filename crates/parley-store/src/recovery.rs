@@ -5,6 +5,7 @@ use crate::{ConversationSeq, Result, Store};
 use parley_core::{ConversationId, UserId};
 use sqlx::types::Json;
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// One stored event as the live path would have carried it.
 #[derive(Clone, Debug)]
@@ -38,6 +39,46 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// For each conversation with `after < seq <= upto` to check, the users
+    /// who could want those events: its members, and users removed by one
+    /// of them (they must hear of it). One round trip for them all: on a
+    /// sharded bus a node never hears of conversations without members of
+    /// its own, and asking for each would cost two queries per
+    /// conversation per `recovery.grace_ms`.
+    pub async fn interested_users(
+        &self,
+        checks: &[(ConversationId, i64, i64)],
+    ) -> Result<HashMap<ConversationId, Vec<UserId>>> {
+        let convs: Vec<uuid::Uuid> = checks.iter().map(|c| c.0 .0).collect();
+        let after: Vec<i64> = checks.iter().map(|c| c.1).collect();
+        let upto: Vec<i64> = checks.iter().map(|c| c.2).collect();
+        let rows = sqlx::query(
+            "SELECT m.conversation_id AS conv, m.user_id AS user_id
+               FROM members m WHERE m.conversation_id = ANY($1)
+             UNION
+             SELECT d.conv, (e.body->>'user_id')::uuid
+               FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS d(conv, after, upto)
+               JOIN events e ON e.conversation_id = d.conv AND e.seq > d.after AND e.seq <= d.upto
+              WHERE e.body->>'event' = 'member.removed'",
+        )
+        .bind(&convs)
+        .bind(&after)
+        .bind(&upto)
+        .fetch_all(&self.db)
+        .await?;
+        let mut out: HashMap<ConversationId, Vec<UserId>> = HashMap::new();
+        for r in &rows {
+            let conv: uuid::Uuid = r.try_get("conv")?;
+            let user: Option<uuid::Uuid> = r.try_get("user_id")?;
+            if let Some(user) = user {
+                out.entry(ConversationId(conv))
+                    .or_default()
+                    .push(UserId(user));
+            }
+        }
+        Ok(out)
     }
 
     /// Events of a conversation with `after < seq <= upto`, oldest first, at
