@@ -74,7 +74,8 @@ fi
 
 cargo build --release -q -p parley-server -p parley-bench
 target="${CARGO_TARGET_DIR:-$PARLEY_ROOT/target}/release"
-export PARLEY_BIN="$target/parley"
+# PARLEY_BENCH_BIN: another build to compare with (A/B on one machine).
+export PARLEY_BIN="${PARLEY_BENCH_BIN:-$target/parley}"
 export PARLEY_BENCH_DATABASE_URL="postgres://parley@127.0.0.1:$pg_port/bench"
 export PARLEY_BENCH_REDIS_URL="redis://127.0.0.1:$redis_port"
 # For `chaos`: how to restart PostgreSQL, and which process is Redis.
