@@ -1148,6 +1148,42 @@ async fn chat_resume_and_files_over_tls_through_nginx_and_a_nodes_own_listener()
     );
 }
 
+/// Alice sends 20 messages 150 ms apart while Redis fails over, waits for
+/// `failover` to complete, sends 5 more: Bob gets all 25 once, in order.
+async fn sends_through_a_failover(
+    alice: &Client,
+    bob: &Client,
+    conv: ConversationId,
+    failover: impl std::future::Future<Output = ()>,
+) {
+    let mut more = Vec::new();
+    for i in 0..20 {
+        more.push(
+            send_reliably(alice, conv, format!("during {i}"), format!("d{i}"))
+                .await
+                .id,
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    failover.await;
+    for i in 0..5 {
+        more.push(
+            send_reliably(alice, conv, format!("after {i}"), format!("f{i}"))
+                .await
+                .id,
+        );
+    }
+    let got: Vec<_> = collect(bob, conv, more.len())
+        .await
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(
+        got, more,
+        "every message once, in order, across the failover"
+    );
+}
+
 #[actix_web::test]
 async fn a_redis_master_failover_through_sentinel_loses_nothing() {
     use parley_tests::redis_ha::{SentinelSet, MASTER_NAME};
@@ -1202,32 +1238,7 @@ async fn a_redis_master_failover_through_sentinel_loses_nothing() {
     // The master dies; sends go on from both sides while the Sentinel
     // notices and promotes the replica.
     ha.kill_master();
-    let mut more = Vec::new();
-    for i in 0..20 {
-        more.push(
-            send_reliably(&alice, g.id, format!("during {i}"), format!("d{i}"))
-                .await
-                .id,
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    ha.wait_failover().await;
-    for i in 0..5 {
-        more.push(
-            send_reliably(&alice, g.id, format!("after {i}"), format!("f{i}"))
-                .await
-                .id,
-        );
-    }
-    let got: Vec<_> = collect(&bob, g.id, more.len())
-        .await
-        .iter()
-        .map(|m| m.id)
-        .collect();
-    assert_eq!(
-        got, more,
-        "every message once, in order, across the failover"
-    );
+    sends_through_a_failover(&alice, &bob, g.id, ha.wait_failover()).await;
 
     // Both nodes moved to the new master and listen there again.
     for i in 0..2 {
@@ -1416,32 +1427,7 @@ async fn a_redis_cluster_shards_the_bus_and_survives_a_master_failover() {
         .master_of(&channel(1))
         .expect("a master serves node 1's channel");
     rc.kill(master);
-    let mut more = Vec::new();
-    for i in 0..20 {
-        more.push(
-            send_reliably(&alice, pair.id, format!("during {i}"), format!("d{i}"))
-                .await
-                .id,
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    rc.wait_ok().await;
-    for i in 0..5 {
-        more.push(
-            send_reliably(&alice, pair.id, format!("after {i}"), format!("f{i}"))
-                .await
-                .id,
-        );
-    }
-    let got: Vec<_> = collect(&bob, pair.id, more.len())
-        .await
-        .iter()
-        .map(|m| m.id)
-        .collect();
-    assert_eq!(
-        got, more,
-        "every message once, in order, across the failover"
-    );
+    sends_through_a_failover(&alice, &bob, pair.id, rc.wait_ok()).await;
     // Node 1 listens on the promoted replica now, and the bus carries
     // messages both ways again.
     let deadline = Instant::now() + Duration::from_secs(30);

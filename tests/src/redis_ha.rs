@@ -26,6 +26,24 @@ fn redis_server(args: &[String]) -> Child {
         .expect("redis-server (install redis-server; scripts/test.sh does)")
 }
 
+/// A throwaway server on loopback: no persistence, files in `dir`.
+fn server_args(port: u16, dir: &Path) -> Vec<String> {
+    vec![
+        "--port".to_owned(),
+        port.to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--save".into(),
+        String::new(),
+        "--appendonly".into(),
+        "no".into(),
+        "--dir".into(),
+        dir.display().to_string(),
+        "--dbfilename".into(),
+        format!("dump-{port}.rdb"),
+    ]
+}
+
 /// `redis-cli -p PORT args…`, its output; empty when it could not ask.
 pub fn cli(port: u16, args: &[&str]) -> String {
     Command::new("redis-cli")
@@ -53,22 +71,7 @@ impl SentinelSet {
             crate::cluster::free_port(),
             crate::cluster::free_port(),
         );
-        let base = |port: u16| {
-            vec![
-                "--port".to_owned(),
-                port.to_string(),
-                "--bind".into(),
-                "127.0.0.1".into(),
-                "--save".into(),
-                String::new(),
-                "--appendonly".into(),
-                "no".into(),
-                "--dir".into(),
-                dir.display().to_string(),
-                "--dbfilename".into(),
-                format!("dump-{port}.rdb"),
-            ]
-        };
+        let base = |port: u16| server_args(port, dir);
         let master = redis_server(&base(m));
         let mut replica_args = base(r);
         replica_args.extend(["--replicaof".into(), "127.0.0.1".into(), m.to_string()]);
@@ -182,13 +185,10 @@ impl RedisCluster {
             .iter()
             .zip(&all[6..])
             .map(|(p, bus)| {
-                Some(redis_server(&[
-                    "--port".into(),
-                    p.to_string(),
+                let mut args = server_args(*p, dir);
+                args.extend([
                     "--cluster-port".into(),
                     bus.to_string(),
-                    "--bind".into(),
-                    "127.0.0.1".into(),
                     "--cluster-enabled".into(),
                     "yes".into(),
                     "--cluster-config-file".into(),
@@ -196,17 +196,10 @@ impl RedisCluster {
                     // A master silent for 1 s is failed over.
                     "--cluster-node-timeout".into(),
                     "1000".into(),
-                    "--save".into(),
-                    String::new(),
-                    "--appendonly".into(),
-                    "no".into(),
-                    "--dir".into(),
-                    dir.display().to_string(),
-                    "--dbfilename".into(),
-                    format!("dump-{p}.rdb"),
                     "--logfile".into(),
                     format!("redis-{p}.log"),
-                ]))
+                ]);
+                Some(redis_server(&args))
             })
             .collect();
         let set = RedisCluster {

@@ -271,7 +271,14 @@ async fn run(
                 }
                 _ => "this user holds ws.max_connections_per_user sessions on this node",
             };
-            Box::pin(send_error(&st, &mut ws, auth_id, ErrorCode::RateLimited, which)).await;
+            Box::pin(send_error(
+                &st,
+                &mut ws,
+                auth_id,
+                ErrorCode::RateLimited,
+                which,
+            ))
+            .await;
             Box::pin(close_with(&st, ws, close::TOO_MANY_CONNECTIONS, which)).await;
             return;
         }
