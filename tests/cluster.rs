@@ -749,34 +749,39 @@ async fn admin_unregister_closes_open_sessions() {
     let cl = Cluster::start(&env, 2, false, &[]).await;
     let a = connect(&cl.nodes[0].ws_url(), &u[0].1).await;
     let b = connect(&cl.nodes[1].ws_url(), &u[0].1).await;
-    let (db, redis, prefix, id) = (
-        cl.db_url.clone(),
-        cl.redis_url(),
-        cl.prefix.clone(),
-        ib.id.clone(),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(parley_tests::cluster::parley_bin())
-            .args(["admin", "infobases", "unregister", &id])
-            .env("PARLEY_DATABASE__URL", db)
-            .env("PARLEY_DATABASE__MIGRATE_ON_START", "false")
-            .env("PARLEY_BUS__KIND", "redis")
-            .env("PARLEY_BUS__REDIS_URL", redis)
-            .env("PARLEY_BUS__PREFIX", prefix)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("parley admin");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let redis = cl.redis_url();
+    let bus = [
+        ("PARLEY_BUS__KIND", "redis"),
+        ("PARLEY_BUS__REDIS_URL", redis.as_str()),
+    ];
+    let stdout = parley_admin(&cl, &bus, &["admin", "infobases", "unregister", &ib.id]).await;
+    assert!(stdout.contains("closed on 2 node(s)"), "{stdout}");
+    closed_with(&a, 4003, "session on node 0").await;
+    closed_with(&b, 4003, "session on node 1").await;
+}
+
+/// `parley ARGS…` against the cluster's database and the given bus; its
+/// standard output (it must succeed).
+async fn parley_admin(cl: &Cluster, bus: &[(&str, &str)], args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(parley_tests::cluster::parley_bin());
+    cmd.args(args)
+        .env("PARLEY_DATABASE__URL", &cl.db_url)
+        .env("PARLEY_DATABASE__MIGRATE_ON_START", "false")
+        .env("PARLEY_BUS__PREFIX", &cl.prefix);
+    for (k, v) in bus {
+        cmd.env(k, v);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("parley admin");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("closed on 2 node(s)"), "{stdout}");
-    closed_with(&a, 4003, "session on node 0").await;
-    closed_with(&b, 4003, "session on node 1").await;
+    stdout
 }
 
 /// A call between users on different nodes: ringing, answer, signaling to
@@ -1314,7 +1319,7 @@ fn cluster_node_ids(rc: &parley_tests::redis_ha::RedisCluster, cl: &Cluster) -> 
 async fn a_redis_cluster_shards_the_bus_and_survives_a_master_failover() {
     use parley_tests::redis_ha::RedisCluster;
     let env = TestEnv::default().await;
-    let (_ib, people) = users(&env, 3).await;
+    let (ib, people) = users(&env, 3).await;
     let dir =
         std::env::temp_dir().join(format!("parley-rcluster-{}", uuid::Uuid::new_v4().simple()));
     let mut rc = RedisCluster::start(&dir).await;
@@ -1449,6 +1454,21 @@ async fn a_redis_cluster_shards_the_bus_and_survives_a_master_failover() {
         |e| matches!(e, Event::MessageCreated { message, .. } if message.id == last.id),
     )
     .await;
+
+    // The admin tools reach a cluster's nodes too: the registry lists all
+    // three, and unregistering the infobase closes its users' sessions on
+    // every node (one SPUBLISH per live node's channel).
+    let bus = [
+        ("PARLEY_BUS__KIND", "cluster"),
+        ("PARLEY_BUS__REDIS_CLUSTER", urls.as_str()),
+    ];
+    let listed = parley_admin(&cl, &bus, &["admin", "nodes"]).await;
+    assert_eq!(listed.matches("alive").count(), 3, "{listed}");
+    let stdout = parley_admin(&cl, &bus, &["admin", "infobases", "unregister", &ib.id]).await;
+    assert!(stdout.contains("closed on 3 node(s)"), "{stdout}");
+    closed_with(&alice, 4003, "alice on node 0").await;
+    closed_with(&bob, 4003, "bob on node 1").await;
+    closed_with(&carol, 4003, "carol on node 2").await;
     drop(cl);
     drop(rc);
 }
