@@ -247,19 +247,14 @@ impl RedisBus {
         err(e)
     }
 
-    async fn fresh_nodes(&self, user: UserId) -> Result<Vec<String>, BusError> {
-        let mut conn = self.link.conn();
-        let fields: HashMap<String, i64> = redis::cmd("HGETALL")
-            .arg(self.keys.presence(user))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| self.failed(e))?;
+    /// Nodes among a presence hash's fields whose heartbeat is fresh,
+    /// other than this one.
+    fn others_fresh(&self, fields: &HashMap<String, i64>) -> usize {
         let horizon = now_ms() - self.opts.node_ttl.as_millis() as i64;
-        Ok(fields
-            .into_iter()
-            .filter(|(_, ts)| *ts >= horizon)
-            .map(|(n, _)| n)
-            .collect())
+        fields
+            .iter()
+            .filter(|(n, ts)| **ts >= horizon && **n != self.opts.node_id)
+            .count()
     }
 
     /// Cluster: queues the announcement of whether `user` has sessions
@@ -760,13 +755,13 @@ impl Bus for RedisBus {
         Box::pin(async move {
             // First: the sooner the others route to this node, the better.
             self.announce(user);
-            let others = match self.fresh_nodes(user).await {
-                Ok(n) => n.into_iter().filter(|n| *n != self.opts.node_id).count(),
-                Err(_) => 0,
-            };
+            // One round trip: who else holds the user (read before this
+            // node's own field is written, the pipeline runs in order),
+            // then this node's presence.
             let mut conn = self.link.conn();
             let mut pipe = redis::pipe();
             let k = self.keys.presence(user);
+            pipe.cmd("HGETALL").arg(&k);
             pipe.cmd("HSET")
                 .arg(&k)
                 .arg(&self.opts.node_id)
@@ -780,11 +775,17 @@ impl Bus for RedisBus {
                 .arg(self.keys.node_users(&self.opts.node_id))
                 .arg(user.to_string())
                 .ignore();
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                tracing::warn!(error = %e, "presence not recorded");
-                self.link.failed();
+            match pipe
+                .query_async::<(HashMap<String, i64>,)>(&mut conn)
+                .await
+            {
+                Ok((before,)) => self.others_fresh(&before) == 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence not recorded");
+                    self.link.failed();
+                    true
+                }
             }
-            others == 0
         })
     }
 
@@ -806,13 +807,18 @@ impl Bus for RedisBus {
                     .arg(user.to_string())
                     .ignore();
             }
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                tracing::warn!(error = %e, "presence not cleared");
-                self.link.failed();
-            }
-            match self.fresh_nodes(user).await {
-                Ok(n) => n.iter().all(|n| *n == self.opts.node_id),
-                Err(_) => true,
+            // In the same round trip: who holds the user now.
+            pipe.cmd("HGETALL").arg(self.keys.presence(user));
+            match pipe
+                .query_async::<(HashMap<String, i64>,)>(&mut conn)
+                .await
+            {
+                Ok((after,)) => self.others_fresh(&after) == 0,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence not cleared");
+                    self.link.failed();
+                    true
+                }
             }
         })
     }
