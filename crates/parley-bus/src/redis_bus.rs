@@ -775,10 +775,7 @@ impl Bus for RedisBus {
                 .arg(self.keys.node_users(&self.opts.node_id))
                 .arg(user.to_string())
                 .ignore();
-            match pipe
-                .query_async::<(HashMap<String, i64>,)>(&mut conn)
-                .await
-            {
+            match pipe.query_async::<(HashMap<String, i64>,)>(&mut conn).await {
                 Ok((before,)) => self.others_fresh(&before) == 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "presence not recorded");
@@ -809,10 +806,7 @@ impl Bus for RedisBus {
             }
             // In the same round trip: who holds the user now.
             pipe.cmd("HGETALL").arg(self.keys.presence(user));
-            match pipe
-                .query_async::<(HashMap<String, i64>,)>(&mut conn)
-                .await
-            {
+            match pipe.query_async::<(HashMap<String, i64>,)>(&mut conn).await {
                 Ok((after,)) => self.others_fresh(&after) == 0,
                 Err(e) => {
                     tracing::warn!(error = %e, "presence not cleared");
