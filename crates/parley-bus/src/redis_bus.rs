@@ -3,8 +3,7 @@
 //! envelope once, whatever the number of recipients; on a Redis Cluster
 //! (`sharded.rs`) each node has a channel of its own and an envelope goes to
 //! the nodes holding its users only. Either way the envelope names its
-//! target users (the envelope names its target users; each node delivers to
-//! the sessions it holds). Commands go through a connection manager that
+//! target users and each node delivers to the sessions it holds. Commands go through a connection manager that
 //! reconnects by itself; the subscription is re-established by hand (with
 //! backoff) and followed by a resync of every session, so what Redis dropped
 //! is recovered from PostgreSQL.
@@ -245,6 +244,23 @@ impl RedisBus {
     fn failed(&self, e: redis::RedisError) -> BusError {
         self.link.failed();
         err(e)
+    }
+
+    /// Runs a presence pipeline whose one unignored command reads the
+    /// user's presence hash: true when no other node holds the user (also
+    /// when Redis failed: better one "online" too many than none).
+    async fn alone(&self, pipe: redis::Pipeline, failure: &str) -> bool {
+        match pipe
+            .query_async::<(HashMap<String, i64>,)>(&mut self.link.conn())
+            .await
+        {
+            Ok((fields,)) => self.others_fresh(&fields) == 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "{failure}");
+                self.link.failed();
+                true
+            }
+        }
     }
 
     /// Nodes among a presence hash's fields whose heartbeat is fresh,
@@ -493,7 +509,8 @@ async fn send_sharded(
     hub: &Arc<Hub>,
     batch: &[Outgoing],
 ) -> redis::RedisResult<()> {
-    let mut per_node: HashMap<Arc<str>, redis::Pipeline> = HashMap::new();
+    // Per destination node: its channel (named once per batch) and pipeline.
+    let mut per_node: HashMap<Arc<str>, (String, redis::Pipeline)> = HashMap::new();
     let mut announce = redis::pipe();
     let mut arrived = Vec::new();
     for m in batch {
@@ -504,14 +521,10 @@ async fn send_sharded(
                     None => dir.others(me),
                 };
                 for n in nodes {
-                    let channel = keys.node_channel(&n);
-                    per_node
+                    let (channel, pipe) = per_node
                         .entry(n)
-                        .or_insert_with(redis::pipe)
-                        .cmd("SPUBLISH")
-                        .arg(channel)
-                        .arg(payload)
-                        .ignore();
+                        .or_insert_with_key(|n| (keys.node_channel(n), redis::pipe()));
+                    pipe.cmd("SPUBLISH").arg(&*channel).arg(payload).ignore();
                 }
             }
             Outgoing::Announce(a) => {
@@ -530,7 +543,7 @@ async fn send_sharded(
             }
         }
     }
-    let mut pipes: Vec<redis::Pipeline> = per_node.into_values().collect();
+    let mut pipes: Vec<redis::Pipeline> = per_node.into_values().map(|(_, p)| p).collect();
     if announce.cmd_iter().next().is_some() {
         pipes.push(announce);
     }
@@ -758,7 +771,6 @@ impl Bus for RedisBus {
             // One round trip: who else holds the user (read before this
             // node's own field is written, the pipeline runs in order),
             // then this node's presence.
-            let mut conn = self.link.conn();
             let mut pipe = redis::pipe();
             let k = self.keys.presence(user);
             pipe.cmd("HGETALL").arg(&k);
@@ -775,20 +787,12 @@ impl Bus for RedisBus {
                 .arg(self.keys.node_users(&self.opts.node_id))
                 .arg(user.to_string())
                 .ignore();
-            match pipe.query_async::<(HashMap<String, i64>,)>(&mut conn).await {
-                Ok((before,)) => self.others_fresh(&before) == 0,
-                Err(e) => {
-                    tracing::warn!(error = %e, "presence not recorded");
-                    self.link.failed();
-                    true
-                }
-            }
+            self.alone(pipe, "presence not recorded").await
         })
     }
 
     fn session_closed(&self, user: UserId) -> BoxFuture<'_, bool> {
         Box::pin(async move {
-            let mut conn = self.link.conn();
             let mut pipe = redis::pipe();
             pipe.cmd("HDEL")
                 .arg(self.keys.presence(user))
@@ -806,14 +810,7 @@ impl Bus for RedisBus {
             }
             // In the same round trip: who holds the user now.
             pipe.cmd("HGETALL").arg(self.keys.presence(user));
-            match pipe.query_async::<(HashMap<String, i64>,)>(&mut conn).await {
-                Ok((after,)) => self.others_fresh(&after) == 0,
-                Err(e) => {
-                    tracing::warn!(error = %e, "presence not cleared");
-                    self.link.failed();
-                    true
-                }
-            }
+            self.alone(pipe, "presence not cleared").await
         })
     }
 
