@@ -520,3 +520,94 @@ async fn a_ticket_opens_one_session_once_and_a_token_in_the_url_is_ignored() {
         .expect_error(401, "unauthenticated");
     drop(ws);
 }
+
+/// Writes `request` (and whatever follows it) on a raw connection and reads
+/// until the server closes or `until` appears in what was read.
+async fn raw_http(server: &TestServer, bytes: &[u8], until: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    conn.write_all(bytes).await.expect("write");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(until) {
+        match tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+            Err(_) => panic!(
+                "nothing more within 10 s: {}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn upgrade_request(path: &str, upgrade: &str, extra: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: parley\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+    )
+}
+
+/// A masked client text frame.
+fn masked_text(text: &str) -> Vec<u8> {
+    let mask = [7u8, 1, 9, 3];
+    let bytes = text.as_bytes();
+    assert!(bytes.len() < 126);
+    let mut out = vec![0x81, 0x80 | bytes.len() as u8];
+    out.extend_from_slice(&mask);
+    out.extend(bytes.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Upgrades are served outside actix-web's routes: each refusal still has
+/// its status and error body, and a first frame sent in the same packet as
+/// the upgrade request is not lost.
+#[actix_web::test]
+async fn upgrades_are_answered_on_the_raw_connection_and_early_frames_are_kept() {
+    let (_env, server, _ib, t1, u1, _u2, _conv, _c2) = setup().await;
+
+    let wrong_path = raw_http(
+        &server,
+        upgrade_request("/nope", "websocket", "").as_bytes(),
+        "}",
+    )
+    .await;
+    assert!(wrong_path.starts_with("HTTP/1.1 404"), "{wrong_path}");
+    assert!(wrong_path.contains("\"not_found\""), "{wrong_path}");
+
+    let not_ws = raw_http(&server, upgrade_request("/ws", "h2c", "").as_bytes(), "}").await;
+    assert!(not_ws.starts_with("HTTP/1.1 400"), "{not_ws}");
+    assert!(not_ws.contains("expected a WebSocket upgrade"), "{not_ws}");
+
+    let plain = raw_http(
+        &server,
+        b"GET /ws HTTP/1.1\r\nHost: parley\r\nConnection: close\r\n\r\n",
+        "}",
+    )
+    .await;
+    assert!(plain.starts_with("HTTP/1.1 400"), "{plain}");
+    assert!(plain.contains("\"invalid\""), "{plain}");
+
+    // The upgrade and the auth frame in one write.
+    let mut both = upgrade_request("/ws", "websocket", "").into_bytes();
+    let auth = format!(r#"{{"id":"a1","type":"auth","token":"{t1}"}}"#);
+    assert!(auth.len() < 126);
+    both.extend(masked_text(&auth));
+    let got = raw_http(&server, &both, "\"type\":\"ready\"").await;
+    assert!(
+        got.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{got}"
+    );
+    assert!(
+        got.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{got}"
+    );
+    assert!(
+        got.contains("\"id\":\"a1\""),
+        "the auth frame was answered: {got}"
+    );
+    assert!(got.contains(&u1), "{got}");
+}

@@ -555,16 +555,21 @@ impl TestEnv {
     /// Starts the application on 127.0.0.1 with one worker.
     pub async fn server(&self) -> TestServer {
         let state = self.state.clone();
-        let server = actix_web::HttpServer::new(move || parley_gateway::app(state.clone()))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(1)
-            .bind(("127.0.0.1", 0))
-            .expect("bind");
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        actix_web::rt::spawn(server);
+        let bound = parley_gateway::server::start(
+            state,
+            parley_gateway::server::ServerOptions {
+                bind: "127.0.0.1:0".into(),
+                workers: 1,
+                request_timeout: Duration::from_secs(5),
+                shutdown_timeout: Duration::from_secs(1),
+                backlog: 1024,
+                tls: None,
+            },
+        )
+        .expect("bind");
+        let addr = bound.addrs[0];
+        let handle = bound.server.handle();
+        actix_web::rt::spawn(bound.server);
         TestServer { addr, handle }
     }
 }

@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use actix_web::dev::Payload;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, FromRequest, HttpRequest};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -145,8 +145,13 @@ impl FromRequest for SessionCaller {
 /// never read from a URL (URLs end up in access logs and browser history).
 /// Browsers open the WebSocket with a ticket and fetch files by signed links.
 pub fn token_from_request(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    if let Some(v) = req
-        .headers()
+    token_from_headers(req.headers())
+}
+
+/// [`token_from_request`] for a request seen before actix-web's routing
+/// (a WebSocket upgrade).
+pub fn token_from_headers(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
@@ -165,7 +170,12 @@ pub fn token_from_request(req: &HttpRequest) -> Result<Option<String>, ApiError>
 
 /// A query parameter's raw value (tickets and links are URL-safe).
 pub fn query_param<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-    req.query_string().split('&').find_map(|kv| {
+    query_value(req.query_string(), name)
+}
+
+/// A parameter's raw value in a query string.
+pub fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
         kv.strip_prefix(name)
             .and_then(|rest| rest.strip_prefix('='))
     })

@@ -2,7 +2,6 @@
 
 use crate::config::{Config, CONFIG_ENV};
 use crate::StartError;
-use actix_web::{web, HttpServer};
 use clap::{Parser, Subcommand};
 use parley_core::InfobaseId;
 use std::path::PathBuf;
@@ -101,24 +100,30 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
     let state = crate::app_state(&cfg, store.clone()).await?;
     tracing::info!(bus = state.svc.bus_name(), "bus ready");
     state.svc.start_background();
-    let st = state.clone();
-    let mut server = HttpServer::new(move || parley_gateway::app(web::Data::clone(&st)))
-        .client_request_timeout(Duration::from_secs(cfg.http.request_timeout_secs))
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        .disable_signals();
-    if cfg.http.workers > 0 {
-        server = server.workers(cfg.http.workers);
-    }
-    let (server, scheme) = if cfg.http.tls_cert.is_empty() {
-        (server.bind(&cfg.http.bind)?, "http")
+    let tls = if cfg.http.tls_cert.is_empty() {
+        None
     } else {
-        let tls = crate::tls::server_config(&cfg.http.tls_cert, &cfg.http.tls_key)?;
-        (server.bind_rustls_0_23(&cfg.http.bind, tls)?, "https")
+        Some(crate::tls::server_config(
+            &cfg.http.tls_cert,
+            &cfg.http.tls_key,
+        )?)
     };
-    for addr in server.addrs() {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let bound = parley_gateway::server::start(
+        state.clone(),
+        parley_gateway::server::ServerOptions {
+            bind: cfg.http.bind.clone(),
+            workers: cfg.http.workers,
+            request_timeout: Duration::from_secs(cfg.http.request_timeout_secs),
+            shutdown_timeout: SHUTDOWN_GRACE,
+            backlog: LISTEN_BACKLOG,
+            tls,
+        },
+    )?;
+    for addr in &bound.addrs {
         tracing::info!("listening on {scheme}://{addr}");
     }
-    let server = server.run();
+    let server = bound.server;
     let handle = server.handle();
     let st = state.clone();
     actix_web::rt::spawn(async move {
@@ -146,6 +151,9 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
 
 /// Longest wait for in-flight requests at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Connections the kernel queues while the node accepts (actix-web's
+/// default; a reconnect storm arrives all at once).
+const LISTEN_BACKLOG: u32 = 1024;
 
 async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]

@@ -3,57 +3,125 @@
 //! heartbeat. See docs/protocol.md.
 
 mod requests;
+pub mod socket;
 
-use crate::auth::{query_param, token_from_request};
+use crate::auth::{query_value, token_from_headers};
 use crate::error::ApiError;
 use crate::state::AppState;
-use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use actix_codec::Framed;
+use actix_http::h1;
+use actix_http::ws::{CloseCode, CloseReason, ProtocolError};
+use actix_web::web::{self, BytesMut};
 use bytestring::ByteString;
 use futures_util::StreamExt;
 use parley_bus::{Envelope, HubLimits, Overflow, Registered, Revoke, SessionHandle, Tenant};
 use parley_core::protocol::{close, ClientFrame, Event, Ready, Request, ServerFrame};
+use parley_core::ErrorBody;
 use parley_core::{ConversationId, ErrorCode, SessionId, TokenId, UserActor};
 use parley_service::ratelimit::Budget;
 use parley_service::TokenSession;
 use parley_service::{frame_text, Error};
 use serde_json::Value;
+use socket::AggregatedMessage;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-/// `GET /ws`: upgrades, then runs the session in its own task.
-pub async fn route(
-    req: HttpRequest,
-    body: web::Payload,
+/// `GET /ws` without an upgrade: upgrades never reach actix-web's routes
+/// (see [`upgrade`]).
+pub async fn route() -> ApiError {
+    ApiError::new(
+        ErrorCode::Invalid,
+        "expected a WebSocket upgrade: no Upgrade: websocket header",
+    )
+}
+
+/// Every upgrade request the HTTP server reads: `GET /ws` becomes a
+/// session served over the connection itself ([`socket`]), anything else
+/// gets the error it would have had.
+pub async fn upgrade<T: socket::Io>(
     st: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
+    req: actix_http::Request,
+    framed: Framed<T, h1::Codec>,
+) {
+    let head = req.head();
+    let parts = framed.into_parts();
+    let mut io = parts.io;
+    let refused = if head.uri.path() != st.ws.path {
+        Some(ApiError::new(ErrorCode::NotFound, "no such route"))
+    } else if head.method != actix_http::Method::GET {
+        Some(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            "this route does not take that method",
+        ))
+    } else {
+        actix_http::ws::verify_handshake(head).err().map(|e| {
+            ApiError::new(
+                ErrorCode::Invalid,
+                format!("expected a WebSocket upgrade: {e}"),
+            )
+        })
+    };
+    let key = head
+        .headers
+        .get(actix_http::header::SEC_WEBSOCKET_KEY)
+        .map(|k| actix_http::ws::hash_key(k.as_bytes()));
+    let (Some(key), None) = (key, &refused) else {
+        let e =
+            refused.unwrap_or_else(|| ApiError::new(ErrorCode::Invalid, "no Sec-WebSocket-Key"));
+        let _ = io.write_all(&http_error(&e)).await;
+        let _ = io.shutdown().await;
+        return;
+    };
     // A malformed Authorization header falls back to the auth frame. A
     // browser (no headers on a WebSocket) brings a single-use ticket.
     let credential = match (
-        token_from_request(&req).ok().flatten(),
-        query_param(&req, "ticket"),
+        token_from_headers(&head.headers).ok().flatten(),
+        head.uri.query().and_then(|q| query_value(q, "ticket")),
     ) {
         (Some(t), _) => Some(Credential::Token(t)),
         (None, Some(t)) => Some(Credential::Ticket(t.to_owned())),
         (None, None) => None,
     };
-    let (res, session, stream) = actix_ws::handle(&req, body).map_err(|e| {
-        ApiError::new(
-            ErrorCode::Invalid,
-            format!("expected a WebSocket upgrade: {e}"),
-        )
-    })?;
-    let stream = stream
-        .max_frame_size(st.ws.max_frame_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(st.ws.max_frame_bytes);
+    let mut answer = Vec::with_capacity(160);
+    answer.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: ",
+    );
+    answer.extend_from_slice(&key);
+    answer.extend_from_slice(b"\r\n\r\n");
+    if io.write_all(&answer).await.is_err() {
+        return;
+    }
+    // What the client sent right behind its request (often its first
+    // frame) is in actix-http's read buffer; keep those bytes, not the
+    // buffer.
+    let early = BytesMut::from(&parts.read_buf[..]);
+    drop(parts.read_buf);
+    drop(parts.write_buf);
+    let (session, stream) = socket::split(Box::new(io), early, st.ws.max_frame_bytes);
     let id = SessionId::new_random();
     let span = tracing::info_span!("session", id = %id);
     actix_web::rt::spawn(run(st.into_inner(), id, session, stream, credential).instrument(span));
-    Ok(res)
+}
+
+/// An HTTP error answer written on a connection actix-web no longer
+/// serves: the same status and body as [`ApiError`]'s.
+fn http_error(e: &ApiError) -> Vec<u8> {
+    let status = actix_web::http::StatusCode::from_u16(e.code.http_status())
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    let body = serde_json::to_vec(&ErrorBody::new(e.code, e.message.clone())).unwrap_or_default();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
 }
 
 /// What a session was opened with, when not with an `auth` frame.
@@ -71,9 +139,9 @@ impl Stop {
     }
 }
 
-type Stream = actix_ws::AggregatedMessageStream;
+type Stream = socket::MessageStream;
 
-async fn close_with(st: &AppState, ws: actix_ws::Session, code: u16, reason: &str) {
+async fn close_with(st: &AppState, ws: socket::Session, code: u16, reason: &str) {
     let reason = CloseReason {
         code: CloseCode::from(code),
         description: Some(reason.to_owned()),
@@ -85,7 +153,7 @@ async fn close_with(st: &AppState, ws: actix_ws::Session, code: u16, reason: &st
 
 async fn send_error(
     st: &AppState,
-    ws: &mut actix_ws::Session,
+    ws: &mut socket::Session,
     id: Option<String>,
     code: ErrorCode,
     message: &str,
@@ -102,7 +170,7 @@ async fn send_error(
 /// Waits for the first frame, which must be `auth`.
 async fn auth_frame(
     st: &AppState,
-    ws: &mut actix_ws::Session,
+    ws: &mut socket::Session,
     stream: &mut Stream,
 ) -> Result<(TokenSession, Option<String>), Stop> {
     let deadline = tokio::time::sleep(Duration::from_secs(st.ws.auth_timeout_secs));
@@ -206,7 +274,7 @@ fn protocol_stop(e: ProtocolError) -> Stop {
 async fn run(
     st: Arc<AppState>,
     id: SessionId,
-    mut ws: actix_ws::Session,
+    mut ws: socket::Session,
     mut stream: Stream,
     credential: Option<Credential>,
 ) {
@@ -317,7 +385,7 @@ async fn run(
 
 struct Session {
     st: Arc<AppState>,
-    ws: actix_ws::Session,
+    ws: socket::Session,
     /// Shared so a request handler can hold it while it borrows the session.
     me: Arc<UserActor>,
     id: SessionId,
@@ -588,9 +656,9 @@ impl Session {
     async fn guard<F>(&mut self, op: F) -> Result<(), Stop>
     where
         F: for<'a> FnOnce(
-            &'a mut actix_ws::Session,
+            &'a mut socket::Session,
         ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), actix_ws::Closed>> + 'a>,
+            Box<dyn std::future::Future<Output = Result<(), socket::Closed>> + 'a>,
         >,
     {
         let overflow = Arc::clone(&self.overflow);
