@@ -567,7 +567,7 @@ fn masked_text(text: &str) -> Vec<u8> {
 /// the upgrade request is not lost.
 #[actix_web::test]
 async fn upgrades_are_answered_on_the_raw_connection_and_early_frames_are_kept() {
-    let (_env, server, _ib, t1, u1, _u2, _conv, _c2) = setup().await;
+    let (env, server, _ib, t1, u1, _u2, _conv, _c2) = setup().await;
 
     let wrong_path = raw_http(
         &server,

@@ -134,11 +134,21 @@ async fn serve(cfg: Config) -> Result<(), StartError> {
         );
         st.draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        st.svc.going_away();
-        // Give sessions a moment to send their close frames.
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while st.svc.session_count() > 0 && std::time::Instant::now() < deadline {
-            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        // Sessions end with 1001 and finish their work (presence, close
+        // frame) before the store closes; they run outside the server's
+        // connection count, so this is the wait for them. Told again while
+        // waiting: a session may have been opening when the first word went.
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+        loop {
+            st.svc.going_away();
+            let idle = st.session_tasks.wait_idle(Duration::from_millis(200)).await;
+            if idle || std::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        let running = st.session_tasks.running();
+        if running > 0 {
+            tracing::warn!(running, "sessions still closing at shutdown");
         }
         st.svc.leave_cluster().await;
         handle.stop(true).await;

@@ -168,6 +168,7 @@ pub fn app_state_for(cfg: &Config, svc: Arc<Service>) -> web::Data<AppState> {
         web: cfg.web.clone(),
         draining: Default::default(),
         metrics,
+        session_tasks: Default::default(),
     })
 }
 

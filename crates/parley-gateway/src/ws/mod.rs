@@ -52,6 +52,11 @@ pub async fn upgrade<T: socket::Io>(
     let mut io = parts.io;
     let refused = if head.uri.path() != st.ws.path {
         Some(ApiError::new(ErrorCode::NotFound, "no such route"))
+    } else if st.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        Some(ApiError::new(
+            ErrorCode::Unavailable,
+            "the node is shutting down; connect to another",
+        ))
     } else if head.method != actix_http::Method::GET {
         Some(ApiError::new(
             ErrorCode::MethodNotAllowed,
@@ -278,6 +283,7 @@ async fn run(
     mut stream: Stream,
     credential: Option<Credential>,
 ) {
+    let _task = st.session_tasks.enter();
     let checked = match credential {
         Some(Credential::Token(t)) => Some(Box::pin(st.svc.authenticate_session(&t)).await),
         Some(Credential::Ticket(t)) => Some(Box::pin(st.svc.authenticate_ticket(&t)).await),
