@@ -610,4 +610,17 @@ async fn upgrades_are_answered_on_the_raw_connection_and_early_frames_are_kept()
         "the auth frame was answered: {got}"
     );
     assert!(got.contains(&u1), "{got}");
+
+    // A node shutting down sends newcomers elsewhere.
+    env.state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let draining = raw_http(
+        &server,
+        upgrade_request("/ws", "websocket", "").as_bytes(),
+        "}",
+    )
+    .await;
+    assert!(draining.starts_with("HTTP/1.1 503"), "{draining}");
+    assert!(draining.contains("\"unavailable\""), "{draining}");
 }

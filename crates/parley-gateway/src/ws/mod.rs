@@ -372,6 +372,7 @@ async fn run(
         token_id,
         frames: Budget::new(st.ws.frames_per_sec, st.ws.frames_burst),
         refused_in_a_row: 0,
+        batching: false,
         token_expires: Instant::now()
             + (expires_at - chrono::Utc::now())
                 .to_std()
@@ -412,7 +413,12 @@ struct Session {
     /// Request frames this session may still send (`ws.frames_per_sec`).
     frames: Budget,
     refused_in_a_row: u32,
+    /// Frames are queued, not written, while a backlog is delivered.
+    batching: bool,
 }
+
+/// Envelopes delivered per batch of writes at most.
+const MAX_BATCH: usize = 64;
 
 /// Events of one conversation held behind a gap.
 struct Held {
@@ -479,7 +485,7 @@ impl Session {
                     Box::pin(self.on_message(msg)).await
                 }
                 env = rx.recv() => match env {
-                    Some(env) => Box::pin(self.deliver(env)).await,
+                    Some(env) => Box::pin(self.deliver_queued(env, &mut rx)).await,
                     None => Err(Stop::new(close::INTERNAL, "queue closed")),
                 },
                 _ = tokio::time::sleep_until(self.gap_deadline().into()), if !self.held.is_empty() => {
@@ -655,6 +661,10 @@ impl Session {
     /// Sends a frame; a peer that does not read makes this wait, so it also
     /// gives up on overflow or after the heartbeat timeout.
     async fn send(&mut self, text: ByteString) -> Result<(), Stop> {
+        if self.batching {
+            self.ws.queue(text);
+            return Ok(());
+        }
         self.guard(move |ws| Box::pin(async move { ws.text(text).await }))
             .await
     }
@@ -681,6 +691,32 @@ impl Session {
             _ = overflow.wait() => Err(kicked(&overflow)),
             _ = tokio::time::sleep(limit) => Err(Stop::new(close::IDLE, "the client does not read")),
         }
+    }
+
+    /// Delivers `env` and what else is waiting in the queue (at most
+    /// [`MAX_BATCH`] envelopes), their frames written together: one system
+    /// call for a backlog instead of one per frame.
+    async fn deliver_queued(
+        &mut self,
+        env: Arc<Envelope>,
+        rx: &mut mpsc::Receiver<Arc<Envelope>>,
+    ) -> Result<(), Stop> {
+        self.batching = true;
+        let mut step = self.deliver(env).await;
+        for _ in 1..MAX_BATCH {
+            if step.is_err() {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(env) => step = self.deliver(env).await,
+                Err(_) => break,
+            }
+        }
+        self.batching = false;
+        // On a stop, the close frame writes what was queued before it.
+        step?;
+        self.guard(|ws| Box::pin(async move { ws.flush().await }))
+            .await
     }
 
     /// Delivers a live envelope in `seq` order, dropping duplicates and

@@ -54,6 +54,7 @@ pub fn split(io: BoxIo, early: BytesMut, max_frame_bytes: usize) -> (Session, Me
     let session = Session {
         io: write,
         state: WriteState::Open,
+        queued: Vec::new(),
     };
     let stream = MessageStream {
         io: read,
@@ -81,11 +82,83 @@ enum WriteState {
 pub struct Session {
     io: WriteHalf<BoxIo>,
     state: WriteState,
+    /// Text frames queued by [`Session::queue`], written together by
+    /// [`Session::flush`] (empty, and unallocated, between batches).
+    queued: Vec<ByteString>,
 }
+
+/// Slices given to one `writev` at most (well under the system's IOV_MAX).
+const MAX_SLICES: usize = 64;
 
 impl Session {
     pub async fn text(&mut self, text: ByteString) -> Result<(), Closed> {
+        if !self.queued.is_empty() {
+            self.queue(text);
+            return self.flush().await;
+        }
         self.frame(OP_TEXT, text.as_bytes()).await
+    }
+
+    /// Queues a text frame; nothing is written before [`Session::flush`].
+    pub fn queue(&mut self, text: ByteString) {
+        self.queued.push(text);
+    }
+
+    /// Writes the queued frames, as many per system call as fit.
+    pub async fn flush(&mut self) -> Result<(), Closed> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        if self.state != WriteState::Open {
+            return Err(Closed);
+        }
+        let texts = std::mem::take(&mut self.queued);
+        let heads: Vec<([u8; 10], usize)> = texts
+            .iter()
+            .map(|t| {
+                let mut h = [0u8; 10];
+                let n = header(OP_TEXT, t.len(), &mut h);
+                (h, n)
+            })
+            .collect();
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(texts.len() * 2);
+        for ((h, n), t) in heads.iter().zip(&texts) {
+            parts.push(&h[..*n]);
+            parts.push(t.as_bytes());
+        }
+        self.state = WriteState::Torn;
+        // The first part not fully written, and how much of it was.
+        let (mut first, mut done) = (0, 0);
+        while first < parts.len() {
+            let slices: Vec<IoSlice<'_>> = parts[first..]
+                .iter()
+                .take(MAX_SLICES)
+                .enumerate()
+                .map(|(k, p)| IoSlice::new(if k == 0 { &p[done..] } else { p }))
+                .collect();
+            let mut n = match self.io.write_vectored(&slices).await {
+                Ok(0) | Err(_) => return Err(Closed),
+                Ok(n) => n,
+            };
+            while n > 0 {
+                let left = parts[first].len() - done;
+                if n >= left {
+                    n -= left;
+                    first += 1;
+                    done = 0;
+                } else {
+                    done += n;
+                    n = 0;
+                }
+            }
+            while first < parts.len() && parts[first].len() == done {
+                first += 1;
+                done = 0;
+            }
+        }
+        self.io.flush().await.map_err(|_| Closed)?;
+        self.state = WriteState::Open;
+        Ok(())
     }
 
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), Closed> {
@@ -117,6 +190,8 @@ impl Session {
     /// One frame: header and payload in one vectored write, then a flush
     /// (TLS holds records until then).
     async fn frame(&mut self, op: u8, payload: &[u8]) -> Result<(), Closed> {
+        // What was queued goes first: frames leave in the order given.
+        self.flush().await?;
         if self.state != WriteState::Open {
             return Err(Closed);
         }
@@ -376,6 +451,38 @@ mod tests {
             .await
             .expect("write");
         assert!(matches!(m.next().await, Some(Err(ProtocolError::Io(_)))));
+    }
+
+    #[tokio::test]
+    async fn queued_frames_leave_together_and_in_order_through_short_writes() {
+        // A pipe of 7 bytes: every write is cut short.
+        let (server, mut client) = tokio::io::duplex(7);
+        let (mut s, _m) = split(Box::new(server), BytesMut::new(), 1024);
+        let texts: Vec<String> = (0..100)
+            .map(|i| format!("frame {i} {}", "y".repeat(i)))
+            .collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.expect("read");
+            got
+        });
+        for t in &texts[..99] {
+            s.queue(ByteString::from(t.clone()));
+        }
+        s.flush().await.expect("flush");
+        s.queue(ByteString::from(texts[99].clone()));
+        s.close(None).await.expect("close");
+        let got = reader.await.expect("reader");
+        let mut at = 0;
+        for t in &texts {
+            let mut head = [0u8; 10];
+            let n = header(OP_TEXT, t.len(), &mut head);
+            assert_eq!(&got[at..at + n], &head[..n]);
+            at += n;
+            assert_eq!(&got[at..at + t.len()], t.as_bytes());
+            at += t.len();
+        }
+        assert_eq!(&got[at..], &[0x88, 0], "the close frame last");
     }
 
     #[tokio::test]
