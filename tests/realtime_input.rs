@@ -624,3 +624,39 @@ async fn upgrades_are_answered_on_the_raw_connection_and_early_frames_are_kept()
     assert!(draining.starts_with("HTTP/1.1 503"), "{draining}");
     assert!(draining.contains("\"unavailable\""), "{draining}");
 }
+
+/// Connections that never authenticate are bounded too: beyond twice
+/// `ws.max_connections` an upgrade is refused before it happens.
+#[actix_web::test]
+async fn unauthenticated_connections_are_capped_at_twice_max_connections() {
+    let env = TestEnv::new(|c| c.ws.max_connections = 1).await;
+    let server = env.server().await;
+    // Two upgraded connections that send nothing (each waits for its auth
+    // frame).
+    let _a = raw(&server, None, false).await;
+    let _b = raw(&server, None, false).await;
+    let refused = raw_http(
+        &server,
+        upgrade_request("/ws", "websocket", "").as_bytes(),
+        "}",
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("ws.max_connections"), "{refused}");
+    // One gone, one may come.
+    drop(_a);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = raw_http(
+            &server,
+            upgrade_request("/ws", "websocket", "").as_bytes(),
+            "\r\n\r\n",
+        )
+        .await;
+        if got.starts_with("HTTP/1.1 101") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -57,6 +57,13 @@ pub async fn upgrade<T: socket::Io>(
             ErrorCode::Unavailable,
             "the node is shutting down; connect to another",
         ))
+    } else if st.session_tasks.running() >= st.ws.max_connections.saturating_mul(2) {
+        // Sessions are capped when they authenticate; this bounds the
+        // connections still authenticating (`ws.auth_timeout_secs` each).
+        Some(ApiError::new(
+            ErrorCode::Unavailable,
+            "this node holds twice ws.max_connections connections; connect to another",
+        ))
     } else if head.method != actix_http::Method::GET {
         Some(ApiError::new(
             ErrorCode::MethodNotAllowed,
