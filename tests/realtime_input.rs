@@ -544,11 +544,16 @@ async fn raw_http(server: &TestServer, bytes: &[u8], until: &str) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
-fn upgrade_request(path: &str, upgrade: &str, extra: &str) -> String {
+fn upgrade_request(path: &str, upgrade: &str) -> String {
     format!(
         "GET {path} HTTP/1.1\r\nHost: parley\r\nConnection: Upgrade\r\nUpgrade: {upgrade}\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
+}
+
+/// The answer to an upgrade request alone, read until `until`.
+async fn upgrade_answer(server: &TestServer, path: &str, upgrade: &str, until: &str) -> String {
+    raw_http(server, upgrade_request(path, upgrade).as_bytes(), until).await
 }
 
 /// A masked client text frame.
@@ -569,16 +574,11 @@ fn masked_text(text: &str) -> Vec<u8> {
 async fn upgrades_are_answered_on_the_raw_connection_and_early_frames_are_kept() {
     let (env, server, _ib, t1, u1, _u2, _conv, _c2) = setup().await;
 
-    let wrong_path = raw_http(
-        &server,
-        upgrade_request("/nope", "websocket", "").as_bytes(),
-        "}",
-    )
-    .await;
+    let wrong_path = upgrade_answer(&server, "/nope", "websocket", "}").await;
     assert!(wrong_path.starts_with("HTTP/1.1 404"), "{wrong_path}");
     assert!(wrong_path.contains("\"not_found\""), "{wrong_path}");
 
-    let not_ws = raw_http(&server, upgrade_request("/ws", "h2c", "").as_bytes(), "}").await;
+    let not_ws = upgrade_answer(&server, "/ws", "h2c", "}").await;
     assert!(not_ws.starts_with("HTTP/1.1 400"), "{not_ws}");
     assert!(not_ws.contains("expected a WebSocket upgrade"), "{not_ws}");
 
@@ -592,7 +592,7 @@ async fn upgrades_are_answered_on_the_raw_connection_and_early_frames_are_kept()
     assert!(plain.contains("\"invalid\""), "{plain}");
 
     // The upgrade and the auth frame in one write.
-    let mut both = upgrade_request("/ws", "websocket", "").into_bytes();
+    let mut both = upgrade_request("/ws", "websocket").into_bytes();
     let auth = format!(r#"{{"id":"a1","type":"auth","token":"{t1}"}}"#);
     assert!(auth.len() < 126);
     both.extend(masked_text(&auth));
@@ -615,12 +615,7 @@ async fn upgrades_are_answered_on_the_raw_connection_and_early_frames_are_kept()
     env.state
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    let draining = raw_http(
-        &server,
-        upgrade_request("/ws", "websocket", "").as_bytes(),
-        "}",
-    )
-    .await;
+    let draining = upgrade_answer(&server, "/ws", "websocket", "}").await;
     assert!(draining.starts_with("HTTP/1.1 503"), "{draining}");
     assert!(draining.contains("\"unavailable\""), "{draining}");
 }
@@ -635,24 +630,14 @@ async fn unauthenticated_connections_are_capped_at_twice_max_connections() {
     // frame).
     let _a = raw(&server, None, false).await;
     let _b = raw(&server, None, false).await;
-    let refused = raw_http(
-        &server,
-        upgrade_request("/ws", "websocket", "").as_bytes(),
-        "}",
-    )
-    .await;
+    let refused = upgrade_answer(&server, "/ws", "websocket", "}").await;
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("ws.max_connections"), "{refused}");
     // One gone, one may come.
     drop(_a);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let got = raw_http(
-            &server,
-            upgrade_request("/ws", "websocket", "").as_bytes(),
-            "\r\n\r\n",
-        )
-        .await;
+        let got = upgrade_answer(&server, "/ws", "websocket", "\r\n\r\n").await;
         if got.starts_with("HTTP/1.1 101") {
             break;
         }
