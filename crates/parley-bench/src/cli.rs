@@ -126,9 +126,11 @@ pub enum Cmd {
         nodes: usize,
         #[arg(long)]
         peer: bool,
-        /// First offered rate, messages per second.
-        #[arg(long, default_value_t = 1000)]
-        start: u64,
+        /// First offered rate, messages per second (default: where the
+        /// standard set starts the workload, 1 000 for chat, 20 for
+        /// fan-out: each fan-out message is 1 000 deliveries).
+        #[arg(long)]
+        start: Option<u64>,
         /// Measurement window of each step, seconds.
         #[arg(long, default_value_t = 10)]
         window: u64,

@@ -28,6 +28,11 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+/// First offered rate of the capacity searches, messages per second: chat
+/// (10 deliveries each) and fan-out (1 000 deliveries each).
+const CHAT_START: u64 = 1000;
+const FANOUT_START: u64 = 20;
+
 /// 127.0.0.2, 127.0.0.3, …: each source address has its own ephemeral ports.
 fn source(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, (i / 250) as u8, (2 + i % 250) as u8))
@@ -210,7 +215,14 @@ async fn main() -> std::process::ExitCode {
             peer,
             start,
             window,
-        } => env.capacity(&workload, nodes, peer, start, window).await,
+        } => {
+            let start = start.unwrap_or(if workload == "fanout" {
+                FANOUT_START
+            } else {
+                CHAT_START
+            });
+            env.capacity(&workload, nodes, peer, start, window).await
+        }
         Cmd::Chaos {
             sessions,
             duration,
@@ -253,8 +265,9 @@ async fn standard(env: &mut Env) -> Res<()> {
     for nodes in [1, 2] {
         for peer in [false, true] {
             env.idle(10_000, nodes, 2, peer).await?;
-            env.capacity("chat", nodes, peer, 1000, 10).await?;
-            env.capacity("fanout", nodes, peer, 20, 10).await?;
+            env.capacity("chat", nodes, peer, CHAT_START, 10).await?;
+            env.capacity("fanout", nodes, peer, FANOUT_START, 10)
+                .await?;
         }
         env.storm(2000, 100, nodes).await?;
     }
