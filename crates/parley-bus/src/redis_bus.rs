@@ -881,23 +881,42 @@ pub async fn publish_once(
             .await
             .map_err(err);
     }
-    // A cluster: to every live node's own channel.
+    // A cluster: to every live node's own channel. Nobody listening on a
+    // live node's channel means a shard is failing over or that node is
+    // subscribing again: asked again, with a fresh view of the cluster, a
+    // few times before the node is counted out.
     let now = Utc::now();
     let mut heard = 0;
     for node in list_nodes(target, prefix).await? {
         if !node.alive(now) {
             continue;
         }
-        let n: u64 = redis::cmd("SPUBLISH")
-            .arg(keys.node_channel(&node.id))
-            .arg(&payload)
-            .query_async(&mut conn)
-            .await
-            .map_err(err)?;
-        heard += n;
+        let channel = keys.node_channel(&node.id);
+        for attempt in 0..ADMIN_PUBLISH_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(ADMIN_PUBLISH_RETRY).await;
+                conn = connect_once(target).await?;
+            }
+            let n: u64 = redis::cmd("SPUBLISH")
+                .arg(&channel)
+                .arg(&payload)
+                .query_async(&mut conn)
+                .await
+                .map_err(err)?;
+            if n > 0 {
+                heard += n;
+                break;
+            }
+        }
     }
     Ok(heard)
 }
+
+/// How often `publish_once` tries a live node's channel nobody listens on,
+/// and how long it waits between tries (a failover settles within the
+/// cluster's node timeout, a resubscription within a heartbeat).
+const ADMIN_PUBLISH_ATTEMPTS: u32 = 10;
+const ADMIN_PUBLISH_RETRY: Duration = Duration::from_millis(300);
 
 #[cfg(test)]
 mod tests {
