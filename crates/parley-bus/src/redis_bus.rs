@@ -3,10 +3,11 @@
 //! envelope once, whatever the number of recipients; on a Redis Cluster
 //! (`sharded.rs`) each node has a channel of its own and an envelope goes to
 //! the nodes holding its users only. Either way the envelope names its
-//! target users and each node delivers to the sessions it holds. Commands go through a connection manager that
-//! reconnects by itself; the subscription is re-established by hand (with
-//! backoff) and followed by a resync of every session, so what Redis dropped
-//! is recovered from PostgreSQL.
+//! target users and each node delivers to the sessions it holds. Commands
+//! go through a connection manager that reconnects by itself; the
+//! subscription is re-established by hand (with backoff) and followed by a
+//! resync of every session, so what Redis dropped is recovered from
+//! PostgreSQL.
 //!
 //! Presence: `PREFIX:presence:USER` is a hash node → last heartbeat (ms). A
 //! node refreshes its users every heartbeat; a field older than the node TTL

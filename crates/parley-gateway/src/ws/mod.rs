@@ -708,6 +708,11 @@ impl Session {
         env: Arc<Envelope>,
         rx: &mut mpsc::Receiver<Arc<Envelope>>,
     ) -> Result<(), Stop> {
+        // No backlog (the usual case): written at once, without the queue's
+        // allocations.
+        if rx.is_empty() {
+            return self.deliver(env).await;
+        }
         self.batching = true;
         let mut step = self.deliver(env).await;
         for _ in 1..MAX_BATCH {
