@@ -174,3 +174,45 @@ async fn a_retried_send_with_the_same_key_stores_one_message() {
     assert_eq!((r1.status.as_u16(), r2.status.as_u16()), (201, 200));
     assert_eq!(r1.body["id"], r2.body["id"]);
 }
+
+/// `events` and `messages` carry no foreign key to `conversations` (the
+/// writers lock the conversation anyway; migration 28): a trigger still
+/// takes a deleted conversation's history with it, and only its history.
+#[actix_web::test]
+async fn deleting_a_conversation_takes_its_history_and_nothing_else() {
+    let p = pair().await;
+    let mut groups = Vec::new();
+    for title in ["gone", "kept"] {
+        let g: Conversation =
+            p.ca.call(Request::CreateGroup {
+                title: title.into(),
+                members: vec![p.bob],
+            })
+            .await
+            .expect("group");
+        send(&p.ca, g.id, text("hello")).await;
+        send(&p.cb, g.id, text("hi")).await;
+        groups.push(g.id);
+    }
+    let history = |id: ConversationId| {
+        let db = p.env.db.clone();
+        async move {
+            let q = "SELECT (SELECT count(*) FROM events WHERE conversation_id = $1)
+                          + (SELECT count(*) FROM messages WHERE conversation_id = $1)";
+            sqlx::query_scalar::<_, i64>(q)
+                .bind(id.0)
+                .fetch_one(&db)
+                .await
+                .expect("count")
+        }
+    };
+    let kept_before = history(groups[1]).await;
+    assert!(history(groups[0]).await >= 4 && kept_before >= 4);
+    sqlx::query("DELETE FROM conversations WHERE id = $1")
+        .bind(groups[0].0)
+        .execute(&p.env.db)
+        .await
+        .expect("delete");
+    assert_eq!(history(groups[0]).await, 0, "the deleted one's history");
+    assert_eq!(history(groups[1]).await, kept_before, "the other's history");
+}

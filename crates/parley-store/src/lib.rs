@@ -196,8 +196,16 @@ impl Store {
             .application_name("parley");
         if opts.transaction_pooler {
             // Named statements outlive the transaction the pooler lent
-            // a server for; none may be kept.
+            // a server for; none may be kept. A pooler refuses startup
+            // options too: set `jit = off` for the role instead
+            // (docs/operations.md).
             connect = connect.statement_cache_capacity(0);
+        } else {
+            // Every statement here is short, but a generic plan's cost
+            // estimate can pass `jit_above_cost`: the feed pump (0.1 ms of
+            // work, estimated at 100 000) was compiled by LLVM for 20–60 ms
+            // of CPU four times a second, stalling the sends beside it.
+            connect = connect.options([("jit", "off")]);
         }
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
