@@ -21,6 +21,11 @@ fn ticks(pid: u32) -> u64 {
     get(11) + get(12)
 }
 
+/// CPU seconds a process has used since it started (0 once it is gone).
+pub fn process_seconds(pid: u32) -> f64 {
+    ticks(pid) as f64 / TICKS_PER_S
+}
+
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|s| s.trim().to_owned())

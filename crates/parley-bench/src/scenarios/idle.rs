@@ -1,5 +1,6 @@
 //! Hold N idle sessions: server memory per session and connect rate.
 
+use crate::cpu;
 use crate::report::Res;
 use crate::{source, Env};
 use serde_json::json;
@@ -63,6 +64,8 @@ impl Env {
         let urls = nodes.urls();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before: u64 = nodes.rss_kib().iter().sum();
+        let cpu = cpu::Parts::new(&nodes.pids());
+        let cpu0 = cpu.sample();
         let started = Instant::now();
         // Each worker process holds up to PER_WORKER sessions (one process
         // may not open 20 000 files here), from its own source address.
@@ -102,6 +105,16 @@ impl Env {
             }
         }
         let took = started.elapsed().as_secs_f64();
+        // What the connects cost each part; the client is the worker
+        // processes (they were born after the first sample).
+        let mut cpu_s = cpu.seconds(&cpu0, &cpu.sample());
+        let workers_s: f64 = workers
+            .iter()
+            .map(|(c, _)| cpu::process_seconds(c.id()))
+            .sum();
+        if let Some(c) = cpu_s.get_mut("client") {
+            *c = ((*c + workers_s) * 100.0).round() / 100.0;
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
         let rss = nodes.rss_kib();
         let after: u64 = rss.iter().sum();
@@ -118,6 +131,7 @@ impl Env {
         Ok(json!({
             "connected": connected, "failed": failed,
             "connect_per_s": (connected as f64 / took).round(),
+            "connect_cpu_s": cpu_s,
             "server_rss_mib": (after as f64 / 1024.0 * 10.0).round() / 10.0,
             "kib_per_session": (per_session * 100.0).round() / 100.0,
         }))
