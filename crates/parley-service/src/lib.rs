@@ -45,6 +45,7 @@ pub use health::Readiness;
 pub use infobases::UserQuery;
 pub use messages::{HistoryQuery, Posted};
 pub use parley_store::TokenSession;
+pub use sessions::SessionStart;
 
 use config::{
     AuthConfig, CallsConfig, CommitConfig, DigestConfig, FeedConfig, LimitsConfig,

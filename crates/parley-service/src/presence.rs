@@ -95,22 +95,6 @@ impl Service {
         Ok(())
     }
 
-    /// The notifications kept for the user while it had no session, oldest
-    /// first, as events to send at this connect; with the id to pass to
-    /// [`Service::sent_stored_notifications`] once they are sent.
-    pub async fn stored_notifications(&self, user: UserId) -> Result<(Vec<Event>, i64)> {
-        let kept = self.store.kept_notifications(user).await?;
-        let upto = kept.last().map_or(0, |n| n.id);
-        let events = kept
-            .into_iter()
-            .map(|n| Event::Notification {
-                data: n.data,
-                sent_at: Some(n.created_at),
-            })
-            .collect();
-        Ok((events, upto))
-    }
-
     pub async fn sent_stored_notifications(&self, user: UserId, upto: i64) -> Result<()> {
         Ok(self.store.forget_notifications(user, upto).await?)
     }

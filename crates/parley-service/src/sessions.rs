@@ -4,8 +4,18 @@
 
 use crate::{Result, Service};
 use parley_bus::{HubLimits, Registered, SessionHandle};
+use parley_core::protocol::Event;
 use parley_core::{ConversationId, SessionId, UserActor, UserId};
 use parley_store::{ConversationSeq, EventPage};
+
+/// Where a session starts (see [`Service::session_start`]).
+#[derive(Debug)]
+pub struct SessionStart {
+    pub seqs: Vec<ConversationSeq>,
+    /// Kept notifications, oldest first.
+    pub kept: Vec<Event>,
+    pub kept_upto: i64,
+}
 
 impl Service {
     /// Registers a session in this node's hub (refused above the limits).
@@ -38,6 +48,28 @@ impl Service {
     /// The `last_seq` of every conversation the user is a member of.
     pub async fn member_seqs(&self, me: &UserActor) -> Result<Vec<ConversationSeq>> {
         Ok(self.store.member_seqs(me.id()).await?)
+    }
+
+    /// What a registered session starts from, in one round trip: the
+    /// `seq` of each of the user's conversations, and the notifications
+    /// kept while the user had no session (sent after `ready`, then
+    /// forgotten up to `kept_upto`).
+    pub async fn session_start(&self, me: &UserActor) -> Result<SessionStart> {
+        let start = self.store.session_start(me.id()).await?;
+        let kept_upto = start.kept.last().map_or(0, |n| n.id);
+        let kept = start
+            .kept
+            .into_iter()
+            .map(|n| Event::Notification {
+                data: n.data,
+                sent_at: Some(n.created_at),
+            })
+            .collect();
+        Ok(SessionStart {
+            seqs: start.seqs,
+            kept,
+            kept_upto,
+        })
     }
 
     /// Whether the user is a member (resume skips conversations it left).

@@ -47,25 +47,6 @@ impl Store {
         Ok(())
     }
 
-    /// The user's kept notifications that have not expired, oldest first.
-    pub async fn kept_notifications(&self, user: UserId) -> Result<Vec<StoredNotification>> {
-        let rows: Vec<(i64, Json<serde_json::Value>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT id, data, created_at FROM stored_notifications
-             WHERE user_id = $1 AND expires_at > now() ORDER BY id",
-        )
-        .bind(user.0)
-        .fetch_all(&self.db)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, data, created_at)| StoredNotification {
-                id,
-                data: data.0,
-                created_at,
-            })
-            .collect())
-    }
-
     /// Forgets kept notifications once they were sent.
     pub async fn forget_notifications(&self, user: UserId, upto: i64) -> Result<()> {
         sqlx::query("DELETE FROM stored_notifications WHERE user_id = $1 AND id <= $2")

@@ -442,12 +442,16 @@ impl Session {
         auth_id: Option<String>,
         first: bool,
     ) -> Stop {
-        match Box::pin(self.st.svc.member_seqs(&self.me)).await {
-            Ok(seqs) => self
-                .last
-                .extend(seqs.into_iter().map(|s| (s.conversation_id, s.last_seq))),
+        let start = match Box::pin(self.st.svc.session_start(&self.me)).await {
+            Ok(start) => start,
             Err(e) => return Stop::new(close::INTERNAL, e.message),
-        }
+        };
+        self.last.extend(
+            start
+                .seqs
+                .into_iter()
+                .map(|s| (s.conversation_id, s.last_seq)),
+        );
         let ready = Ready {
             session_id: self.id,
             user_id: self.me.id(),
@@ -470,7 +474,7 @@ impl Session {
         if first {
             Box::pin(self.st.svc.announce_presence(self.me.id(), true)).await;
         }
-        if let Err(s) = Box::pin(self.send_stored_notifications()).await {
+        if let Err(s) = Box::pin(self.send_kept(start.kept, start.kept_upto)).await {
             return s;
         }
         let hb = Duration::from_secs(self.st.ws.heartbeat_secs);
@@ -518,24 +522,17 @@ impl Session {
         }
     }
 
-    /// What the user's infobase pushed while it had no session; forgotten
-    /// once written here (a session that dies first leaves them for the
-    /// next one).
-    async fn send_stored_notifications(&mut self) -> Result<(), Stop> {
-        let user = self.me.id();
-        let (events, upto) = match self.st.svc.stored_notifications(user).await {
-            Ok(kept) => kept,
-            Err(e) => {
-                tracing::warn!(error = %e.message, "kept notifications unreadable");
-                return Ok(());
-            }
-        };
-        if events.is_empty() {
+    /// What the user's infobase pushed while it had no session (read with
+    /// the session's start); forgotten once written here (a session that
+    /// dies first leaves them for the next one).
+    async fn send_kept(&mut self, kept: Vec<Event>, upto: i64) -> Result<(), Stop> {
+        if kept.is_empty() {
             return Ok(());
         }
-        for ev in events {
+        for ev in kept {
             self.send(frame_text(&ServerFrame::Event(ev))).await?;
         }
+        let user = self.me.id();
         if let Err(e) = self.st.svc.sent_stored_notifications(user, upto).await {
             tracing::warn!(error = %e.message, "kept notifications not forgotten");
         }
