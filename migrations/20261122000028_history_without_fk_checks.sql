@@ -2,8 +2,8 @@
 -- locked (`FOR UPDATE` in parley_post_batch, the `last_seq` update on every
 -- other path), so the foreign keys from `events` and `messages` to
 -- `conversations` only re-checked, per inserted row, a row the writer
--- already held: two `SELECT … FOR KEY SHARE` through SPI per message, about
--- a fifth of PostgreSQL's CPU on the send path (docs/benchmarks.md).
+-- already held: two `SELECT … FOR KEY SHARE` through SPI per message on the
+-- send path (measured with the JIT change: docs/benchmarks.md, session 11).
 --
 -- What the keys gave besides is kept by a trigger: deleting a conversation
 -- (Parley never does; an operator might) still removes its history. The
