@@ -770,9 +770,13 @@ impl Bus for RedisBus {
             // First: the sooner the others route to this node, the better.
             self.announce(user);
             // One round trip: who else holds the user (read before this
-            // node's own field is written, the pipeline runs in order),
-            // then this node's presence.
+            // node's own field is written), then this node's presence. A
+            // transaction, so that when the user's first sessions open on
+            // two nodes at once exactly one of them finds itself alone and
+            // announces "online" (each would, had both reads run before
+            // either write). All keys share one slot on a Redis Cluster.
             let mut pipe = redis::pipe();
+            pipe.atomic();
             let k = self.keys.presence(user);
             pipe.cmd("HGETALL").arg(&k);
             pipe.cmd("HSET")
@@ -794,7 +798,10 @@ impl Bus for RedisBus {
 
     fn session_closed(&self, user: UserId) -> BoxFuture<'_, bool> {
         Box::pin(async move {
+            // A transaction too: of two nodes whose last sessions close at
+            // once, only the later one finds the hash empty.
             let mut pipe = redis::pipe();
+            pipe.atomic();
             pipe.cmd("HDEL")
                 .arg(self.keys.presence(user))
                 .arg(&self.opts.node_id)

@@ -98,6 +98,10 @@ impl Metrics {
         );
         describe_counter!("parley_resumes_total", "resume requests");
         describe_counter!(
+            "parley_presence_announced_total",
+            "Presence changes announced to contacts, by state"
+        );
+        describe_counter!(
             "parley_gap_replays_total",
             "Gaps in a session's seq filled from PostgreSQL"
         );

@@ -110,6 +110,8 @@ impl Service {
     }
 
     async fn announce(&self, user: UserId, online: bool) {
+        let state = if online { "online" } else { "offline" };
+        metrics::counter!("parley_presence_announced_total", "state" => state).increment(1);
         self.feed_presence(user, online).await;
         match self.store.contacts(user).await {
             Ok(contacts) => self.push(

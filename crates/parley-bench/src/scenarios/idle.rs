@@ -64,6 +64,7 @@ impl Env {
         let urls = nodes.urls();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before: u64 = nodes.rss_kib().iter().sum();
+        let metrics0 = super::load::counters(&nodes.metrics());
         let cpu = cpu::Parts::new(&nodes.pids());
         let cpu0 = cpu.sample();
         let started = Instant::now();
@@ -116,6 +117,8 @@ impl Env {
             *c = ((*c + workers_s) * 100.0).round() / 100.0;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+        // What the connects moved (presence announcements, bus traffic).
+        let metrics = super::load::moved(&metrics0, &super::load::counters(&nodes.metrics()));
         let rss = nodes.rss_kib();
         let after: u64 = rss.iter().sum();
         let per_session = if connected > 0 {
@@ -134,6 +137,7 @@ impl Env {
             "connect_cpu_s": cpu_s,
             "server_rss_mib": (after as f64 / 1024.0 * 10.0).round() / 10.0,
             "kib_per_session": (per_session * 100.0).round() / 100.0,
+            "metrics": metrics,
         }))
     }
 }

@@ -95,8 +95,8 @@ fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
-/// Sum of the unlabelled `parley_…` samples of every node.
-fn counters(texts: &[String]) -> BTreeMap<String, f64> {
+/// Sum of each `parley_…` sample (name with its labels) over the nodes.
+pub(crate) fn counters(texts: &[String]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for t in texts {
         for line in t.lines().filter(|l| l.starts_with("parley_")) {
@@ -109,6 +109,21 @@ fn counters(texts: &[String]) -> BTreeMap<String, f64> {
         }
     }
     out
+}
+
+/// The samples that changed between two scrapes (histogram buckets left
+/// out: their sums and counts say enough).
+pub(crate) fn moved(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v - before.get(k).copied().unwrap_or(0.0);
+            (d != 0.0 && !k.contains("_bucket")).then(|| (k.clone(), round2(d)))
+        })
+        .collect()
 }
 
 impl Env {
@@ -326,13 +341,7 @@ impl Load {
         } else {
             ms(h.value_at_quantile(0.99))
         };
-        let moved = metrics1
-            .iter()
-            .filter_map(|(k, v)| {
-                let d = v - metrics0.get(k).copied().unwrap_or(0.0);
-                (d != 0.0 && !k.contains("_bucket")).then(|| (k.clone(), round2(d)))
-            })
-            .collect();
+        let moved = moved(&metrics0, &metrics1);
         Ok(Step {
             rate,
             sent: last - measured,
