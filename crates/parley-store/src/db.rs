@@ -13,11 +13,16 @@
 //! mode). Everything the store writes is already one statement or one
 //! explicit transaction, so the meaning of no query changes.
 
+use crate::pool::{Lent, Pool};
 use futures_util::TryStreamExt;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
-use sqlx::{Describe, Either, Error, Execute, Executor, PgPool, Postgres, Transaction};
+use sqlx::{Database, Describe, Either, Error, Execute, Executor, Postgres, TransactionManager};
 use std::ops::{Deref, DerefMut};
+
+/// sqlx's transaction bookkeeping for PostgreSQL (BEGIN, COMMIT, the
+/// ROLLBACK queued when a transaction is dropped).
+type Txm = <Postgres as Database>::TransactionManager;
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 type BoxStream<'a, T> = std::pin::Pin<Box<dyn futures_util::Stream<Item = T> + Send + 'a>>;
@@ -26,22 +31,33 @@ type BoxStream<'a, T> = std::pin::Pin<Box<dyn futures_util::Stream<Item = T> + S
 /// PostgreSQL.
 #[derive(Clone, Debug)]
 pub(crate) struct Db {
-    pub(crate) pool: PgPool,
+    pub(crate) pool: Pool,
     pooler: bool,
 }
 
 impl Db {
-    pub(crate) fn new(pool: PgPool, pooler: bool) -> Self {
+    pub(crate) fn new(pool: Pool, pooler: bool) -> Self {
         Self { pool, pooler }
     }
 
     /// An explicit transaction; its statements follow the same rule.
     pub(crate) async fn begin(&self) -> Result<Tx, Error> {
-        Ok(Tx(TxConn {
-            inner: self.pool.begin().await?,
-            unnamed: self.pooler,
-        }))
+        begin(&self.pool, self.pooler).await
     }
+}
+
+async fn begin(pool: &Pool, unnamed: bool) -> Result<Tx, Error> {
+    let mut conn = pool.acquire().await?;
+    let begun = Txm::begin(&mut conn, None).await;
+    conn.finished(&begun);
+    begun?;
+    // Open until COMMIT or ROLLBACK: cleaned if dropped before.
+    conn.busy();
+    Ok(Tx(TxConn {
+        conn,
+        unnamed,
+        open: true,
+    }))
 }
 
 /// A statement that is neither named nor cached (see the module comment).
@@ -75,14 +91,22 @@ impl<'p> Executor<'p> for &'_ Db {
         'p: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        if !self.pooler {
-            return (&self.pool).fetch_many(query);
-        }
-        let pool = self.pool.clone();
+        // The rows are read whole before the first is handed out: the
+        // connection goes back to the pool as soon as its answer is in
+        // (the store reads small results, never a cursor).
+        let (pool, pooler) = (self.pool.clone(), self.pooler);
         let steps = async move {
-            let mut tx = pool.begin().await?;
-            let steps: Vec<Step> = (&mut *tx).fetch_many(Unnamed(query)).try_collect().await?;
-            tx.commit().await?;
+            let steps: Vec<Step> = if pooler {
+                let mut tx = begin(&pool, true).await?;
+                let steps = (&mut *tx).fetch_many(query).try_collect().await?;
+                tx.commit().await?;
+                steps
+            } else {
+                let mut conn = pool.acquire().await?;
+                let steps = (&mut *conn).fetch_many(query).try_collect().await;
+                conn.finished(&steps);
+                steps?
+            };
             Ok::<_, Error>(futures_util::stream::iter(steps.into_iter().map(Ok)))
         };
         Box::pin(futures_util::stream::once(steps).try_flatten())
@@ -93,15 +117,18 @@ impl<'p> Executor<'p> for &'_ Db {
         'p: 'e,
         E: 'q + Execute<'q, Postgres>,
     {
-        if !self.pooler {
-            return (&self.pool).fetch_optional(query);
-        }
-        let pool = self.pool.clone();
+        let (pool, pooler) = (self.pool.clone(), self.pooler);
         Box::pin(async move {
-            let mut tx = pool.begin().await?;
-            let row = (&mut *tx).fetch_optional(Unnamed(query)).await?;
-            tx.commit().await?;
-            Ok(row)
+            if pooler {
+                let mut tx = begin(&pool, true).await?;
+                let row = (&mut *tx).fetch_optional(query).await?;
+                tx.commit().await?;
+                return Ok(row);
+            }
+            let mut conn = pool.acquire().await?;
+            let row = (&mut *conn).fetch_optional(query).await;
+            conn.finished(&row);
+            row
         })
     }
 
@@ -113,14 +140,26 @@ impl<'p> Executor<'p> for &'_ Db {
     where
         'p: 'e,
     {
-        (&self.pool).prepare_with(sql, parameters)
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            let prepared = (&mut *conn).prepare_with(sql, parameters).await;
+            conn.finished(&prepared);
+            prepared
+        })
     }
 
     fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Postgres>, Error>>
     where
         'p: 'e,
     {
-        (&self.pool).describe(sql)
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let mut conn = pool.acquire().await?;
+            let described = (&mut *conn).describe(sql).await;
+            conn.finished(&described);
+            described
+        })
     }
 }
 
@@ -132,17 +171,53 @@ pub struct Tx(TxConn);
 /// What a [`Tx`] dereferences to: the transaction's connection.
 #[derive(Debug)]
 pub struct TxConn {
-    inner: Transaction<'static, Postgres>,
+    conn: Lent,
     unnamed: bool,
+    /// BEGIN ran, and neither COMMIT nor ROLLBACK yet.
+    open: bool,
 }
 
 impl Tx {
-    pub(crate) async fn commit(self) -> Result<(), Error> {
-        self.0.inner.commit().await
+    pub(crate) async fn commit(mut self) -> Result<(), Error> {
+        self.end(true).await
     }
 
-    pub(crate) async fn rollback(self) -> Result<(), Error> {
-        self.0.inner.rollback().await
+    pub(crate) async fn rollback(mut self) -> Result<(), Error> {
+        self.end(false).await
+    }
+
+    async fn end(&mut self, commit: bool) -> Result<(), Error> {
+        let t = &mut self.0;
+        let ended = if commit {
+            Txm::commit(&mut t.conn).await
+        } else {
+            Txm::rollback(&mut t.conn).await
+        };
+        t.open = false;
+        if ended.is_err() {
+            // sqlx counts the transaction as still open when COMMIT or
+            // ROLLBACK failed: the ROLLBACK it then queues is sent when the
+            // pool cleans the connection (or the connection is closed).
+            if Txm::get_transaction_depth(&t.conn) > 0 {
+                Txm::start_rollback(&mut t.conn);
+            }
+            t.conn.busy();
+        } else {
+            t.conn.finished(&ended);
+        }
+        ended
+    }
+}
+
+impl Drop for TxConn {
+    fn drop(&mut self) {
+        if self.open {
+            // Dropped mid-way (an early return, a cancelled request): the
+            // ROLLBACK is queued, and sent when the pool cleans the
+            // connection (pool.rs), as sqlx's own transaction does.
+            Txm::start_rollback(&mut self.conn);
+            self.conn.busy();
+        }
     }
 }
 
@@ -168,9 +243,9 @@ impl<'c> Executor<'c> for &'c mut TxConn {
         E: 'q + Execute<'q, Postgres>,
     {
         if self.unnamed {
-            (&mut *self.inner).fetch_many(Unnamed(query))
+            (&mut *self.conn).fetch_many(Unnamed(query))
         } else {
-            (&mut *self.inner).fetch_many(query)
+            (&mut *self.conn).fetch_many(query)
         }
     }
 
@@ -180,9 +255,9 @@ impl<'c> Executor<'c> for &'c mut TxConn {
         E: 'q + Execute<'q, Postgres>,
     {
         if self.unnamed {
-            (&mut *self.inner).fetch_optional(Unnamed(query))
+            (&mut *self.conn).fetch_optional(Unnamed(query))
         } else {
-            (&mut *self.inner).fetch_optional(query)
+            (&mut *self.conn).fetch_optional(query)
         }
     }
 
@@ -194,13 +269,13 @@ impl<'c> Executor<'c> for &'c mut TxConn {
     where
         'c: 'e,
     {
-        (&mut *self.inner).prepare_with(sql, parameters)
+        (&mut *self.conn).prepare_with(sql, parameters)
     }
 
     fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, Result<Describe<Postgres>, Error>>
     where
         'c: 'e,
     {
-        (&mut *self.inner).describe(sql)
+        (&mut *self.conn).describe(sql)
     }
 }

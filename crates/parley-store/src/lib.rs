@@ -15,6 +15,7 @@ mod infobases;
 mod messages;
 mod migration_rules;
 mod notifications;
+mod pool;
 mod push;
 mod reactions;
 mod recovery;
@@ -51,7 +52,7 @@ pub use tokens::{NewToken, TokenSession};
 pub use users::UserFields;
 pub use webhooks::{Attempt, Claimed, EndpointChange, EndpointRow, NewEndpoint};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -209,15 +210,16 @@ impl Store {
             // of CPU four times a second, stalling the sends beside it.
             connect = connect.options([("jit", "off")]);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(opts.max_connections)
-            // A ping per acquire doubles the round trips of short queries;
-            // a broken connection fails its query, which is retried by the
-            // caller or answered `unavailable`.
-            .test_before_acquire(false)
-            .before_acquire(|_, meta| Box::pin(async move { Ok(!opened_before_break(meta.age)) }))
-            .acquire_timeout(opts.acquire_timeout)
-            .connect_lazy_with(connect);
+        // No ping when a connection is lent or given back (pool.rs): a
+        // broken connection fails its query, which is retried by the caller
+        // or answered `unavailable`, and after such a failure connections
+        // opened before it are not lent again.
+        let pool = pool::Pool::new(pool::PoolOptions {
+            connect,
+            max_connections: opts.max_connections,
+            acquire_timeout: opts.acquire_timeout,
+            stale: opened_before_break,
+        });
         Ok(db::Db::new(pool, opts.transaction_pooler))
     }
 
@@ -246,7 +248,10 @@ impl Store {
     /// Applies pending migrations (idempotent; safe from several nodes at once
     /// thanks to sqlx's advisory lock).
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.db.pool).await?;
+        let mut conn = self.db.pool.acquire().await?;
+        MIGRATOR.run(&mut *conn).await?;
+        // (A failed run leaves the connection for the pool to clean.)
+        conn.finished(&Ok::<_, sqlx::Error>(()));
         Ok(())
     }
 
