@@ -379,6 +379,7 @@ async fn run(
         token_id,
         frames: Budget::new(st.ws.frames_per_sec, st.ws.frames_burst),
         refused_in_a_row: 0,
+        in_calls: false,
         batching: false,
         token_expires: Instant::now()
             + (expires_at - chrono::Utc::now())
@@ -388,7 +389,9 @@ async fn run(
     let stop = s.serve(stream, rx, auth_id, first).await;
     // Boxed, as every await of a session's life but the serving loop: the
     // task's future is as large as its largest await, for its whole life.
-    Box::pin(st.svc.call_session_closed(user, id)).await;
+    if s.in_calls {
+        Box::pin(st.svc.call_session_closed(user, id)).await;
+    }
     if Box::pin(st.svc.session_closed(user, id)).await {
         Box::pin(st.svc.announce_presence(user, false)).await;
     }
@@ -420,6 +423,10 @@ struct Session {
     /// Request frames this session may still send (`ws.frames_per_sec`).
     frames: Budget,
     refused_in_a_row: u32,
+    /// This session asked to start, accept or join a call: when it closes,
+    /// its participations are marked dropped (one UPDATE, spared to the
+    /// sessions — nearly all — that never took part in a call).
+    in_calls: bool,
     /// Frames are queued, not written, while a backlog is delivered.
     batching: bool,
 }

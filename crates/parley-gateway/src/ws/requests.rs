@@ -166,14 +166,19 @@ impl Session {
                 conversation_id,
                 media,
                 group,
-            } => to_value(
-                &svc.start_call(me, self.id, conversation_id, media, group)
-                    .await?,
-            ),
+            } => {
+                self.in_calls = true;
+                to_value(
+                    &svc.start_call(me, self.id, conversation_id, media, group)
+                        .await?,
+                )
+            }
             Request::CallAccept { call_id } => {
+                self.in_calls = true;
                 to_value(&svc.accept_call(me, self.id, call_id).await?)
             }
             Request::CallJoin { call_id } => {
+                self.in_calls = true;
                 to_value(&svc.rejoin_call(me, self.id, call_id).await?)
             }
             Request::CallDecline { call_id } => {
