@@ -127,6 +127,16 @@ async fn everything_works_through_pgbouncer_in_transaction_mode() {
         .expect("search");
     assert_eq!(hits.hits.len(), 1);
 
+    // Reads at once: the node's pool lends a connection back as soon as
+    // its statement ends, so sequential work may use one or two; sixteen
+    // concurrent requests make it open more than the pooler's two servers.
+    let path = format!("/v1/infobases/{}/conversations/{}/messages", p.a.id, g.id);
+    let auth = p.a.auth();
+    let reads = (0..16).map(|_| call(&app, "GET", &path, &auth, None));
+    for r in futures_util::future::join_all(reads).await {
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+
     // The pooler really pooled: more client connections than the two
     // server connections it was given.
     let admin_url = format!("postgres://parley@127.0.0.1:{bouncer_port}/pgbouncer");
