@@ -49,8 +49,7 @@ impl Db {
 async fn begin(pool: &Pool, unnamed: bool) -> Result<Tx, Error> {
     let mut conn = pool.acquire().await?;
     let begun = Txm::begin(&mut conn, None).await;
-    conn.finished(&begun);
-    begun?;
+    conn.finish(begun)?;
     // Open until COMMIT or ROLLBACK: cleaned if dropped before.
     conn.busy();
     Ok(Tx(TxConn {
@@ -104,8 +103,7 @@ impl<'p> Executor<'p> for &'_ Db {
             } else {
                 let mut conn = pool.acquire().await?;
                 let steps = (&mut *conn).fetch_many(query).try_collect().await;
-                conn.finished(&steps);
-                steps?
+                conn.finish(steps)?
             };
             Ok::<_, Error>(futures_util::stream::iter(steps.into_iter().map(Ok)))
         };
@@ -127,8 +125,7 @@ impl<'p> Executor<'p> for &'_ Db {
             }
             let mut conn = pool.acquire().await?;
             let row = (&mut *conn).fetch_optional(query).await;
-            conn.finished(&row);
-            row
+            conn.finish(row)
         })
     }
 
@@ -144,8 +141,7 @@ impl<'p> Executor<'p> for &'_ Db {
         Box::pin(async move {
             let mut conn = pool.acquire().await?;
             let prepared = (&mut *conn).prepare_with(sql, parameters).await;
-            conn.finished(&prepared);
-            prepared
+            conn.finish(prepared)
         })
     }
 
@@ -157,8 +153,7 @@ impl<'p> Executor<'p> for &'_ Db {
         Box::pin(async move {
             let mut conn = pool.acquire().await?;
             let described = (&mut *conn).describe(sql).await;
-            conn.finished(&described);
-            described
+            conn.finish(described)
         })
     }
 }
@@ -202,10 +197,9 @@ impl Tx {
                 Txm::start_rollback(&mut t.conn);
             }
             t.conn.busy();
-        } else {
-            t.conn.finished(&ended);
+            return ended;
         }
-        ended
+        t.conn.finish(ended)
     }
 }
 

@@ -249,9 +249,9 @@ impl Store {
     /// thanks to sqlx's advisory lock).
     pub async fn migrate(&self) -> Result<()> {
         let mut conn = self.db.pool.acquire().await?;
+        // A failed run leaves the connection for the pool to clean.
         MIGRATOR.run(&mut *conn).await?;
-        // (A failed run leaves the connection for the pool to clean.)
-        conn.finished(&Ok::<_, sqlx::Error>(()));
+        conn.finish(Ok(()))?;
         Ok(())
     }
 

@@ -145,7 +145,7 @@ impl Pool {
 
     /// Connections idle in the pool.
     pub(crate) fn num_idle(&self) -> usize {
-        self.0.idle.lock().map(|i| i.len()).unwrap_or(0)
+        self.0.idle().len()
     }
 
     /// Refuses further acquires and closes the idle connections; lent ones
@@ -153,10 +153,7 @@ impl Pool {
     pub(crate) async fn close(&self) {
         self.0.closed.store(true, Ordering::Release);
         self.0.permits.close();
-        let idle: Vec<Idle> = match self.0.idle.lock() {
-            Ok(mut g) => std::mem::take(&mut *g),
-            Err(p) => std::mem::take(&mut *p.into_inner()),
-        };
+        let idle = std::mem::take(&mut *self.0.idle());
         for i in idle {
             self.0.size.fetch_sub(1, Ordering::AcqRel);
             let _ = i.conn.close().await;
@@ -187,11 +184,14 @@ impl Drop for Opening<'_> {
 }
 
 impl Shared {
+    /// The idle list (a panic elsewhere while it was held leaves it intact:
+    /// every change to it is one push, pop or remove).
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn pop(&self) -> Option<Idle> {
-        match self.idle.lock() {
-            Ok(mut g) => g.pop(),
-            Err(p) => p.into_inner().pop(),
-        }
+        self.idle().pop()
     }
 
     /// Puts a clean connection back (before its permit is released, so
@@ -204,10 +204,7 @@ impl Shared {
         }
         let now = Instant::now();
         let cold = {
-            let mut idle = match self.idle.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            let mut idle = self.idle();
             idle.push(Idle {
                 conn,
                 opened,
@@ -236,11 +233,11 @@ impl Shared {
 }
 
 impl Lent {
-    /// The statement or transaction ended, one way or the other: when the
-    /// error says the transport failed, the connection is closed; any other
-    /// outcome leaves it ready for the next statement.
-    pub(crate) fn finished<T>(&mut self, outcome: &Result<T, Error>) {
-        self.state = match outcome {
+    /// The statement or transaction ended with `outcome` (handed back):
+    /// when the error says the transport failed, the connection is closed;
+    /// any other outcome leaves it ready for the next statement.
+    pub(crate) fn finish<T>(&mut self, outcome: Result<T, Error>) -> Result<T, Error> {
+        self.state = match &outcome {
             Ok(_) => State::Clean,
             Err(Error::Io(_) | Error::Tls(_) | Error::Protocol(_)) => State::Broken,
             // FATAL: the server closed the session (terminated, shutting
@@ -257,6 +254,7 @@ impl Lent {
             // connection reads it first (sqlx drains before each one).
             Err(_) => State::Clean,
         };
+        outcome
     }
 
     /// Something was started on the connection and not ended (a
@@ -286,14 +284,13 @@ impl Drop for Lent {
             return;
         };
         let permit = self.permit.take();
-        let pool = Arc::clone(&self.pool);
         match self.state {
             State::Clean => {
-                pool.put_back(conn, self.opened);
+                self.pool.put_back(conn, self.opened);
                 drop(permit);
             }
             State::Broken => {
-                pool.discard(conn, false);
+                self.pool.discard(conn, false);
                 drop(permit);
             }
             State::Busy => {
@@ -302,9 +299,10 @@ impl Drop for Lent {
                 // back; closed if that fails or takes too long. The place
                 // stays taken meanwhile, as the connection is not ready.
                 let Ok(rt) = tokio::runtime::Handle::try_current() else {
-                    pool.discard(conn, false);
+                    self.pool.discard(conn, false);
                     return;
                 };
+                let pool = Arc::clone(&self.pool);
                 let opened = self.opened;
                 let limit = pool.opts.acquire_timeout;
                 rt.spawn(async move {
