@@ -1,6 +1,7 @@
 //! The capacity curves as SVG: p50 and p99 from the scheduled send against
-//! the offered rate, one line per system and node count, for the median
-//! run of each capacity search (docs/benchmarks.md shows them).
+//! the offered rate, one line per system and node count, from the first
+//! run of each capacity search, the one that climbs every step from the
+//! bottom (docs/benchmarks.md shows them).
 
 use crate::report::Res;
 use plotters::prelude::*;

@@ -58,7 +58,8 @@ impl Report {
     /// Adds one line per run (`<name>-run`, with its index) and the
     /// summary line `<name>`: the figures of the median run by `key` (ties
     /// by `tie`), each of `keys` replaced by its median over the runs with
-    /// `<key>_min` and `<key>_max` beside it, and `runs`.
+    /// `<key>_min` and `<key>_max` beside it, and `runs`; each of
+    /// `from_first` is run 1's (a figure only the first run measures whole).
     #[allow(clippy::too_many_arguments)]
     pub fn add_runs(
         &mut self,
@@ -69,6 +70,7 @@ impl Report {
         params: Value,
         runs: Vec<Value>,
         keys: &[&str],
+        from_first: &[&str],
     ) -> Res<()> {
         for (i, figures) in runs.iter().enumerate() {
             let mut p = params.clone();
@@ -82,7 +84,12 @@ impl Report {
                 figures.clone(),
             )?;
         }
-        let summary = summarize(&runs, keys);
+        let mut summary = summarize(&runs, keys);
+        if let Some(first) = runs.first() {
+            for key in from_first {
+                summary[*key] = first[*key].clone();
+            }
+        }
         self.add(out, name, target, nodes, params, summary)
     }
 

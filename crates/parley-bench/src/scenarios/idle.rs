@@ -30,6 +30,7 @@ impl Env {
             json!({"sessions": sessions}),
             runs,
             &["kib_per_session", "connect_per_s"],
+            &[],
         )
     }
 
