@@ -71,6 +71,44 @@ fn message_text(e: &parley_core::feed::FeedEvent) -> Option<&str> {
     (e.kind == "message.created").then(|| e.event["message"]["text"].as_str().unwrap_or(""))
 }
 
+/// When the pump last ran (seconds since the epoch).
+async fn pump_ran(env: &TestEnv) -> f64 {
+    sqlx::query_scalar("SELECT extract(epoch FROM last_run)::float8 FROM feed_pump")
+        .fetch_one(&env.db)
+        .await
+        .expect("the pump's row")
+}
+
+/// An idle server leaves PostgreSQL alone: with nothing watched and nothing
+/// in the inbox, the pump (every `pump_ms` on every node) does not run its
+/// transaction; the first watch starts it.
+#[actix_web::test]
+async fn the_pump_rests_while_no_feed_has_anything_to_carry() {
+    let p = pair_with(|c| c.feed.pump_ms = 20).await;
+    let app = p.env.app().await;
+    let before = pump_ran(&p.env).await;
+    // Fifteen pump ticks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        pump_ran(&p.env).await,
+        before,
+        "the pump ran with nothing to carry"
+    );
+
+    let bot = bot_user(&app, &p.a, "helper", "Helper").await;
+    group(&p.ca, "with the bot", &[uid(&bot)]).await;
+    let deadline = Instant::now() + WAIT;
+    while pump_ran(&p.env).await == before {
+        assert!(
+            Instant::now() < deadline,
+            "the pump did not start for the bot's conversation"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And what it copied is in the feed.
+    read_until(&app, &p.a, None, 1, |e| e.kind == "member.added").await;
+}
+
 #[actix_web::test]
 async fn the_feed_carries_what_its_bots_hear_in_order_and_nothing_else() {
     let p = pair().await;

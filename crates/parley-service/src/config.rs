@@ -770,7 +770,8 @@ pub struct WebhooksConfig {
     pub timeout_secs: u64,
     /// Delivery workers per node (each works on one endpoint at a time).
     pub workers: u32,
-    /// How often an idle worker looks for due deliveries.
+    /// How often an idle node looks for due deliveries (one worker looks,
+    /// and wakes another when it finds work).
     pub poll_ms: u64,
     /// The first retry waits this long, each next one twice as long…
     pub backoff_initial_ms: u64,

@@ -137,6 +137,9 @@ impl Service {
                             deliveries = p.deliveries,
                             "feed pumped"
                         );
+                        if p.deliveries > 0 {
+                            svc.webhook_wake.notify_one();
+                        }
                         svc.refresh_feed_head().await;
                     }
                     Ok(_) => {}

@@ -134,6 +134,8 @@ pub struct Service {
     presence_feeds: std::sync::atomic::AtomicBool,
     /// The key webhook secrets are derived from, read once (webhooks.rs).
     webhook_key: tokio::sync::OnceCell<Vec<u8>>,
+    /// Wakes an idle webhook worker: work was found or queued (webhooks.rs).
+    webhook_wake: tokio::sync::Notify,
     outbound: parley_outbound::Outbound,
     /// Web Push: the commit side (push.rs), the VAPID key read once, the
     /// client to push services.
@@ -185,6 +187,7 @@ impl Service {
             feed_head: tokio::sync::watch::Sender::new(0),
             presence_feeds: std::sync::atomic::AtomicBool::new(false),
             webhook_key: tokio::sync::OnceCell::new(),
+            webhook_wake: tokio::sync::Notify::new(),
             outbound: parts.outbound,
             push_tap,
             vapid: tokio::sync::OnceCell::new(),

@@ -178,21 +178,27 @@ impl Service {
     }
 
     /// `webhooks.workers` loops on this node, each delivering one endpoint's
-    /// head at a time while there is due work, then idling `poll_ms`.
+    /// head at a time while there is due work. When none is due, the first
+    /// looks again after `poll_ms` and the others sleep until a worker that
+    /// found work (or a pump that queued some) wakes one: an idle node asks
+    /// PostgreSQL once per `poll_ms`, not once per worker.
     pub(crate) fn start_webhook_workers(self: &Arc<Self>) {
-        for _ in 0..self.cfg.webhooks.workers {
+        for worker in 0..self.cfg.webhooks.workers {
             let svc = Arc::clone(self);
             tokio::spawn(async move {
                 let idle = Duration::from_millis(svc.cfg.webhooks.poll_ms);
+                let scout = worker == 0;
                 loop {
                     match svc.store.claim_delivery().await {
                         Ok(Some(claim)) => {
+                            // More may be due: one more worker looks.
+                            svc.webhook_wake.notify_one();
                             if let Err(e) = svc.deliver(claim).await {
                                 tracing::warn!(error = %e, "webhook delivery not recorded");
                                 tokio::time::sleep(idle).await;
                             }
                         }
-                        Ok(None) => tokio::time::sleep(idle).await,
+                        Ok(None) => svc.webhook_idle(scout, idle).await,
                         Err(e) => {
                             tracing::warn!(error = %e, "webhook outbox unreadable");
                             tokio::time::sleep(idle).await;
@@ -200,6 +206,16 @@ impl Service {
                     }
                 }
             });
+        }
+    }
+
+    /// An idle worker's wait: until woken, and for the first also `poll_ms`
+    /// at most (deliveries retried later fall due with nobody to wake it).
+    async fn webhook_idle(&self, scout: bool, idle: Duration) {
+        if scout {
+            let _ = tokio::time::timeout(idle, self.webhook_wake.notified()).await;
+        } else {
+            self.webhook_wake.notified().await;
         }
     }
 

@@ -52,13 +52,27 @@ impl Store {
     /// right now (`None` then). Everything in one transaction: the copied
     /// rows, the watches' progress and the queued webhook deliveries commit
     /// together, so a crash repeats nothing and loses nothing.
+    ///
+    /// With no watch and no inbox row anywhere (no infobase uses a feed or
+    /// webhooks) it is one cheap read: the pump runs on every node every
+    /// `feed.pump_ms`, and an idle server should not keep PostgreSQL busy.
+    /// A watch or inbox row that commits after the read is seen next time.
     pub async fn pump_feed(&self, lim: PumpLimits) -> Result<Option<Pumped>> {
+        let work: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM feed_watches) OR EXISTS (SELECT 1 FROM feed_inbox)",
+        )
+        .fetch_one(&self.db)
+        .await?;
+        if !work {
+            return Ok(Some(Pumped::default()));
+        }
         let mut tx = self.db.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
             .bind(PUMP_LOCK)
             .fetch_one(&mut *tx)
             .await?;
         if !locked {
+            tx.rollback().await?;
             return Ok(None);
         }
         let state = sqlx::query(

@@ -83,6 +83,13 @@ pub enum Attempt {
     },
 }
 
+/// Enabled endpoints whose oldest pending delivery is due.
+const DUE_ENDPOINTS: &str = "FROM webhook_endpoints ep
+     WHERE ep.enabled AND (
+         SELECT d.next_attempt_at FROM webhook_deliveries d
+         WHERE d.endpoint_id = ep.id AND d.state = 'pending' ORDER BY d.id LIMIT 1
+     ) <= now()";
+
 const ENDPOINT_COLUMNS: &str = "ep.id, ep.infobase_id, ep.url, ep.kinds, ep.secret_version, \
                                 ep.enabled, ep.disabled_reason, ep.created_at";
 
@@ -258,18 +265,24 @@ impl Store {
 
     /// Claims the head delivery of some endpoint whose head is due and that
     /// no other node is working on; `None` when there is none.
+    ///
+    /// Idle workers ask often, and mostly nothing is due: that answer is
+    /// one statement outside any transaction (a head that falls due or an
+    /// endpoint freed meanwhile is found by the next ask).
     pub async fn claim_delivery(&self) -> Result<Option<Claimed>> {
+        let due: bool = sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 {DUE_ENDPOINTS})"))
+            .fetch_one(&self.db)
+            .await?;
+        if !due {
+            return Ok(None);
+        }
         let mut tx = self.db.begin().await?;
         let sql = format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints ep
-             WHERE ep.enabled AND (
-                 SELECT d.next_attempt_at FROM webhook_deliveries d
-                 WHERE d.endpoint_id = ep.id AND d.state = 'pending' ORDER BY d.id LIMIT 1
-             ) <= now()
-             ORDER BY ep.updated_at
+            "SELECT {ENDPOINT_COLUMNS} {DUE_ENDPOINTS} ORDER BY ep.updated_at
              LIMIT 1 FOR UPDATE OF ep SKIP LOCKED"
         );
         let Some(row) = sqlx::query(&sql).fetch_optional(&mut *tx).await? else {
+            tx.rollback().await?;
             return Ok(None);
         };
         let endpoint = endpoint_from_row(&row)?;
@@ -283,6 +296,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(d) = d else {
+            tx.rollback().await?;
             return Ok(None);
         };
         Ok(Some(Claimed {
