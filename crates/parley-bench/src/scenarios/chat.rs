@@ -2,10 +2,10 @@
 //! search: the offered rate grows ×1.5 per step until a step loses a
 //! message, errs, or its p99 from the scheduled send exceeds the bound.
 
-use super::load::{Shape, Step};
+use super::load::{Load, Shape, Step};
 use crate::report::Res;
 use crate::Env;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 const WARMUP: Duration = Duration::from_secs(2);
@@ -55,14 +55,15 @@ impl Env {
     }
 
     /// The highest rate whose step passes (0 lost, 0 errors, p99 within
-    /// the bound), searched on the grid `start` ×1.5 per step,
-    /// `cli.runs()` times; the headline is the median.
+    /// the bound) on the grid `start` ×1.5 per step, `cli.runs()` times;
+    /// the headline is the median.
     ///
-    /// Run 1 climbs from the bottom of the grid; runs 2 and after start two
-    /// steps below run 1's figure (their own first steps would only repeat
-    /// what run 1 showed passing) and fall back to the bottom when that
-    /// first step fails. The curve and the low-rate latency come from run 1,
-    /// the only one with every step.
+    /// Run 1 climbs from the bottom of the grid until a step fails. The
+    /// runs after it start at run 1's figure: from there they climb while
+    /// steps pass, or step down while they fail — the same highest passing
+    /// grid rate, without repeating the low steps run 1 showed passing.
+    /// The curve and the low-rate latency come from run 1, the only one with
+    /// every step.
     pub(crate) async fn capacity(
         &mut self,
         workload: &str,
@@ -73,16 +74,24 @@ impl Env {
     ) -> Res<()> {
         let (shape, bound_ms) = capacity_shape(workload);
         let mut runs = Vec::new();
-        let mut first_step = 0;
+        let mut from = None;
+        let search = Search {
+            workload,
+            count,
+            peer,
+            start,
+            window,
+        };
         for run in 1..=self.cli.runs() {
             println!("capacity {workload} {} {count}n, run {run}", target(peer));
-            let found = self
-                .capacity_run(workload, count, peer, start, first_step, window)
-                .await?;
+            let found = match from {
+                None => self.climb(&search).await?,
+                Some(index) => self.probe(&search, index).await?,
+            };
             if run == 1 {
-                first_step = found.best.map_or(0, |best| best.saturating_sub(2));
+                from = Some(found.best.as_ref().map_or(0, |(index, _)| *index));
             }
-            runs.push(found.figures);
+            runs.push(found.figures());
         }
         let out = self.cli.out.clone();
         self.report.add_runs(
@@ -98,72 +107,120 @@ impl Env {
         )
     }
 
-    /// One capacity search from grid step `first`; its figures. If the
-    /// first step fails above the bottom, the search starts again from the
-    /// bottom, below it.
-    async fn capacity_run(
-        &mut self,
-        workload: &str,
-        count: usize,
-        peer: bool,
-        start: u64,
-        first: usize,
-        window: u64,
-    ) -> Res<Search> {
-        let (shape, bound_ms) = capacity_shape(workload);
-        let mut load = self.load(workload, shape, count, peer).await?;
-        let mut best: Option<(usize, Step)> = None;
-        let mut steps = Vec::new();
-        let mut index = first;
-        let mut last = MAX_STEPS;
-        while index < last {
-            let rate = grid(start, index);
-            let step = load
-                .step(rate, WARMUP, Duration::from_secs(window), DRAIN)
-                .await?;
-            println!(
-                "  {workload} {} {count}n rate {rate}/s: p50 {} ms p99 {} ms lost {} errors {} cpu {:?}",
-                target(peer),
-                step.p50_ms,
-                step.p99_ms,
-                step.lost,
-                step.errors,
-                step.cpu_s
-            );
-            if !step.moved.is_empty() {
-                println!("    moved: {:?}", step.moved);
-            }
-            let ok = step.passes(bound_ms);
-            steps.push(step.json());
-            if ok {
-                best = Some((index, step));
-                index += 1;
-            } else if best.is_none() && index > 0 && index == first {
-                println!("  the first step failed: from the bottom again");
-                last = index;
-                index = 0;
-            } else {
+    /// Climbs the grid from its bottom on a fresh load while steps pass.
+    async fn climb(&mut self, s: &Search<'_>) -> Res<Found> {
+        let mut load = self.load(s.workload, s.shape(), s.count, s.peer).await?;
+        let mut found = Found {
+            best: None,
+            steps: Vec::new(),
+        };
+        s.climb_on(&mut load, 0, &mut found).await?;
+        Ok(found)
+    }
+
+    /// Starts at grid step `index`: climbs on if it passes; if not, steps
+    /// down until one passes, each on a fresh load (a failed step may leave
+    /// a backlog or dropped sessions behind).
+    async fn probe(&mut self, s: &Search<'_>, index: usize) -> Res<Found> {
+        let mut load = self.load(s.workload, s.shape(), s.count, s.peer).await?;
+        let step = s.step(&mut load, index).await?;
+        let mut found = Found {
+            best: None,
+            steps: Vec::new(),
+        };
+        if found.record(s, index, step) {
+            s.climb_on(&mut load, index + 1, &mut found).await?;
+            return Ok(found);
+        }
+        for index in (0..index).rev() {
+            drop(load);
+            println!("  the step failed: one step down, on a fresh load");
+            load = self.load(s.workload, s.shape(), s.count, s.peer).await?;
+            let step = s.step(&mut load, index).await?;
+            if found.record(s, index, step) {
                 break;
             }
         }
-        Ok(Search {
-            best: best.as_ref().map(|(i, _)| *i),
-            figures: match &best {
-                Some((_, s)) => json!({
-                    "max_rate": s.rate, "deliveries_per_s": s.deliveries_per_s.round(),
-                    "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "cpu_s": s.cpu_s, "steps": steps,
-                }),
-                None => json!({"max_rate": 0, "deliveries_per_s": 0, "steps": steps}),
-            },
-        })
+        Ok(found)
     }
 }
 
-/// What one capacity search found: the grid index of the highest passing
-/// step, and the figures reported.
-struct Search {
-    best: Option<usize>,
-    figures: serde_json::Value,
+/// One capacity search's parameters.
+struct Search<'a> {
+    workload: &'a str,
+    count: usize,
+    peer: bool,
+    start: u64,
+    window: u64,
+}
+
+impl Search<'_> {
+    fn shape(&self) -> Shape {
+        capacity_shape(self.workload).0
+    }
+
+    /// Runs the grid's steps from `index` up on `load` while they pass.
+    async fn climb_on(&self, load: &mut Load, index: usize, found: &mut Found) -> Res<()> {
+        for index in index..MAX_STEPS {
+            let step = self.step(load, index).await?;
+            if !found.record(self, index, step) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One step at grid step `index`, printed.
+    async fn step(&self, load: &mut Load, index: usize) -> Res<Step> {
+        let rate = grid(self.start, index);
+        let step = load
+            .step(rate, WARMUP, Duration::from_secs(self.window), DRAIN)
+            .await?;
+        println!(
+            "  {} {} {}n rate {rate}/s: p50 {} ms p99 {} ms lost {} errors {} cpu {:?}",
+            self.workload,
+            target(self.peer),
+            self.count,
+            step.p50_ms,
+            step.p99_ms,
+            step.lost,
+            step.errors,
+            step.cpu_s
+        );
+        if !step.moved.is_empty() {
+            println!("    moved: {:?}", step.moved);
+        }
+        Ok(step)
+    }
+}
+
+/// What one capacity search found: every step it ran, in order, and the
+/// highest passing one with its grid index.
+struct Found {
+    best: Option<(usize, Step)>,
+    steps: Vec<Value>,
+}
+
+impl Found {
+    /// Adds a step; whether it passed (and became the best if higher).
+    fn record(&mut self, s: &Search<'_>, index: usize, step: Step) -> bool {
+        let ok = step.passes(capacity_shape(s.workload).1);
+        self.steps.push(step.json());
+        if ok && self.best.as_ref().is_none_or(|(i, _)| index > *i) {
+            self.best = Some((index, step));
+        }
+        ok
+    }
+
+    fn figures(&self) -> Value {
+        match &self.best {
+            Some((_, s)) => json!({
+                "max_rate": s.rate, "deliveries_per_s": s.deliveries_per_s.round(),
+                "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "cpu_s": s.cpu_s, "steps": self.steps,
+            }),
+            None => json!({"max_rate": 0, "deliveries_per_s": 0, "steps": self.steps}),
+        }
+    }
 }
 
 /// The offered rate at grid step `index`: `start` ×1.5 per step, rounded
