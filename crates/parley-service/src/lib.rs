@@ -136,6 +136,8 @@ pub struct Service {
     webhook_key: tokio::sync::OnceCell<Vec<u8>>,
     /// Wakes an idle webhook worker: work was found or queued (webhooks.rs).
     webhook_wake: tokio::sync::Notify,
+    /// An idle webhook worker looks for due deliveries every `poll_ms`.
+    webhook_polling: std::sync::atomic::AtomicBool,
     outbound: parley_outbound::Outbound,
     /// Web Push: the commit side (push.rs), the VAPID key read once, the
     /// client to push services.
@@ -188,6 +190,7 @@ impl Service {
             presence_feeds: std::sync::atomic::AtomicBool::new(false),
             webhook_key: tokio::sync::OnceCell::new(),
             webhook_wake: tokio::sync::Notify::new(),
+            webhook_polling: std::sync::atomic::AtomicBool::new(false),
             outbound: parts.outbound,
             push_tap,
             vapid: tokio::sync::OnceCell::new(),

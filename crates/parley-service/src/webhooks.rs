@@ -15,6 +15,7 @@ use parley_core::feed::{
 use parley_core::{crypto, ErrorCode, InfobaseActor, WebhookId};
 use parley_outbound::{parse_target, OutboundError};
 use parley_store::{Attempt, Claimed, EndpointChange, EndpointRow, NewEndpoint};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,27 +179,27 @@ impl Service {
     }
 
     /// `webhooks.workers` loops on this node, each delivering one endpoint's
-    /// head at a time while there is due work. When none is due, the first
-    /// looks again after `poll_ms` and the others sleep until a worker that
-    /// found work (or a pump that queued some) wakes one: an idle node asks
-    /// PostgreSQL once per `poll_ms`, not once per worker.
+    /// head at a time while there is due work. When none is due, one idle
+    /// worker looks again after `poll_ms` and the others sleep until a
+    /// worker that found work (or a pump that queued some) wakes one: an
+    /// idle node asks PostgreSQL once per `poll_ms`, not once per worker.
     pub(crate) fn start_webhook_workers(self: &Arc<Self>) {
-        for worker in 0..self.cfg.webhooks.workers {
+        for _ in 0..self.cfg.webhooks.workers {
             let svc = Arc::clone(self);
             tokio::spawn(async move {
                 let idle = Duration::from_millis(svc.cfg.webhooks.poll_ms);
-                let scout = worker == 0;
                 loop {
                     match svc.store.claim_delivery().await {
                         Ok(Some(claim)) => {
-                            // More may be due: one more worker looks.
+                            // More may be due, and while this one works
+                            // another must be the one that looks.
                             svc.webhook_wake.notify_one();
                             if let Err(e) = svc.deliver(claim).await {
                                 tracing::warn!(error = %e, "webhook delivery not recorded");
                                 tokio::time::sleep(idle).await;
                             }
                         }
-                        Ok(None) => svc.webhook_idle(scout, idle).await,
+                        Ok(None) => svc.webhook_idle(idle).await,
                         Err(e) => {
                             tracing::warn!(error = %e, "webhook outbox unreadable");
                             tokio::time::sleep(idle).await;
@@ -209,13 +210,15 @@ impl Service {
         }
     }
 
-    /// An idle worker's wait: until woken, and for the first also `poll_ms`
-    /// at most (deliveries retried later fall due with nobody to wake it).
-    async fn webhook_idle(&self, scout: bool, idle: Duration) {
-        if scout {
-            let _ = tokio::time::timeout(idle, self.webhook_wake.notified()).await;
-        } else {
+    /// An idle worker's wait: until woken; the one that looks (none does
+    /// yet) also `poll_ms` at most, for retries falling due with nobody to
+    /// wake a worker.
+    async fn webhook_idle(&self, idle: Duration) {
+        if self.webhook_polling.swap(true, Ordering::AcqRel) {
             self.webhook_wake.notified().await;
+        } else {
+            let _ = tokio::time::timeout(idle, self.webhook_wake.notified()).await;
+            self.webhook_polling.store(false, Ordering::Release);
         }
     }
 
