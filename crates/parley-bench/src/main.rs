@@ -172,7 +172,7 @@ async fn main() -> std::process::ExitCode {
             nodes,
             hold,
             peer,
-        } => env.idle(sessions, nodes, hold, peer).await,
+        } => env.idle(sessions, &[(nodes, peer)], hold).await,
         Cmd::Chat {
             users,
             conversations,
@@ -262,9 +262,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn standard(env: &mut Env) -> Res<()> {
+    // Connects and memory of all four by turns (see `idle`).
+    let targets = [(1, false), (2, false), (1, true), (2, true)];
+    env.idle(10_000, &targets, 2).await?;
     for nodes in [1, 2] {
         for peer in [false, true] {
-            env.idle(10_000, nodes, 2, peer).await?;
             env.capacity("chat", nodes, peer, CHAT_START, 10).await?;
             env.capacity("fanout", nodes, peer, FANOUT_START, 10)
                 .await?;

@@ -8,30 +8,37 @@ use std::io::BufRead;
 use std::time::{Duration, Instant};
 
 impl Env {
-    /// `cli.runs()` runs; the headline is the median memory per session and
-    /// connect rate.
+    /// `cli.runs()` runs of each target (node count, and whether it is the
+    /// peer), the targets by turns within each round: the machine's pace
+    /// drifts over minutes, and the connect rates of the targets are
+    /// compared with each other. The headline is the median memory per
+    /// session and connect rate of each.
     pub(crate) async fn idle(
         &mut self,
         sessions: usize,
-        count: usize,
+        targets: &[(usize, bool)],
         hold: u64,
-        peer: bool,
     ) -> Res<()> {
-        let mut runs = Vec::new();
+        let mut runs = vec![Vec::new(); targets.len()];
         for _ in 0..self.cli.runs() {
-            runs.push(self.idle_run(sessions, count, hold, peer).await?);
+            for (i, &(count, peer)) in targets.iter().enumerate() {
+                runs[i].push(self.idle_run(sessions, count, hold, peer).await?);
+            }
         }
         let out = self.cli.out.clone();
-        self.report.add_runs(
-            &out,
-            "idle",
-            if peer { "peer" } else { "parley" },
-            count,
-            json!({"sessions": sessions}),
-            runs,
-            &["kib_per_session", "connect_per_s"],
-            &[],
-        )
+        for (&(count, peer), runs) in targets.iter().zip(runs) {
+            self.report.add_runs(
+                &out,
+                "idle",
+                if peer { "peer" } else { "parley" },
+                count,
+                json!({"sessions": sessions}),
+                runs,
+                &["kib_per_session", "connect_per_s"],
+                &[],
+            )?;
+        }
+        Ok(())
     }
 
     async fn idle_run(
