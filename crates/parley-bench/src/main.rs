@@ -21,11 +21,11 @@ mod setup;
 
 use clap::Parser;
 use cli::{Cli, Cmd};
-use futures_util::StreamExt;
 use nodes::{NodeOptions, Nodes};
 use report::{Report, Res};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// First offered rate of the capacity searches, messages per second: chat
@@ -99,18 +99,29 @@ async fn worker(file: &str, source: Ipv4Addr, peer: bool) -> Res<()> {
                 .map(|(a, b)| (a.to_owned(), b.to_owned()))
         })
         .collect();
-    let results: Vec<_> = futures_util::stream::iter(pairs)
-        .map(|(url, who)| async move {
-            let src = Some(IpAddr::V4(source));
-            if peer {
-                conn::open_peer(&url, &who, &[], src).await
-            } else {
-                conn::open(&url, &who, src).await
-            }
+    // 256 handshakes in flight, each its own task: on all the runtime's
+    // threads, not polled one after another inside one task (which made
+    // the client's one thread the pace of the connects).
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
+    let tasks: Vec<_> = pairs
+        .into_iter()
+        .map(|(url, who)| {
+            let in_flight = Arc::clone(&in_flight);
+            tokio::spawn(async move {
+                let _slot = in_flight.acquire_owned().await;
+                let src = Some(IpAddr::V4(source));
+                if peer {
+                    conn::open_peer(&url, &who, &[], src).await
+                } else {
+                    conn::open(&url, &who, src).await
+                }
+            })
         })
-        .buffer_unordered(256)
-        .collect()
-        .await;
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        results.push(t.await.map_err(|e| e.to_string()).and_then(|r| r));
+    }
     let mut held = Vec::new();
     let mut failed = 0;
     for r in results {
