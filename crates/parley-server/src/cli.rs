@@ -89,7 +89,8 @@ pub async fn run(cli: Cli, cfg: Config) -> Result<(), StartError> {
     }
 }
 
-async fn serve(cfg: Config) -> Result<(), StartError> {
+async fn serve(mut cfg: Config) -> Result<(), StartError> {
+    cfg.ws.max_connections = crate::open_files::sessions_allowed(cfg.ws.max_connections);
     let store = crate::store(&cfg)?;
     if cfg.database.migrate_on_start {
         let migrations = crate::migration_store(&cfg)?;

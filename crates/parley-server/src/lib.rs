@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod open_files;
 pub mod tls;
 
 use actix_web::web;

@@ -50,6 +50,18 @@ impl Env {
     ) -> Res<serde_json::Value> {
         const PER_WORKER: usize = 15_000;
         const TENANT_SESSIONS: usize = 2_000;
+        let per_node = sessions.div_ceil(count) + 100;
+        if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+            // A node (which inherits this limit) keeps 1 024 files for
+            // other than sessions and refuses sessions beyond the rest
+            // (parley-server's open_files.rs): the rate would count refusals.
+            if per_node as u64 + 1024 > hard {
+                return Err(format!(
+                    "{per_node} sessions per node need more open files than this machine allows \
+                     (hard limit {hard}): use more --nodes"
+                ));
+            }
+        }
         let per_user = 10;
         let users: Vec<String> = if peer {
             (0..sessions.div_ceil(per_user))
@@ -67,7 +79,6 @@ impl Env {
             }
             tokens
         };
-        let per_node = sessions.div_ceil(count) + 100;
         let nodes = self.start(count, per_node, peer)?;
         let urls = nodes.urls();
         tokio::time::sleep(Duration::from_secs(1)).await;
