@@ -342,21 +342,20 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(10);
 
+    /// The one integer `sql` selects, through the pool.
+    async fn int(db: &Db, sql: &str) -> i32 {
+        query_scalar(sql).fetch_one(db).await.expect(sql)
+    }
+
     #[tokio::test]
     async fn a_finished_statement_gives_its_connection_straight_back() {
         let db = db(1, WAIT);
-        let one: i32 = query_scalar("SELECT 1")
-            .fetch_one(&db)
-            .await
-            .expect("select");
+        let one = int(&db, "SELECT 1").await;
         assert_eq!(one, 1);
         // Idle the moment the call returned: no ping in flight (sqlx's
         // pool would still be waiting for its Sync's answer here).
         assert_eq!((db.pool.size(), db.pool.num_idle()), (1, 1));
-        let again: i32 = query_scalar("SELECT 2")
-            .fetch_one(&db)
-            .await
-            .expect("select");
+        let again = int(&db, "SELECT 2").await;
         assert_eq!((again, db.pool.size()), (2, 1));
     }
 
@@ -399,10 +398,7 @@ mod tests {
         assert!(abandoned.is_err(), "pg_sleep(1) cannot end within 100 ms");
         // Lent again once its answer is read: the answer to this
         // statement, not the abandoned one's.
-        let v: i32 = query_scalar("SELECT 42")
-            .fetch_one(&db)
-            .await
-            .expect("select");
+        let v = int(&db, "SELECT 42").await;
         assert_eq!((v, db.pool.size()), (42, 1));
     }
 

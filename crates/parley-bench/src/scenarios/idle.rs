@@ -7,6 +7,10 @@ use serde_json::json;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
+/// Open files a node keeps for other than sessions (parley-server's
+/// `open_files::SPARE`; the bench does not build the server's crate).
+const NODE_SPARE_FILES: u64 = 1024;
+
 impl Env {
     /// `cli.runs()` runs of each target (node count, and whether it is the
     /// peer), the targets by turns within each round: the machine's pace
@@ -52,10 +56,9 @@ impl Env {
         const TENANT_SESSIONS: usize = 2_000;
         let per_node = sessions.div_ceil(count) + 100;
         if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
-            // A node (which inherits this limit) keeps 1 024 files for
-            // other than sessions and refuses sessions beyond the rest
-            // (parley-server's open_files.rs): the rate would count refusals.
-            if per_node as u64 + 1024 > hard {
+            // A node (which inherits this limit) refuses sessions beyond
+            // it: the rate would count refusals.
+            if per_node as u64 + NODE_SPARE_FILES > hard {
                 return Err(format!(
                     "{per_node} sessions per node need more open files than this machine allows \
                      (hard limit {hard}): use more --nodes"
