@@ -232,7 +232,8 @@ async fn main() -> std::process::ExitCode {
             } else {
                 CHAT_START
             });
-            env.capacity(&workload, nodes, peer, start, window).await
+            env.capacity(&workload, &[(nodes, peer)], start, window)
+                .await
         }
         Cmd::Chaos {
             sessions,
@@ -273,15 +274,12 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn standard(env: &mut Env) -> Res<()> {
-    // Connects and memory of all four by turns (see `idle`).
+    // Every scenario's four targets by turns (see `idle` and `capacity`).
     let targets = [(1, false), (2, false), (1, true), (2, true)];
     env.idle(10_000, &targets, 2).await?;
+    env.capacity("chat", &targets, CHAT_START, 10).await?;
+    env.capacity("fanout", &targets, FANOUT_START, 10).await?;
     for nodes in [1, 2] {
-        for peer in [false, true] {
-            env.capacity("chat", nodes, peer, CHAT_START, 10).await?;
-            env.capacity("fanout", nodes, peer, FANOUT_START, 10)
-                .await?;
-        }
         env.storm(2000, 100, nodes).await?;
     }
     Ok(())

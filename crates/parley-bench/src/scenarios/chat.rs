@@ -55,56 +55,75 @@ impl Env {
     }
 
     /// The highest rate whose step passes (0 lost, 0 errors, p99 within
-    /// the bound) on the grid `start` ×1.5 per step, `cli.runs()` times;
-    /// the headline is the median.
+    /// the bound) on the grid `start` ×1.5 per step, `cli.runs()` times for
+    /// each of `targets` (node count, and whether it is the peer); the
+    /// headline of each is the median.
     ///
-    /// Run 1 climbs from the bottom of the grid until a step fails. The
-    /// runs after it start at run 1's figure: from there they climb while
-    /// steps pass, or step down while they fail — the same highest passing
-    /// grid rate, without repeating the low steps run 1 showed passing.
-    /// The curve and the low-rate latency come from run 1, the only one with
-    /// every step.
+    /// The targets take turns: run 1 of each, then run 2 of each, and so on.
+    /// This machine's pace drifts by a quarter within minutes, and the
+    /// targets' figures are compared with each other (Parley with the peer,
+    /// 2 nodes with 1), so each comparison is between runs minutes apart,
+    /// not a quarter of an hour.
+    ///
+    /// Run 1 of a target climbs from the bottom of the grid until a step
+    /// fails. The runs after it start at run 1's figure: from there they
+    /// climb while steps pass, or step down while they fail — the same
+    /// highest passing grid rate, without repeating the low steps run 1
+    /// showed passing. The curve and the low-rate latency come from run 1,
+    /// the only one with every step.
     pub(crate) async fn capacity(
         &mut self,
         workload: &str,
-        count: usize,
-        peer: bool,
+        targets: &[(usize, bool)],
         start: u64,
         window: u64,
     ) -> Res<()> {
         let (shape, bound_ms) = capacity_shape(workload);
-        let mut runs = Vec::new();
-        let mut from = None;
-        let search = Search {
-            workload,
-            count,
-            peer,
-            start,
-            window,
-        };
+        let searches: Vec<Search> = targets
+            .iter()
+            .map(|&(count, peer)| Search {
+                workload,
+                count,
+                peer,
+                start,
+                window,
+            })
+            .collect();
+        let mut runs = vec![Vec::new(); searches.len()];
+        // Where run 1 of each target ended: the grid index later runs start at.
+        let mut from: Vec<Option<usize>> = vec![None; searches.len()];
         for run in 1..=self.cli.runs() {
-            println!("capacity {workload} {} {count}n, run {run}", target(peer));
-            let found = match from {
-                None => self.climb(&search).await?,
-                Some(index) => self.probe(&search, index).await?,
-            };
-            if run == 1 {
-                from = Some(found.best.as_ref().map_or(0, |(index, _)| *index));
+            for (i, search) in searches.iter().enumerate() {
+                println!(
+                    "capacity {workload} {} {}n, run {run}",
+                    target(search.peer),
+                    search.count
+                );
+                let found = match from[i] {
+                    None => self.climb(search).await?,
+                    Some(index) => self.probe(search, index).await?,
+                };
+                if run == 1 {
+                    from[i] = Some(found.best.as_ref().map_or(0, |(index, _)| *index));
+                }
+                runs[i].push(found.figures());
             }
-            runs.push(found.figures());
         }
         let out = self.cli.out.clone();
-        self.report.add_runs(
-            &out,
-            "capacity",
-            target(peer),
-            count,
-            json!({"workload": workload, "users": shape.users, "conversations": shape.convs,
-                   "members": shape.members, "p99_bound_ms": bound_ms, "window_s": window}),
-            runs,
-            &["max_rate", "deliveries_per_s"],
-            &["steps"],
-        )
+        for (search, runs) in searches.iter().zip(runs) {
+            self.report.add_runs(
+                &out,
+                "capacity",
+                target(search.peer),
+                search.count,
+                json!({"workload": workload, "users": shape.users, "conversations": shape.convs,
+                       "members": shape.members, "p99_bound_ms": bound_ms, "window_s": window}),
+                runs,
+                &["max_rate", "deliveries_per_s"],
+                &["steps"],
+            )?;
+        }
+        Ok(())
     }
 
     /// Climbs the grid from its bottom on a fresh load while steps pass.
