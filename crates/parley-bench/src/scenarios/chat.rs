@@ -10,6 +10,9 @@ use std::time::Duration;
 
 const WARMUP: Duration = Duration::from_secs(2);
 const DRAIN: Duration = Duration::from_secs(3);
+/// How long a later run's fresh load runs below its first step (after the
+/// warm-up, unmeasured).
+const RAMP: Duration = Duration::from_secs(5);
 /// Steps of one capacity search at most.
 const MAX_STEPS: usize = 12;
 
@@ -141,7 +144,7 @@ impl Env {
     /// down until one passes, each on a fresh load (a failed step may leave
     /// a backlog or dropped sessions behind).
     async fn probe(&mut self, s: &Search<'_>, index: usize) -> Res<Found> {
-        let mut load = self.load(s.workload, s.shape(), s.count, s.peer).await?;
+        let mut load = self.warm_load(s, index).await?;
         let step = s.step(&mut load, index).await?;
         let mut found = Found {
             best: None,
@@ -154,13 +157,28 @@ impl Env {
         for index in (0..index).rev() {
             drop(load);
             println!("  the step failed: one step down, on a fresh load");
-            load = self.load(s.workload, s.shape(), s.count, s.peer).await?;
+            load = self.warm_load(s, index).await?;
             let step = s.step(&mut load, index).await?;
             if found.record(s, index, step) {
                 break;
             }
         }
         Ok(found)
+    }
+
+    /// A fresh load that has run for a few seconds, unmeasured, at the grid
+    /// step below `index`. Run 1 meets each step after minutes of the lower
+    /// ones; without this, a later run met its first step on nodes that had
+    /// served nothing yet (queues, buffers and the allocator's arenas still
+    /// growing) and failed it more often than run 1 had passed it (Parley's
+    /// fan-out in the standard set at 3366112: all four such steps).
+    async fn warm_load(&mut self, s: &Search<'_>, index: usize) -> Res<Load> {
+        let mut load = self.load(s.workload, s.shape(), s.count, s.peer).await?;
+        if let Some(below) = index.checked_sub(1) {
+            println!("  warming at {}/s (not measured)", grid(s.start, below));
+            load.step(grid(s.start, below), WARMUP, RAMP, DRAIN).await?;
+        }
+        Ok(load)
     }
 }
 
