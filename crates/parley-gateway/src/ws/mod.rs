@@ -113,7 +113,7 @@ pub async fn upgrade<T: socket::Io>(
     let early = BytesMut::from(&parts.read_buf[..]);
     drop(parts.read_buf);
     drop(parts.write_buf);
-    let (session, stream) = socket::split(io, early, st.ws.max_frame_bytes);
+    let (session, stream) = socket::split(Box::new(io), early, st.ws.max_frame_bytes);
     let id = SessionId::new_random();
     let span = tracing::info_span!("session", id = %id);
     actix_web::rt::spawn(run(st.into_inner(), id, session, stream, credential).instrument(span));
@@ -257,11 +257,6 @@ fn close_for(code: ErrorCode) -> u16 {
         ErrorCode::Unauthenticated => close::UNAUTHENTICATED,
         _ => close::INTERNAL,
     }
-}
-
-/// A timer that exists only once polled: building it costs nothing.
-async fn sleep_until_lazily(at: Instant) {
-    tokio::time::sleep_until(at.into()).await
 }
 
 /// Why the hub ended the session.
@@ -494,16 +489,10 @@ impl Session {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
         let mut last_seen = Instant::now();
         let overflow = Arc::clone(&self.overflow);
-        // Made once for the session's life, not once per frame: a future
-        // made inside the loop would register (and drop) its waiter or timer
-        // at every event delivered.
-        let kicked_out = overflow.wait();
-        let expired = tokio::time::sleep_until(self.token_expires.into());
-        tokio::pin!(kicked_out, expired);
         loop {
             let step = tokio::select! {
                 biased;
-                _ = &mut kicked_out => Err(kicked(&overflow)),
+                _ = overflow.wait() => Err(kicked(&overflow)),
                 // Each branch's work is boxed: an idle session's future
                 // then holds pointers, not the state of its largest
                 // request, all its life (a debug build's session task went
@@ -517,15 +506,13 @@ impl Session {
                     Some(env) => Box::pin(self.deliver_queued(env, &mut rx)).await,
                     None => Err(Stop::new(close::INTERNAL, "queue closed")),
                 },
-                // Timers made only when their branch is on (`select!`
-                // builds every branch's future, enabled or not).
-                _ = sleep_until_lazily(self.gap_deadline()), if !self.held.is_empty() => {
+                _ = tokio::time::sleep_until(self.gap_deadline().into()), if !self.held.is_empty() => {
                     Box::pin(self.fill_gaps()).await
                 }
-                _ = sleep_until_lazily(self.resync_due.unwrap_or_else(Instant::now)), if self.resync_due.is_some() => {
+                _ = tokio::time::sleep_until(self.resync_due.unwrap_or_else(Instant::now).into()), if self.resync_due.is_some() => {
                     Box::pin(self.resync_or_later()).await
                 }
-                _ = &mut expired => {
+                _ = tokio::time::sleep_until(self.token_expires.into()) => {
                     Err(Stop::new(close::ACCESS_DENIED, "the session token expired"))
                 }
                 _ = ticker.tick() => {

@@ -17,44 +17,13 @@ use futures_util::Stream;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 
-/// The connection under a session: plain TCP or TLS, split into a reading
-/// and a writing half (the reader and the writer run concurrently).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + 'static {
-    fn halves(self) -> (Reader, Writer);
-}
+/// The connection under a session: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Io for T {}
 
-type Reader = Box<dyn AsyncRead + Unpin>;
-type Writer = Box<dyn AsyncWrite + Unpin>;
-
-/// Plain TCP: two owned halves that read and write without a lock between
-/// them (a shared half locks on every read and every write).
-impl Io for tokio::net::TcpStream {
-    fn halves(self) -> (Reader, Writer) {
-        let (r, w) = self.into_split();
-        (Box::new(r), Box::new(w))
-    }
-}
-
-/// TLS: one session state for both directions, so the halves share it.
-impl Io for actix_tls::accept::rustls_0_23::TlsStream<tokio::net::TcpStream> {
-    fn halves(self) -> (Reader, Writer) {
-        shared_halves(self)
-    }
-}
-
-/// An in-memory pipe (tests).
-impl Io for tokio::io::DuplexStream {
-    fn halves(self) -> (Reader, Writer) {
-        shared_halves(self)
-    }
-}
-
-fn shared_halves<T: AsyncRead + AsyncWrite + Unpin + 'static>(io: T) -> (Reader, Writer) {
-    let (r, w) = tokio::io::split(io);
-    (Box::new(r), Box::new(w))
-}
+type BoxIo = Box<dyn Io>;
 
 /// A read takes at most this much at once (on the stack, copied out only
 /// while a frame is incomplete).
@@ -80,8 +49,8 @@ pub enum AggregatedMessage {
 /// Splits an upgraded connection into the session's writer and its stream
 /// of messages; `early` holds bytes the client sent right behind its
 /// upgrade request, read already.
-pub fn split(io: impl Io, early: BytesMut, max_frame_bytes: usize) -> (Session, MessageStream) {
-    let (read, write) = io.halves();
+pub fn split(io: BoxIo, early: BytesMut, max_frame_bytes: usize) -> (Session, MessageStream) {
+    let (read, write) = tokio::io::split(io);
     let session = Session {
         io: write,
         state: WriteState::Open,
@@ -111,7 +80,7 @@ enum WriteState {
 
 /// Writes frames to the client.
 pub struct Session {
-    io: Writer,
+    io: WriteHalf<BoxIo>,
     state: WriteState,
     /// Text frames queued by [`Session::queue`], written together by
     /// [`Session::flush`] (empty, and unallocated, between batches).
@@ -279,7 +248,7 @@ fn header(op: u8, len: usize, out: &mut [u8; 10]) -> usize {
 /// The client's messages, continuation frames joined up to the frame size
 /// limit.
 pub struct MessageStream {
-    io: Reader,
+    io: ReadHalf<BoxIo>,
     /// Bytes of an incomplete frame (empty, and unallocated, while idle).
     buf: BytesMut,
     codec: Codec,
@@ -424,7 +393,7 @@ mod tests {
 
     fn pair(early: &[u8], max: usize) -> (Session, MessageStream, tokio::io::DuplexStream) {
         let (server, client) = tokio::io::duplex(64 * 1024);
-        let (s, m) = split(server, BytesMut::from(early), max);
+        let (s, m) = split(Box::new(server), BytesMut::from(early), max);
         (s, m, client)
     }
 
@@ -488,7 +457,7 @@ mod tests {
     async fn queued_frames_leave_together_and_in_order_through_short_writes() {
         // A pipe of 7 bytes: every write is cut short.
         let (server, mut client) = tokio::io::duplex(7);
-        let (mut s, _m) = split(server, BytesMut::new(), 1024);
+        let (mut s, _m) = split(Box::new(server), BytesMut::new(), 1024);
         let texts: Vec<String> = (0..100)
             .map(|i| format!("frame {i} {}", "y".repeat(i)))
             .collect();
