@@ -3,7 +3,7 @@
 # and a Redis, builds release binaries, installs the peer (socket.io) from
 # the npm registry, runs `parley-bench standard` (every scenario on 1 node
 # and on 2 nodes behind Redis, Parley and the peer, each scenario's targets by
-# turns, 3 runs each, about 22 minutes on 2
+# turns, 3 runs each, about 23 minutes on 2
 # cores),
 # prints the table and appends JSON lines to bench/results/results.jsonl.
 # Extra arguments replace `standard`, e.g.: scripts/bench.sh idle --sessions 100000 --nodes 6

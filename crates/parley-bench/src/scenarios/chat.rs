@@ -169,9 +169,9 @@ impl Env {
     /// A fresh load that has run for a few seconds, unmeasured, at the grid
     /// step below `index`. Run 1 meets each step after minutes of the lower
     /// ones; without this, a later run met its first step on nodes that had
-    /// served nothing yet (queues, buffers and the allocator's arenas still
-    /// growing) and failed it more often than run 1 had passed it (Parley's
-    /// fan-out in the standard set at 3366112: all four such steps).
+    /// served nothing yet and failed it more often than run 1 had passed it
+    /// (Parley's fan-out in the standard set at 3366112: all four such
+    /// steps; with the warm-up none, docs/benchmarks.md).
     async fn warm_load(&mut self, s: &Search<'_>, index: usize) -> Res<Load> {
         let mut load = self.load(s.workload, s.shape(), s.count, s.peer).await?;
         if let Some(below) = index.checked_sub(1) {
