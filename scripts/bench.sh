@@ -32,7 +32,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-pg_start "$work/pg" "$pg_port" max_connections=400 shared_buffers=256MB synchronous_commit=off
+# PostgreSQL answers a commit before its WAL is on disk (`off`, as the bars
+# of issue 11 are stated); PARLEY_BENCH_SYNCHRONOUS_COMMIT=on makes every
+# commit wait for the disk. Each result line records which (`database`), and
+# the curves of `on` are drawn apart.
+sync_commit=${PARLEY_BENCH_SYNCHRONOUS_COMMIT:-off}
+case "$sync_commit" in
+    on | off) ;;
+    *) die "PARLEY_BENCH_SYNCHRONOUS_COMMIT must be on or off, not '$sync_commit'" ;;
+esac
+pg_start "$work/pg" "$pg_port" max_connections=400 shared_buffers=256MB synchronous_commit="$sync_commit"
 pg_createdb "$pg_port" bench
 /usr/bin/redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
     --daemonize yes --pidfile "$work/redis.pid" >/dev/null

@@ -3,7 +3,7 @@
 //! run of each capacity search, the one that climbs every step from the
 //! bottom (docs/benchmarks.md shows them).
 
-use crate::report::Res;
+use crate::report::{synchronous_commit, Res};
 use plotters::prelude::*;
 use serde_json::Value;
 
@@ -46,17 +46,34 @@ fn series(rows: &[Value], workload: &str) -> Vec<Series> {
 }
 
 /// Draws `capacity-<workload>.svg` in `dir` for each workload with
-/// capacity rows; the files written.
+/// capacity rows; the files written. Rows measured with PostgreSQL's
+/// `synchronous_commit` other than `off` go to
+/// `capacity-<workload>-synchronous-commit-<value>.svg`: their figures do
+/// not belong on the same chart.
 pub fn draw(rows: &[Value], dir: &str) -> Res<Vec<String>> {
+    let mut settings: Vec<&str> = rows.iter().map(synchronous_commit).collect();
+    settings.sort_unstable();
+    settings.dedup();
     let mut written = Vec::new();
-    for (workload, bound) in [("chat", 50.0), ("fanout", 100.0)] {
-        let all = series(rows, workload);
-        if all.is_empty() {
-            continue;
+    for setting in settings {
+        let same: Vec<Value> = rows
+            .iter()
+            .filter(|r| synchronous_commit(r) == setting)
+            .cloned()
+            .collect();
+        for (workload, bound) in [("chat", 50.0), ("fanout", 100.0)] {
+            let all = series(&same, workload);
+            if all.is_empty() {
+                continue;
+            }
+            let path = if setting == "off" {
+                format!("{dir}/capacity-{workload}.svg")
+            } else {
+                format!("{dir}/capacity-{workload}-synchronous-commit-{setting}.svg")
+            };
+            draw_one(&path, workload, bound, &all).map_err(|e| format!("{path}: {e}"))?;
+            written.push(path);
         }
-        let path = format!("{dir}/capacity-{workload}.svg");
-        draw_one(&path, workload, bound, &all).map_err(|e| format!("{path}: {e}"))?;
-        written.push(path);
     }
     Ok(written)
 }
@@ -149,8 +166,8 @@ fn draw_one(
     Ok(())
 }
 
-/// The newest `capacity` line of each workload, system and node count in
-/// `dir/results.jsonl`.
+/// The newest `capacity` line of each workload, system, node count and
+/// `synchronous_commit` in `dir/results.jsonl`.
 pub fn latest(dir: &str) -> Res<Vec<Value>> {
     let text =
         std::fs::read_to_string(format!("{dir}/results.jsonl")).map_err(|e| e.to_string())?;
@@ -166,6 +183,7 @@ pub fn latest(dir: &str) -> Res<Vec<Value>> {
             o["target"] == v["target"]
                 && o["nodes"] == v["nodes"]
                 && o["params"]["workload"] == v["params"]["workload"]
+                && synchronous_commit(o) == synchronous_commit(&v)
         };
         newest.retain(|o| !same(o));
         newest.push(v);
@@ -198,6 +216,45 @@ mod tests {
         assert!(
             svg.starts_with("<svg") && svg.contains("parley 1 node") && svg.contains("peer 1 node")
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn figures_of_another_synchronous_commit_get_their_own_chart() {
+        let dir = std::env::temp_dir().join(format!("parley-curves-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let row = |target: &str, sync: Option<&str>| {
+            let mut r = json!({"scenario": "capacity", "target": target, "nodes": 1,
+                   "params": {"workload": "chat"},
+                   "figures": {"steps": [{"rate": 1000, "p50_ms": 1.2, "p99_ms": 9.0}]}});
+            if let Some(s) = sync {
+                r["database"] = json!({"synchronous_commit": s});
+            }
+            r
+        };
+        // A line without the field is from before it was recorded: `off`.
+        let rows = [row("parley", None), row("peer", Some("on"))];
+        let written = super::draw(&rows, dir.to_str().expect("utf-8")).expect("draw");
+        let names: Vec<String> = written
+            .iter()
+            .filter_map(|p| {
+                std::path::Path::new(p)
+                    .file_name()?
+                    .to_str()
+                    .map(String::from)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "capacity-chat.svg",
+                "capacity-chat-synchronous-commit-on.svg"
+            ]
+        );
+        let off = std::fs::read_to_string(&written[0]).expect("svg");
+        let on = std::fs::read_to_string(&written[1]).expect("svg");
+        assert!(off.contains("parley 1 node") && !off.contains("peer 1 node"));
+        assert!(on.contains("peer 1 node") && !on.contains("parley 1 node"));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

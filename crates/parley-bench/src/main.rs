@@ -172,9 +172,17 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
+    let database = match cmd {
+        // Draws what results.jsonl holds; no database needed.
+        Cmd::Curves => serde_json::Value::Null,
+        _ => report::database_settings(&cli.database_url).await,
+    };
     let mut env = Env {
         cli,
-        report: Report { rows: Vec::new() },
+        report: Report {
+            rows: Vec::new(),
+            database,
+        },
         sharded: false,
     };
     let result = match cmd {

@@ -26,6 +26,46 @@ pub fn commit() -> String {
 
 pub struct Report {
     pub rows: Vec<Value>,
+    /// The database settings that change what the figures mean (see
+    /// [`database_settings`]), written into every line.
+    pub database: Value,
+}
+
+/// What every result line records of the database: `synchronous_commit`
+/// (`scripts/bench.sh` starts PostgreSQL with it `off` unless
+/// `PARLEY_BENCH_SYNCHRONOUS_COMMIT=on`): with it off a commit, and so
+/// Parley's ack, returns before the commit's WAL is on disk, and the
+/// figures of the two settings are not comparable.
+pub async fn database_settings(url: &str) -> Value {
+    let read = async {
+        let store = parley_store::Store::connect_lazy(&parley_store::StoreOptions {
+            url: url.to_owned(),
+            max_connections: 1,
+            acquire_timeout: std::time::Duration::from_secs(30),
+            transaction_pooler: false,
+            read_url: None,
+        })
+        .map_err(|e| e.to_string())?;
+        store
+            .setting("synchronous_commit")
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match read.await {
+        Ok(value) => json!({ "synchronous_commit": value }),
+        Err(e) => {
+            eprintln!("parley-bench: cannot read the database's settings: {e}");
+            json!({ "synchronous_commit": "unknown" })
+        }
+    }
+}
+
+/// A result line's `synchronous_commit`; lines from before it was recorded
+/// ran with it `off` (scripts/bench.sh has always started PostgreSQL so).
+pub fn synchronous_commit(row: &Value) -> &str {
+    row["database"]["synchronous_commit"]
+        .as_str()
+        .unwrap_or("off")
 }
 
 impl Report {
@@ -41,6 +81,7 @@ impl Report {
         let line = json!({
             "target": target,
             "scenario": name, "nodes": nodes, "params": params, "figures": figures,
+            "database": self.database,
             "commit": commit(), "at": chrono::Utc::now().to_rfc3339(),
         });
         std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
@@ -94,6 +135,9 @@ impl Report {
     }
 
     pub fn table(&self) {
+        if let Some(sync) = self.database["synchronous_commit"].as_str() {
+            println!("\nPostgreSQL synchronous_commit={sync}");
+        }
         println!(
             "\n{:<8} {:<7} {:>5}  figures",
             "scenario", "target", "nodes"

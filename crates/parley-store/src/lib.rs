@@ -261,6 +261,16 @@ impl Store {
         Ok(())
     }
 
+    /// A server setting as this connection sees it (`SHOW name`), e.g.
+    /// `synchronous_commit`, which a benchmark records beside its figures.
+    pub async fn setting(&self, name: &str) -> Result<String> {
+        let value: String = sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(name)
+            .fetch_one(&self.db)
+            .await?;
+        Ok(value)
+    }
+
     /// Removes expired codes and tokens that can no longer matter.
     /// Returns how many rows went.
     pub async fn purge_expired(&self, keep_for: Duration) -> Result<u64> {
