@@ -596,6 +596,77 @@ async fn a_full_publish_queue_loses_nothing() {
     assert!(dropped > 0.0, "the queue never filled:\n{metrics}");
 }
 
+/// The bus brings one node's message to the other late: every session of
+/// the conversation there meets the same gap behind the next local message,
+/// and they read the missing event from PostgreSQL once for the node, not
+/// once each. Each gets both messages in order, once; the late copy that
+/// comes afterwards is dropped as a duplicate.
+#[actix_web::test]
+async fn a_gap_met_by_many_sessions_of_a_node_is_read_once() {
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 7).await;
+    // Node 0 holds the readers; its own recovery stays out of the way (it
+    // would read the missing event back for the node after a grace).
+    let mut cl = Cluster::start(&env, 1, false, &[("PARLEY_RECOVERY__GRACE_MS", "60000")]).await;
+    let redis: std::net::SocketAddr = format!("127.0.0.1:{}", cl.redis_port)
+        .parse()
+        .expect("address");
+    let proxy = parley_tests::faults::Proxy::start(redis).await;
+    let url = format!("redis://{}", proxy.addr);
+    let a = cl
+        .add_node(&[("PARLEY_BUS__REDIS_URL", url.as_str())])
+        .await;
+    let writer = connect(&cl.nodes[a].ws_url(), &u[0].1).await;
+    let mut readers = Vec::new();
+    for (_, t) in &u[1..] {
+        readers.push(connect(&cl.nodes[0].ws_url(), t).await);
+    }
+    let g: Conversation = writer
+        .call(Request::CreateGroup {
+            title: "one read".into(),
+            members: u[1..].iter().map(|(id, _)| *id).collect(),
+        })
+        .await
+        .expect("group");
+    let first = send_reliably(&writer, g.id, "first".into(), "f".into()).await;
+    for r in &readers {
+        assert_eq!(collect(r, g.id, 1).await[0].id, first.id);
+    }
+    let before = reqwest_metrics(cl.nodes[0].port).await;
+
+    // The writer's node cannot reach Redis: its message is committed, and
+    // acknowledged, but does not reach node 0 over the bus.
+    proxy.pause(true);
+    let late = send_reliably(&writer, g.id, "late".into(), "l".into()).await;
+    // A reader on node 0 writes next: node 0 delivers its own message at
+    // once, and every reader there sees the gap before it.
+    let reveals = send_reliably(&readers[0], g.id, "reveals".into(), "r".into()).await;
+    assert_eq!(reveals.seq, late.seq + 1);
+    for r in &readers {
+        let got: Vec<_> = collect(r, g.id, 2).await.iter().map(|m| m.id).collect();
+        assert_eq!(got, [late.id, reveals.id], "in order, from PostgreSQL");
+    }
+    let after = reqwest_metrics(cl.nodes[0].port).await;
+    let moved = |name: &str| metric(&after, name) - metric(&before, name);
+    assert_eq!(
+        moved("parley_gap_replays_total"),
+        readers.len() as f64,
+        "each session filled its gap:\n{after}"
+    );
+    assert_eq!(
+        moved("parley_gap_reads_total"),
+        1.0,
+        "one read for the node:\n{after}"
+    );
+
+    // The late copy arrives and is not delivered twice.
+    proxy.pause(false);
+    let last = send_reliably(&writer, g.id, "last".into(), "z".into()).await;
+    for r in &readers {
+        assert_eq!(collect(r, g.id, 1).await[0].id, last.id, "nothing twice");
+    }
+}
+
 /// The text of `GET /metrics` on a node.
 async fn reqwest_metrics(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -23,6 +23,7 @@ mod digest;
 mod fanout;
 mod feed;
 mod files;
+mod gaps;
 mod health;
 mod hooks;
 mod infobases;
@@ -41,6 +42,7 @@ pub use conversations::{ConversationUpdate, NewByInfobase, Opened};
 pub use error::{Error, Result};
 pub use fanout::frame_text;
 pub use files::Download;
+pub use gaps::MissedEvents;
 pub use health::Readiness;
 pub use infobases::UserQuery;
 pub use messages::{HistoryQuery, Posted};
@@ -144,6 +146,8 @@ pub struct Service {
     push_tap: Arc<push::PushTap>,
     vapid: tokio::sync::OnceCell<parley_outbound::webpush::VapidKey>,
     push_out: parley_outbound::Outbound,
+    /// Reads of what sessions miss behind a gap, one per range (gaps.rs).
+    gap_reads: gaps::GapReads,
 }
 
 impl std::fmt::Debug for Service {
@@ -195,6 +199,7 @@ impl Service {
             push_tap,
             vapid: tokio::sync::OnceCell::new(),
             push_out: parts.push_outbound,
+            gap_reads: gaps::GapReads::default(),
         }
     }
 

@@ -105,6 +105,10 @@ impl Metrics {
             "parley_gap_replays_total",
             "Gaps in a session's seq filled from PostgreSQL"
         );
+        describe_counter!(
+            "parley_gap_reads_total",
+            "Reads of PostgreSQL for sessions' gaps (sessions missing the same events share one)"
+        );
         Self {
             sends: counter!("parley_sends_total"),
             commits: counter!("parley_commits_total"),

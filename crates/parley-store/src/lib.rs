@@ -44,7 +44,7 @@ pub use messages::{
 };
 pub use notifications::StoredNotification;
 pub use push::PushSubscription;
-pub use recovery::LoggedEnvelope;
+pub use recovery::{LoggedEnvelope, LoggedPage};
 pub use registration::{ConfirmOutcome, DenyReason, NewCode, NewInfobase};
 pub use search::{Reader, SearchParams};
 pub use session_start::SessionStart;

@@ -1,5 +1,5 @@
 //! What the recovery reads: the conversations that changed lately, with
-//! their last `seq`, and the events one of them is missing.
+//! their last `seq`, and the events a node or its sessions are missing.
 
 use crate::{ConversationSeq, Result, Store};
 use parley_core::{ConversationId, UserId};
@@ -16,7 +16,47 @@ pub struct LoggedEnvelope {
     pub body: serde_json::Value,
 }
 
+/// A page of a conversation's log as [`Store::events_range`] reads it.
+#[derive(Clone, Debug, Default)]
+pub struct LoggedPage {
+    /// Oldest first.
+    pub events: Vec<LoggedEnvelope>,
+    /// Events are left before the end of the range.
+    pub more: bool,
+}
+
 impl Store {
+    /// Events of a conversation with `after < seq < until`, oldest first,
+    /// at most `limit`, and whether more are left. For every user alike
+    /// (each reader filters by `recipients`): the sessions of a node that
+    /// miss the same events share one read.
+    pub async fn events_range(
+        &self,
+        conversation: ConversationId,
+        after: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<LoggedPage> {
+        let rows = sqlx::query(
+            "SELECT seq, recipients, body FROM events
+             WHERE conversation_id = $1 AND seq > $2 AND seq < $3
+             ORDER BY seq LIMIT $4",
+        )
+        .bind(conversation.0)
+        .bind(after)
+        .bind(until)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.db)
+        .await?;
+        let more = rows.len() > limit as usize;
+        let events = rows
+            .iter()
+            .take(limit as usize)
+            .map(logged)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LoggedPage { events, more })
+    }
+
     /// Conversations with an event committed within the last `window`
     /// (by `last_activity`, which trails the newest event by at most a
     /// second), with their last `seq`.
@@ -103,15 +143,16 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(&self.db)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let recipients: Option<Vec<uuid::Uuid>> = r.try_get("recipients")?;
-                Ok(LoggedEnvelope {
-                    seq: r.try_get("seq")?,
-                    recipients: recipients.map(|v| v.into_iter().map(UserId).collect()),
-                    body: r.try_get::<Json<serde_json::Value>, _>("body")?.0,
-                })
-            })
-            .collect()
+        rows.iter().map(logged).collect()
     }
+}
+
+/// A row of `seq, recipients, body` from `events`.
+fn logged(r: &sqlx::postgres::PgRow) -> Result<LoggedEnvelope> {
+    let recipients: Option<Vec<uuid::Uuid>> = r.try_get("recipients")?;
+    Ok(LoggedEnvelope {
+        seq: r.try_get("seq")?,
+        recipients: recipients.map(|v| v.into_iter().map(UserId).collect()),
+        body: r.try_get::<Json<serde_json::Value>, _>("body")?.0,
+    })
 }

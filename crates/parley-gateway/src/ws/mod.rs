@@ -883,17 +883,25 @@ impl Session {
     }
 
     /// Sends what `conv` misses between the session's last `seq` and
-    /// `until` (exclusive) from PostgreSQL. When more is missing than one
-    /// replay may send, the rest is reported with a `gap` event: the
-    /// session never moves past a `seq` it neither delivered nor reported.
+    /// `until` (exclusive) from PostgreSQL — one read for every session of
+    /// this node missing the same range (`Service::missed_events`). When
+    /// more is missing than one replay may send, the rest is reported with
+    /// a `gap` event: the session never moves past a `seq` it neither
+    /// delivered nor reported.
     async fn fill(&mut self, conv: ConversationId, until: i64) -> Result<(), Missed> {
         let last = self.last.get(&conv).copied().unwrap_or(0);
-        let r = self.replay(conv, last, Some(until)).await?;
-        if r.more {
+        let limit = self.st.ws.resume_max_events;
+        let missed = self.st.svc.missed_events(conv, last, until, limit).await?;
+        for env in &missed.envelopes {
+            if let Some((_, seq)) = env.position {
+                self.deliver_next(conv, seq, env).await?;
+            }
+        }
+        if missed.more {
             metrics::counter!("parley_gaps_reported_total").increment(1);
             let gap = Event::Gap {
                 conversation_id: conv,
-                after_seq: r.top,
+                after_seq: missed.top,
                 before_seq: until,
             };
             self.send(frame_text(&ServerFrame::Event(gap))).await?;
