@@ -68,7 +68,8 @@ pub(crate) struct GapReads {
 impl Service {
     /// The events of `conversation` with `after < seq < until`, oldest
     /// first, at most `limit` — read once for every session of this node
-    /// that asks for the same range while the read runs.
+    /// that asks for the same range while the read runs or within
+    /// `SHARE_FOR` after it.
     pub async fn missed_events(
         &self,
         conversation: ConversationId,
