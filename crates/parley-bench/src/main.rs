@@ -15,6 +15,7 @@ mod conn;
 mod cpu;
 mod curves;
 mod nodes;
+mod pace;
 mod report;
 mod scenarios;
 mod setup;
@@ -182,6 +183,7 @@ async fn main() -> std::process::ExitCode {
         report: Report {
             rows: Vec::new(),
             database,
+            pace: pace::Pace::default(),
         },
         sharded: false,
     };

@@ -29,6 +29,8 @@ pub struct Report {
     /// The database settings that change what the figures mean (see
     /// [`database_settings`]), written into every line.
     pub database: Value,
+    /// The machine's pace, written into every line (`machine.pace_ms`).
+    pub pace: crate::pace::Pace,
 }
 
 /// What every result line records of the database: `synchronous_commit`
@@ -82,6 +84,7 @@ impl Report {
             "target": target,
             "scenario": name, "nodes": nodes, "params": params, "figures": figures,
             "database": self.database,
+            "machine": {"pace_ms": self.pace.probe_ms()},
             "commit": commit(), "at": chrono::Utc::now().to_rfc3339(),
         });
         std::fs::create_dir_all(out).map_err(|e| e.to_string())?;
@@ -137,6 +140,17 @@ impl Report {
     pub fn table(&self) {
         if let Some(sync) = self.database["synchronous_commit"].as_str() {
             println!("\nPostgreSQL synchronous_commit={sync}");
+        }
+        let paces: Vec<f64> = self
+            .rows
+            .iter()
+            .filter_map(|r| r["machine"]["pace_ms"].as_f64())
+            .collect();
+        if let (Some(lo), Some(hi)) = (
+            paces.iter().copied().reduce(f64::min),
+            paces.iter().copied().reduce(f64::max),
+        ) {
+            println!("machine pace {lo} … {hi} ms (a fixed one-core workload; lower is faster)");
         }
         println!(
             "\n{:<8} {:<7} {:>5}  figures",
