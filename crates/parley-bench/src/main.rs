@@ -27,7 +27,6 @@ use report::{Report, Res};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// First offered rate of the capacity searches, messages per second: chat
 /// (10 deliveries each) and fan-out (1 000 deliveries each).
@@ -49,14 +48,7 @@ struct Env {
 
 impl Env {
     async fn fixture(&self) -> Res<setup::Fixture> {
-        let store = parley_store::Store::connect_lazy(&parley_store::StoreOptions {
-            url: self.cli.database_url.clone(),
-            max_connections: 32,
-            acquire_timeout: Duration::from_secs(30),
-            transaction_pooler: false,
-            read_url: None,
-        })
-        .map_err(|e| e.to_string())?;
+        let store = setup::store(&self.cli.database_url, 32)?;
         store.migrate().await.map_err(|e| e.to_string())?;
         setup::fixture(store).await
     }

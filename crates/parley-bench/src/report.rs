@@ -40,15 +40,7 @@ pub struct Report {
 /// figures of the two settings are not comparable.
 pub async fn database_settings(url: &str) -> Value {
     let read = async {
-        let store = parley_store::Store::connect_lazy(&parley_store::StoreOptions {
-            url: url.to_owned(),
-            max_connections: 1,
-            acquire_timeout: std::time::Duration::from_secs(30),
-            transaction_pooler: false,
-            read_url: None,
-        })
-        .map_err(|e| e.to_string())?;
-        store
+        crate::setup::store(url, 1)?
             .setting("synchronous_commit")
             .await
             .map_err(|e| e.to_string())

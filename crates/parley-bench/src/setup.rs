@@ -13,6 +13,18 @@ use parley_store::{
 
 pub type Result<T> = std::result::Result<T, String>;
 
+/// A store on the bench's database, its connections opened lazily.
+pub fn store(url: &str, max_connections: u32) -> Result<Store> {
+    Store::connect_lazy(&parley_store::StoreOptions {
+        url: url.to_owned(),
+        max_connections,
+        acquire_timeout: std::time::Duration::from_secs(30),
+        transaction_pooler: false,
+        read_url: None,
+    })
+    .map_err(|e| e.to_string())
+}
+
 pub struct Fixture {
     pub store: Store,
     pub subscriber: SubscriberId,
