@@ -6,15 +6,13 @@ use crate::*;
 use parley_core::UserActor;
 use std::collections::HashMap;
 
-#[actix_web::test]
-async fn concurrent_sends_commit_together_each_judged_on_its_own_in_seq_order() {
-    // One worker: every send below waits in one queue.
-    let env = TestEnv::with_db_proxy(|c| c.commit.workers = 1).await;
+/// Users of a new infobase, as the service sees them, and their tokens.
+async fn people(env: &TestEnv, tag: &str, names: &[&str]) -> (Vec<UserActor>, Vec<String>) {
     let app = env.app().await;
-    let a = register(&app, &email("gc"), "A").await;
+    let a = register(&app, &email(tag), "A").await;
     let mut actors = Vec::new();
     let mut tokens = Vec::new();
-    for name in ["alice", "bob", "carol"] {
+    for name in names {
         let id = user(&app, &a, name).await;
         let t = token(&app, &a, &id).await;
         let actor: UserActor = env
@@ -26,6 +24,14 @@ async fn concurrent_sends_commit_together_each_judged_on_its_own_in_seq_order() 
         actors.push(actor);
         tokens.push(t);
     }
+    (actors, tokens)
+}
+
+#[actix_web::test]
+async fn concurrent_sends_commit_together_each_judged_on_its_own_in_seq_order() {
+    // One worker: every send below waits in one queue.
+    let env = TestEnv::with_db_proxy(|c| c.commit.workers = 1).await;
+    let (actors, tokens) = people(&env, "gc", &["alice", "bob", "carol"]).await;
     let (alice, bob, carol) = (&actors[0], &actors[1], &actors[2]);
     let svc = &env.state.svc;
     let g1 = svc
@@ -134,4 +140,47 @@ async fn concurrent_sends_commit_together_each_judged_on_its_own_in_seq_order() 
         }
     }
     assert_eq!(got, seqs, "each conversation's messages once, in seq order");
+}
+
+/// `commit.linger_ms`: while sends keep coming, a batch waits for the next
+/// one; without it, a send that finds the worker idle commits alone.
+#[actix_web::test]
+async fn with_a_linger_a_send_close_behind_another_commits_with_it() {
+    // (linger, transactions for the two sends 30 ms apart)
+    for (linger_ms, want) in [(300, 1), (0, 2)] {
+        let env = TestEnv::new(|c| {
+            c.commit.workers = 1;
+            c.commit.linger_ms = linger_ms;
+        })
+        .await;
+        let (actors, _) = people(&env, "linger", &["alice", "bob"]).await;
+        let (alice, bob) = (&actors[0], &actors[1]);
+        let svc = &env.state.svc;
+        let g = svc
+            .create_group(alice, "g", vec![bob.id()])
+            .await
+            .expect("group");
+        // The first send finds no batch before it and commits at once.
+        svc.send_message(alice, g.id, text("first"))
+            .await
+            .expect("first send");
+        let second = svc.send_message(alice, g.id, text("second"));
+        let third = async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            svc.send_message(bob, g.id, text("third")).await
+        };
+        let (second, third) = futures_util::future::join(second, third).await;
+        let (second, third) = (second.expect("second send"), third.expect("third send"));
+        assert_eq!(third.message.seq, second.message.seq + 1, "in order");
+        let transactions: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT xmin::text) FROM messages WHERE text IN ('second', 'third')",
+        )
+        .fetch_one(&env.db)
+        .await
+        .expect("transactions");
+        assert_eq!(
+            transactions, want,
+            "linger {linger_ms} ms: the two sends in {transactions} transactions"
+        );
+    }
 }

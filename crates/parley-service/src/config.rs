@@ -456,6 +456,11 @@ pub struct CommitConfig {
     pub batch_max: usize,
     /// Sends that may wait for each worker; a sender waits when it is full.
     pub queue: usize,
+    /// While sends keep coming (the previous batch ended less than this
+    /// ago), a batch starts only once its oldest send has waited this long
+    /// or it is full: fewer, larger transactions, for a longer wait. A send
+    /// after a quiet spell commits at once. 0 (the default): never wait.
+    pub linger_ms: u64,
 }
 
 impl Default for CommitConfig {
@@ -464,6 +469,7 @@ impl Default for CommitConfig {
             workers: 1,
             batch_max: 256,
             queue: 4096,
+            linger_ms: 0,
         }
     }
 }
@@ -484,6 +490,11 @@ impl CommitConfig {
             (1..=1_000_000).contains(&self.queue),
             "commit.queue",
             "must be between 1 and 1000000",
+        )?;
+        check(
+            self.linger_ms <= 1000,
+            "commit.linger_ms",
+            "must be between 0 and 1000",
         )
     }
 }
