@@ -607,31 +607,20 @@ async fn a_gap_met_by_many_sessions_of_a_node_is_read_once() {
     let (_ib, u) = users(&env, 7).await;
     // Node 0 holds the readers; its own recovery stays out of the way (it
     // would read the missing event back for the node after a grace).
-    let mut cl = Cluster::start(&env, 1, false, &[("PARLEY_RECOVERY__GRACE_MS", "60000")]).await;
-    let redis: std::net::SocketAddr = format!("127.0.0.1:{}", cl.redis_port)
-        .parse()
-        .expect("address");
-    let proxy = parley_tests::faults::Proxy::start(redis).await;
-    let url = format!("redis://{}", proxy.addr);
-    let a = cl
-        .add_node(&[("PARLEY_BUS__REDIS_URL", url.as_str())])
-        .await;
-    let writer = connect(&cl.nodes[a].ws_url(), &u[0].1).await;
-    let mut readers = Vec::new();
-    for (_, t) in &u[1..] {
-        readers.push(connect(&cl.nodes[0].ws_url(), t).await);
-    }
-    let g: Conversation = writer
-        .call(Request::CreateGroup {
-            title: "one read".into(),
-            members: u[1..].iter().map(|(id, _)| *id).collect(),
-        })
-        .await
-        .expect("group");
-    let first = send_reliably(&writer, g.id, "first".into(), "f".into()).await;
-    for r in &readers {
-        assert_eq!(collect(r, g.id, 1).await[0].id, first.id);
-    }
+    let ProxiedGroup {
+        cl,
+        proxy,
+        writer,
+        readers,
+        g,
+        ..
+    } = proxied_group(
+        &env,
+        &u,
+        &[("PARLEY_RECOVERY__GRACE_MS", "60000")],
+        Side::Writer,
+    )
+    .await;
     let before = reqwest_metrics(cl.nodes[0].port).await;
 
     // The writer's node cannot reach Redis: its message is committed, and
@@ -664,6 +653,112 @@ async fn a_gap_met_by_many_sessions_of_a_node_is_read_once() {
     let last = send_reliably(&writer, g.id, "last".into(), "z".into()).await;
     for r in &readers {
         assert_eq!(collect(r, g.id, 1).await[0].id, last.id, "nothing twice");
+    }
+}
+
+/// When the bus's subscription comes back after an outage every session of
+/// the node resyncs at once; their reads of PostgreSQL are shared, and a
+/// message sent meanwhile still reaches each session once.
+#[actix_web::test]
+async fn the_sessions_resyncing_after_an_outage_share_their_reads() {
+    let env = TestEnv::default().await;
+    let (_ib, u) = users(&env, 13).await;
+    let ProxiedGroup {
+        cl,
+        proxy,
+        a,
+        writer,
+        readers,
+        g,
+    } = proxied_group(&env, &u, &[], Side::Readers).await;
+    let before = reqwest_metrics(cl.nodes[a].port).await;
+    let moved = |now: &str, name: &str| metric(now, name) - metric(&before, name);
+
+    // Node `a` loses its Redis connections; it subscribes again at once
+    // and every session there resyncs.
+    proxy.cut_all();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = reqwest_metrics(cl.nodes[a].port).await;
+        if moved(&now, "parley_resyncs_total") >= readers.len() as f64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no resync:\n{now}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let next = send_reliably(&writer, g.id, "next".into(), "n".into()).await;
+    for r in &readers {
+        assert_eq!(collect(r, g.id, 1).await[0].id, next.id, "once, in order");
+    }
+    let after = reqwest_metrics(cl.nodes[a].port).await;
+    let reads = moved(&after, "parley_resync_reads_total");
+    assert!(
+        (1.0..=(readers.len() / 2) as f64).contains(&reads),
+        "{} sessions resynced with {reads} reads:\n{after}",
+        readers.len()
+    );
+}
+
+/// Node 0, and node `a` whose Redis connections go through `proxy`; the
+/// first user writes, the others read, in group `g`, and every reader got
+/// its first message.
+struct ProxiedGroup {
+    cl: Cluster,
+    proxy: parley_tests::faults::Proxy,
+    a: usize,
+    writer: Client,
+    readers: Vec<Client>,
+    g: Conversation,
+}
+
+/// Which of them is on the proxied node.
+enum Side {
+    Writer,
+    Readers,
+}
+
+async fn proxied_group(
+    env: &TestEnv,
+    u: &[(UserId, String)],
+    extra: &[(&str, &str)],
+    proxied: Side,
+) -> ProxiedGroup {
+    let mut cl = Cluster::start(env, 1, false, extra).await;
+    let redis: std::net::SocketAddr = format!("127.0.0.1:{}", cl.redis_port)
+        .parse()
+        .expect("address");
+    let proxy = parley_tests::faults::Proxy::start(redis).await;
+    let url = format!("redis://{}", proxy.addr);
+    let a = cl
+        .add_node(&[("PARLEY_BUS__REDIS_URL", url.as_str())])
+        .await;
+    let (w, r) = match proxied {
+        Side::Writer => (a, 0),
+        Side::Readers => (0, a),
+    };
+    let writer = connect(&cl.nodes[w].ws_url(), &u[0].1).await;
+    let mut readers = Vec::new();
+    for (_, t) in &u[1..] {
+        readers.push(connect(&cl.nodes[r].ws_url(), t).await);
+    }
+    let g: Conversation = writer
+        .call(Request::CreateGroup {
+            title: "proxied".into(),
+            members: u[1..].iter().map(|(id, _)| *id).collect(),
+        })
+        .await
+        .expect("group");
+    let first = send_reliably(&writer, g.id, "first".into(), "f".into()).await;
+    for r in &readers {
+        assert_eq!(collect(r, g.id, 1).await[0].id, first.id);
+    }
+    ProxiedGroup {
+        cl,
+        proxy,
+        a,
+        writer,
+        readers,
+        g,
     }
 }
 

@@ -33,6 +33,7 @@ mod presence;
 mod push;
 mod recovery;
 mod registration;
+mod resyncs;
 mod search;
 mod sessions;
 mod tickets;
@@ -148,6 +149,7 @@ pub struct Service {
     push_out: parley_outbound::Outbound,
     /// Reads of what sessions miss behind a gap, one per range (gaps.rs).
     gap_reads: gaps::GapReads,
+    seq_reads: resyncs::SeqReads,
 }
 
 impl std::fmt::Debug for Service {
@@ -200,6 +202,7 @@ impl Service {
             vapid: tokio::sync::OnceCell::new(),
             push_out: parts.push_outbound,
             gap_reads: gaps::GapReads::default(),
+            seq_reads: resyncs::SeqReads::default(),
         }
     }
 

@@ -106,6 +106,14 @@ impl Metrics {
             "Gaps in a session's seq filled from PostgreSQL"
         );
         describe_counter!(
+            "parley_resyncs_total",
+            "Sessions that compared their seqs with PostgreSQL after the bus may have lost events"
+        );
+        describe_counter!(
+            "parley_resync_reads_total",
+            "Reads of PostgreSQL for resyncing sessions (the sessions of a node that ask together share one)"
+        );
+        describe_counter!(
             "parley_gap_reads_total",
             "Reads of PostgreSQL for sessions' gaps (sessions missing the same events share one)"
         );

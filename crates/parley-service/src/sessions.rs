@@ -45,11 +45,6 @@ impl Service {
         self.bus.hub().session_count()
     }
 
-    /// The `last_seq` of every conversation the user is a member of.
-    pub async fn member_seqs(&self, me: &UserActor) -> Result<Vec<ConversationSeq>> {
-        Ok(self.store.member_seqs(me.id()).await?)
-    }
-
     /// What a registered session starts from, in one round trip: the
     /// `seq` of each of the user's conversations, and the notifications
     /// kept while the user had no session (sent after `ready`, then

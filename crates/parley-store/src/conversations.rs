@@ -103,6 +103,13 @@ pub struct ConversationSeq {
     pub last_seq: i64,
 }
 
+/// A conversation's `seq`, for one of its members.
+#[derive(Clone, Copy, Debug)]
+pub struct MemberSeq {
+    pub user_id: UserId,
+    pub seq: ConversationSeq,
+}
+
 #[derive(Clone, Debug)]
 pub enum CreateOutcome {
     /// Created now; the events announce the first members.
@@ -709,6 +716,29 @@ impl Store {
             .map(|(c, s)| ConversationSeq {
                 conversation_id: ConversationId(c),
                 last_seq: s,
+            })
+            .collect())
+    }
+
+    /// [`Store::member_seqs`] for several users in one query.
+    pub async fn members_seqs(&self, users: &[UserId]) -> Result<Vec<MemberSeq>> {
+        let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
+        let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+            "SELECT m.user_id, c.id, c.last_seq FROM members m
+             JOIN conversations c ON c.id = m.conversation_id
+             WHERE m.user_id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&self.db)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(u, c, s)| MemberSeq {
+                user_id: UserId(u),
+                seq: ConversationSeq {
+                    conversation_id: ConversationId(c),
+                    last_seq: s,
+                },
             })
             .collect())
     }

@@ -31,7 +31,7 @@ pub use batch::BatchedSend;
 pub use calls::{CallChange, Declined};
 pub use conversations::{
     ChangedBy, Committed, ConversationChange, ConversationMeta, ConversationSeq, CreateOutcome,
-    NewConversation, Viewer,
+    MemberSeq, NewConversation, Viewer,
 };
 pub use digest::{Digest, DigestConversation, DigestRun};
 pub use feed::{FeedRows, PumpLimits, Pumped};

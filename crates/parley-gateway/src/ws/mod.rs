@@ -963,6 +963,7 @@ impl Session {
     }
 
     async fn resync(&mut self) -> Result<(), Missed> {
+        metrics::counter!("parley_resyncs_total").increment(1);
         let seqs = self.st.svc.member_seqs(&self.me).await?;
         for s in seqs {
             let (conv, db_seq) = (s.conversation_id, s.last_seq);
