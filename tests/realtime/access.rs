@@ -498,3 +498,36 @@ async fn messages_per_minute_are_limited_per_user() {
     // Bob is not limited by Alice's flood.
     send(&p.cb, g.id, text("bob fine")).await;
 }
+
+/// A session ends with 4003 when its token expires, however busy it is
+/// until then.
+#[actix_web::test]
+async fn a_session_ends_when_its_token_expires() {
+    let env = TestEnv::new(|c| c.auth.min_token_ttl_secs = 1).await;
+    let app = env.app().await;
+    let a = register(&app, &email("expiry"), "A").await;
+    let id = user(&app, &a, "alice").await;
+    let r = call(
+        &app,
+        "POST",
+        &format!("/v1/infobases/{}/users/{id}/tokens", a.id),
+        &a.auth(),
+        Some(Body::Json(serde_json::json!({ "ttl_seconds": 2 }))),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let t = r.body["token"].as_str().expect("token").to_owned();
+    let server = env.server().await;
+    let c = client(&server, &t).await;
+    // Requests keep the session's loop turning while the token lives.
+    let until = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < until {
+        c.call::<serde_json::Value>(Request::ListConversations {
+            filter: Default::default(),
+        })
+        .await
+        .expect("the session works while its token lives");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    revoked(&c, "an expired token's session").await;
+}
