@@ -647,6 +647,11 @@ async fn a_gap_met_by_many_sessions_of_a_node_is_read_once() {
         1.0,
         "one read for the node:\n{after}"
     );
+    assert_eq!(
+        moved("parley_gap_read_events_sum"),
+        1.0,
+        "the read brought the one late event:\n{after}"
+    );
 
     // The late copy arrives and is not delivered twice.
     proxy.pause(false);
@@ -692,6 +697,11 @@ async fn the_sessions_resyncing_after_an_outage_share_their_reads() {
     }
     let after = reqwest_metrics(cl.nodes[a].port).await;
     let reads = moved(&after, "parley_resync_reads_total");
+    assert_eq!(
+        moved(&after, "parley_resync_read_users_sum"),
+        moved(&after, "parley_resyncs_total"),
+        "every resync's user asked for once:\n{after}"
+    );
     assert!(
         (1.0..=(readers.len() / 2) as f64).contains(&reads),
         "{} sessions resynced with {reads} reads:\n{after}",

@@ -109,6 +109,9 @@ fn read(store: &Store, flights: &Arc<Mutex<HashMap<Range, Flight>>>, range: Rang
         let page = store
             .events_range(range.conversation, range.after, range.until, range.limit)
             .await;
+        if let Ok(p) = &page {
+            metrics::histogram!("parley_gap_read_events").record(p.events.len() as f64);
+        }
         // A failure is not shared beyond those who waited for it: the next
         // asker tries again.
         let keep = if page.is_ok() {

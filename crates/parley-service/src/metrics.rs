@@ -113,6 +113,14 @@ impl Metrics {
             "parley_resync_reads_total",
             "Reads of PostgreSQL for resyncing sessions (the sessions of a node that ask together share one)"
         );
+        describe_histogram!(
+            "parley_resync_read_users",
+            "Users whose conversations' seqs one resync read asked for"
+        );
+        describe_histogram!(
+            "parley_gap_read_events",
+            "Events one gap read brought back (the page every session that asked shares)"
+        );
         describe_counter!(
             "parley_gap_reads_total",
             "Reads of PostgreSQL for sessions' gaps (sessions missing the same events share one)"

@@ -93,6 +93,7 @@ impl Reader {
             let mut users: Vec<UserId> = batch.iter().map(|(u, _)| *u).collect();
             users.sort_unstable();
             users.dedup();
+            metrics::histogram!("parley_resync_read_users").record(users.len() as f64);
             match store.members_seqs(&users).await {
                 Ok(rows) => {
                     let by_user = by_user(rows);
