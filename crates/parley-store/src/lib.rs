@@ -15,6 +15,7 @@ mod infobases;
 mod messages;
 mod migration_rules;
 mod notifications;
+mod page;
 mod pool;
 mod push;
 mod reactions;

@@ -750,12 +750,7 @@ impl Store {
             .bind(lim + 1)
             .fetch_all(&self.db)
             .await?;
-        let has_more = rows.len() as i64 > lim;
-        let mut messages = rows
-            .iter()
-            .take(limit as usize)
-            .map(msg_from_row)
-            .collect::<Result<Vec<_>>>()?;
+        let (mut messages, has_more) = crate::page::page(&rows, limit, msg_from_row)?;
         messages.sort_by_key(|m| m.seq);
         crate::reactions::fill(&self.db, &mut messages, readers).await?;
         fill_replies(&self.db, &mut messages).await?;
@@ -785,17 +780,12 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.db)
         .await?;
-        let more = rows.len() > limit as usize;
-        let events = rows
-            .iter()
-            .take(limit as usize)
-            .map(|r| {
-                Ok(LoggedEvent {
-                    seq: r.try_get("seq")?,
-                    body: r.try_get::<Json<serde_json::Value>, _>("body")?.0,
-                })
+        let (events, more) = crate::page::page(&rows, limit, |r| {
+            Ok(LoggedEvent {
+                seq: r.try_get("seq")?,
+                body: r.try_get::<Json<serde_json::Value>, _>("body")?.0,
             })
-            .collect::<Result<Vec<_>>>()?;
+        })?;
         Ok(EventPage { events, more })
     }
 

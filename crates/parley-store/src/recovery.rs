@@ -48,12 +48,7 @@ impl Store {
         .bind(i64::from(limit) + 1)
         .fetch_all(&self.db)
         .await?;
-        let more = rows.len() > limit as usize;
-        let events = rows
-            .iter()
-            .take(limit as usize)
-            .map(logged)
-            .collect::<Result<Vec<_>>>()?;
+        let (events, more) = crate::page::page(&rows, limit, logged)?;
         Ok(LoggedPage { events, more })
     }
 
