@@ -704,23 +704,15 @@ impl Store {
 
     /// The `last_seq` of every conversation the user is a member of.
     pub async fn member_seqs(&self, user: UserId) -> Result<Vec<ConversationSeq>> {
-        let rows: Vec<(Uuid, i64)> = sqlx::query_as(
-            "SELECT c.id, c.last_seq FROM members m JOIN conversations c ON c.id = m.conversation_id
-             WHERE m.user_id = $1",
-        )
-        .bind(user.0)
-        .fetch_all(&self.db)
-        .await?;
-        Ok(rows
+        Ok(self
+            .members_seqs(&[user])
+            .await?
             .into_iter()
-            .map(|(c, s)| ConversationSeq {
-                conversation_id: ConversationId(c),
-                last_seq: s,
-            })
+            .map(|m| m.seq)
             .collect())
     }
 
-    /// [`Store::member_seqs`] for several users in one query.
+    /// The `last_seq` of every conversation of each of `users`, in one query.
     pub async fn members_seqs(&self, users: &[UserId]) -> Result<Vec<MemberSeq>> {
         let ids: Vec<Uuid> = users.iter().map(|u| u.0).collect();
         let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
