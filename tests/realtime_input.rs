@@ -91,6 +91,56 @@ async fn setup() -> (
     (env, server, ib, t1, u1, u2, conv, c2)
 }
 
+/// A request's answer goes out together with what reached the session
+/// while it ran: of two sends written back to back, the first one's own
+/// copy of the message follows its answer at once instead of waiting
+/// behind the second request (it was put in the session's queue before the
+/// answer came back, and both leave in one write).
+#[actix_web::test]
+async fn a_sends_answer_leaves_with_its_own_copy_of_the_message() {
+    let env = TestEnv::with_db_proxy(|_| {}).await;
+    let app = env.app().await;
+    let ib = register(&app, &email("wsanswer"), "WS").await;
+    let u1 = user(&app, &ib, "u1").await;
+    let t1 = token(&app, &ib, &u1).await;
+    let server = env.server().await;
+    let c1 = client(&server, &t1).await;
+    let conv: Conversation = c1
+        .call(Request::CreateGroup {
+            title: "g".into(),
+            members: vec![],
+        })
+        .await
+        .expect("group");
+    let mut ws = raw(&server, Some(&t1), false).await;
+    let ready = next(&mut ws).await.expect("ready");
+    assert_eq!(ready["type"], "ready");
+    // The database held still: the second send is surely waiting to be
+    // read when the first one's answer comes.
+    let proxy = env.db_proxy.as_ref().expect("a proxied database");
+    proxy.pause(true);
+    for (id, text) in [("a", "first"), ("b", "second")] {
+        let frame =
+            json!({"id": id, "type": "message.send", "conversation_id": conv.id, "text": text});
+        ws.send(Ws::text(frame.to_string())).await.expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.pause(false);
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let v = next(&mut ws).await.expect("a frame, not a close");
+        match v["type"].as_str() {
+            Some("result") => seen.push(format!("answer {}", v["id"].as_str().unwrap_or("?"))),
+            Some("event") if v["event"] == "message.created" => seen.push(format!(
+                "copy {}",
+                v["message"]["text"].as_str().unwrap_or("?")
+            )),
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["answer a", "copy first", "answer b", "copy second"]);
+}
+
 #[actix_web::test]
 async fn malformed_frames_get_error_frames_and_the_session_lives_on() {
     let (env, server, _ib, t1, _u1, _u2, conv, c2) = setup().await;

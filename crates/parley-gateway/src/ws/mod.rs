@@ -163,6 +163,15 @@ async fn close_with(st: &AppState, ws: socket::Session, code: u16, reason: &str)
     let _ = tokio::time::timeout(limit, ws.close(Some(reason))).await;
 }
 
+/// An `error` frame.
+fn error_frame(id: Option<String>, code: ErrorCode, message: &str) -> ByteString {
+    frame_text(&ServerFrame::Error {
+        id,
+        code,
+        message: message.to_owned(),
+    })
+}
+
 async fn send_error(
     st: &AppState,
     ws: &mut socket::Session,
@@ -170,11 +179,7 @@ async fn send_error(
     code: ErrorCode,
     message: &str,
 ) {
-    let frame = frame_text(&ServerFrame::Error {
-        id,
-        code,
-        message: message.to_owned(),
-    });
+    let frame = error_frame(id, code, message);
     let limit = Duration::from_secs(st.ws.close_timeout_secs);
     let _ = tokio::time::timeout(limit, ws.text(frame)).await;
 }
@@ -500,7 +505,7 @@ impl Session {
                 // work runs.
                 msg = stream.next() => {
                     last_seen = Instant::now();
-                    Box::pin(self.on_message(msg)).await
+                    Box::pin(self.on_message_answered(msg, &mut rx)).await
                 }
                 env = rx.recv() => match env {
                     Some(env) => Box::pin(self.deliver_queued(env, &mut rx)).await,
@@ -546,42 +551,65 @@ impl Session {
         Ok(())
     }
 
+    /// Handles a client frame, and writes a request's answer together with
+    /// what reached the session's queue while the request ran: for a send,
+    /// the session's own copy of the message, fanned out just before the
+    /// answer came back — one write instead of two, the answer first.
+    async fn on_message_answered(
+        &mut self,
+        msg: Option<Result<AggregatedMessage, ProtocolError>>,
+        rx: &mut mpsc::Receiver<Arc<Envelope>>,
+    ) -> Result<(), Stop> {
+        let Some(answer) = self.on_message(msg).await? else {
+            return Ok(());
+        };
+        if rx.is_empty() {
+            return self.send(answer).await;
+        }
+        self.batching = true;
+        let step = self.send(answer).await;
+        self.write_with_queued(step, rx).await
+    }
+
+    /// Handles a client frame; a request's answer comes back to be written.
     async fn on_message(
         &mut self,
         msg: Option<Result<AggregatedMessage, ProtocolError>>,
-    ) -> Result<(), Stop> {
+    ) -> Result<Option<ByteString>, Stop> {
         match msg {
             None => Err(Stop::new(close::NORMAL, "connection closed")),
             Some(Ok(AggregatedMessage::Close(_))) => {
                 Err(Stop::new(close::NORMAL, "closed by the client"))
             }
-            Some(Ok(AggregatedMessage::Ping(b))) => {
-                self.guard(|ws| Box::pin(async move { ws.pong(&b).await }))
-                    .await
-            }
-            Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
-            Some(Ok(AggregatedMessage::Binary(_))) => {
-                self.send_error(
+            Some(Ok(AggregatedMessage::Ping(b))) => self
+                .guard(|ws| Box::pin(async move { ws.pong(&b).await }))
+                .await
+                .map(|()| None),
+            Some(Ok(AggregatedMessage::Pong(_))) => Ok(None),
+            Some(Ok(AggregatedMessage::Binary(_))) => self
+                .send_error(
                     None,
                     ErrorCode::Invalid,
                     "binary frames are not supported; send JSON text",
                 )
                 .await
-            }
+                .map(|()| None),
             Some(Ok(AggregatedMessage::Text(text))) => self.on_text(&text).await,
             Some(Err(e)) => Err(protocol_stop(e)),
         }
     }
 
-    async fn on_text(&mut self, text: &str) -> Result<(), Stop> {
+    /// A request: its answer (result or error) comes back to be written;
+    /// a refused frame is answered here.
+    async fn on_text(&mut self, text: &str) -> Result<Option<ByteString>, Stop> {
         // The common case parses once; only a refused frame is parsed again
         // to say precisely what is wrong with it.
         let (id, request) = match serde_json::from_str::<ClientFrame>(text) {
             Ok(f) => (f.id, f.request),
-            Err(e) => return self.refuse_frame(text, e).await,
+            Err(e) => return self.refuse_frame(text, e).await.map(|()| None),
         };
         if id.len() > self.st.ws.max_request_id_bytes {
-            return self.refuse_long_id().await;
+            return self.refuse_long_id().await.map(|()| None);
         }
         if !self.frames.take() {
             self.refused_in_a_row += 1;
@@ -596,23 +624,18 @@ impl Session {
                 "too many frames: at most {} a second (ws.frames_per_sec)",
                 self.st.ws.frames_per_sec
             );
-            return self
-                .send_error(Some(id), ErrorCode::RateLimited, &msg)
-                .await;
+            return Ok(Some(error_frame(Some(id), ErrorCode::RateLimited, &msg)));
         }
         self.refused_in_a_row = 0;
         if matches!(request, Request::Ping) {
-            return self.send(frame_text(&ServerFrame::Pong { id })).await;
+            return Ok(Some(frame_text(&ServerFrame::Pong { id })));
         }
         let started = Instant::now();
         let answer = self.dispatch(request).await;
         metrics::histogram!("parley_ws_request_seconds").record(started.elapsed().as_secs_f64());
         match answer {
-            Ok(result) => {
-                self.send(frame_text(&ServerFrame::Result { id, result }))
-                    .await
-            }
-            Err(ReqError::Api(e)) => self.send_error(Some(id), e.code, &e.message).await,
+            Ok(result) => Ok(Some(frame_text(&ServerFrame::Result { id, result }))),
+            Err(ReqError::Api(e)) => Ok(Some(error_frame(Some(id), e.code, &e.message))),
             Err(ReqError::Stop(s)) => Err(s),
         }
     }
@@ -661,12 +684,7 @@ impl Session {
         code: ErrorCode,
         message: &str,
     ) -> Result<(), Stop> {
-        let frame = frame_text(&ServerFrame::Error {
-            id,
-            code,
-            message: message.to_owned(),
-        });
-        self.send(frame).await
+        self.send(error_frame(id, code, message)).await
     }
 
     /// Sends a frame; a peer that does not read makes this wait, so it also
@@ -718,7 +736,18 @@ impl Session {
             return self.deliver(env).await;
         }
         self.batching = true;
-        let mut step = self.deliver(env).await;
+        let step = self.deliver(env).await;
+        self.write_with_queued(step, rx).await
+    }
+
+    /// With `batching` on and `step` the outcome of what was queued so far:
+    /// adds what else waits in `rx` (up to [`MAX_BATCH`] frames in all) and
+    /// writes everything at once.
+    async fn write_with_queued(
+        &mut self,
+        mut step: Result<(), Stop>,
+        rx: &mut mpsc::Receiver<Arc<Envelope>>,
+    ) -> Result<(), Stop> {
         for _ in 1..MAX_BATCH {
             if step.is_err() {
                 break;
