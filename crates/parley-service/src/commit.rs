@@ -203,8 +203,10 @@ impl Worker {
             let (sends, replies): (Vec<BatchedSend>, Vec<_>) =
                 batch.drain(..).map(|p| (p.send, p.reply)).unzip();
             let result = self.store.post_batch(&sends).await;
-            last_end = Some(Instant::now());
-            m.commit_seconds.record(started.elapsed().as_secs_f64());
+            let ended = Instant::now();
+            last_end = Some(ended);
+            m.commit_seconds
+                .record(ended.duration_since(started).as_secs_f64());
             let outcomes = match result {
                 Ok(outcomes) => outcomes
                     .into_iter()
@@ -248,13 +250,18 @@ impl Worker {
         batch: &mut Vec<Pending>,
         last_end: Option<Instant>,
     ) {
-        let steady = last_end.is_some_and(|end| end.elapsed() < self.linger);
-        let Some(oldest) = batch.first().map(|p| p.queued) else {
+        // Without a linger (the default) nothing waits: not even the clock
+        // is read.
+        if self.linger.is_zero() {
             return;
-        };
+        }
+        let steady = last_end.is_some_and(|end| end.elapsed() < self.linger);
         if !steady {
             return;
         }
+        let Some(oldest) = batch.first().map(|p| p.queued) else {
+            return;
+        };
         let deadline = tokio::time::Instant::from_std(oldest + self.linger);
         while batch.len() < self.batch_max {
             let room = self.batch_max - batch.len();
