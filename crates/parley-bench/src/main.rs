@@ -14,6 +14,7 @@ mod cli;
 mod conn;
 mod cpu;
 mod curves;
+mod database;
 mod nodes;
 mod pace;
 mod report;
@@ -44,11 +45,13 @@ struct Env {
     /// Nodes meet over the Redis Cluster (`--redis-cluster`) instead of
     /// the one Redis.
     sharded: bool,
+    /// The database of the load being measured (one per load).
+    db: database::Databases,
 }
 
 impl Env {
     async fn fixture(&self) -> Res<setup::Fixture> {
-        let store = setup::store(&self.cli.database_url, 32)?;
+        let store = setup::store(&self.db.url(), 32)?;
         store.migrate().await.map_err(|e| e.to_string())?;
         setup::fixture(store).await
     }
@@ -60,15 +63,16 @@ impl Env {
             } else {
                 None
             };
-            return Nodes::start_peer(&self.cli.peer_dir, &self.cli.database_url, redis, count);
+            return Nodes::start_peer(&self.cli.peer_dir, &self.db.url(), redis, count);
         }
         self.nodes(count, max_sessions)
     }
 
     fn nodes(&self, count: usize, max_sessions: usize) -> Res<Nodes> {
+        let database_url = self.db.url();
         Nodes::start(&NodeOptions {
             bin: &self.cli.bin,
-            database_url: &self.cli.database_url,
+            database_url: &database_url,
             redis_url: if count > 1 {
                 Some(&self.cli.redis_url)
             } else {
@@ -171,6 +175,7 @@ async fn main() -> std::process::ExitCode {
         _ => report::database_settings(&cli.database_url).await,
     };
     let mut env = Env {
+        db: database::Databases::new(cli.database_url.clone()),
         cli,
         report: Report {
             rows: Vec::new(),
@@ -257,6 +262,9 @@ async fn main() -> std::process::ExitCode {
         Cmd::Curves => curves::latest(&env.cli.out).map(|rows| env.report.rows = rows),
         Cmd::Worker { .. } => Ok(()),
     };
+    if let Err(e) = env.db.drop_current().await {
+        eprintln!("parley-bench: {e}");
+    }
     env.report.table();
     match curves::draw(&env.report.rows, &env.cli.out) {
         Ok(files) => {

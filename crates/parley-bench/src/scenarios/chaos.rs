@@ -65,6 +65,7 @@ impl Env {
             ))?;
         let pg_restart =
             std::env::var(PG_RESTART_ENV).map_err(|_| format!("{PG_RESTART_ENV} is not set"))?;
+        self.db.fresh().await?;
         let fx = self.fixture().await?;
         let people = fx.users(sessions, "chaos").await?;
         // Half the users in groups of 10, the other half in dialogs.

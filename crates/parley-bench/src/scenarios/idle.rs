@@ -66,6 +66,7 @@ impl Env {
             }
         }
         let per_user = 10;
+        self.db.fresh().await?;
         let users: Vec<String> = if peer {
             (0..sessions.div_ceil(per_user))
                 .map(|i| format!("u{i}"))
@@ -103,7 +104,7 @@ impl Env {
                 .collect();
             std::fs::write(&file, lines).map_err(|e| e.to_string())?;
             let child = std::process::Command::new(&exe)
-                .args(["--database-url", &self.cli.database_url, "worker", "--file"])
+                .args(["--database-url", &self.db.url(), "worker", "--file"])
                 .arg(&file)
                 .args(["--source", &source(w).to_string()])
                 .args(if peer { &["--peer"][..] } else { &[][..] })

@@ -130,7 +130,7 @@ impl Env {
     /// Creates the users and conversations, starts the nodes and connects
     /// every user.
     pub(crate) async fn load(
-        &self,
+        &mut self,
         name: &str,
         shape: Shape,
         count: usize,
@@ -141,6 +141,7 @@ impl Env {
             convs,
             members: k,
         } = shape;
+        self.db.fresh().await?;
         // Parley: users with tokens and stored conversations. The peer:
         // user names and rooms "c0", "c1", … with the same membership.
         let mut groups: Vec<(String, Vec<usize>)> = Vec::new();

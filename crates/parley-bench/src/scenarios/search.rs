@@ -125,6 +125,7 @@ impl Env {
         per_user: usize,
         queries: usize,
     ) -> Res<()> {
+        self.db.fresh().await?;
         let fx = self.fixture().await?;
         // 2 × per_user users and conversations of per_user members each:
         // user i is in conversations i … i + per_user − 1 (wrapping), so

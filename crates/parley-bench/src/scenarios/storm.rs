@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 impl Env {
     pub(crate) async fn storm(&mut self, sessions: usize, convs: usize, count: usize) -> Res<()> {
+        self.db.fresh().await?;
         let fx = self.fixture().await?;
         let people = fx.users(sessions, "storm").await?;
         let per = sessions.div_ceil(convs).max(2);
