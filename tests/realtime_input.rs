@@ -430,6 +430,38 @@ async fn a_silent_client_is_closed_by_the_heartbeat() {
 }
 
 #[actix_web::test]
+async fn a_client_that_answers_pings_stays_past_the_heartbeat_timeout() {
+    let env = TestEnv::new(|c| {
+        c.ws.heartbeat_secs = 1;
+        c.ws.heartbeat_timeout_secs = 2;
+    })
+    .await;
+    let app = env.app().await;
+    let ib = register(&app, &email("hb2"), "HB2").await;
+    let u = user(&app, &ib, "u").await;
+    let t = token(&app, &ib, &u).await;
+    let server = env.server().await;
+    let mut ws = raw(&server, Some(&t), false).await;
+    // Reading answers each ping with a pong (tungstenite does, on read).
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(4500);
+    while let Ok(frame) = tokio::time::timeout_at(until, ws.next()).await {
+        match frame {
+            Some(Ok(Ws::Ping(_))) => pings += 1,
+            Some(Ok(Ws::Close(f))) => panic!("closed while answering pings: {f:?}"),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("connection failed: {e}"),
+            None => panic!("connection ended"),
+        }
+    }
+    assert!(pings >= 3, "a ping a second for 4.5 s, got {pings}");
+    ws.send(Ws::text(json!({"id": "p", "type": "ping"}).to_string()))
+        .await
+        .expect("write");
+    assert_eq!(answer(&mut ws).await["type"], "pong", "still served");
+}
+
+#[actix_web::test]
 async fn the_client_reconnects_and_resumes_by_itself() {
     let (env, server, _ib, t1, _u1, u2, conv, c2) = setup().await;
     let c1 = client(&server, &t1).await;

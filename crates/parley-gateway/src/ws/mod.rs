@@ -491,7 +491,13 @@ impl Session {
         }
         let hb = Duration::from_secs(self.st.ws.heartbeat_secs);
         let timeout = Duration::from_secs(self.st.ws.heartbeat_timeout_secs);
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + hb, hb);
+        // One timer for the heartbeat and the token's expiry, whichever
+        // comes first: a `sleep_until(token_expires)` made in the loop was
+        // registered with the runtime's timer and removed again at every
+        // turn, i.e. for every frame read and every delivery.
+        let mut next_beat = Instant::now() + hb;
+        let clock = tokio::time::sleep_until(next_beat.min(self.token_expires).into());
+        tokio::pin!(clock);
         let mut last_seen = Instant::now();
         let overflow = Arc::clone(&self.overflow);
         loop {
@@ -517,13 +523,19 @@ impl Session {
                 _ = tokio::time::sleep_until(self.resync_due.unwrap_or_else(Instant::now).into()), if self.resync_due.is_some() => {
                     Box::pin(self.resync_or_later()).await
                 }
-                _ = tokio::time::sleep_until(self.token_expires.into()) => {
-                    Err(Stop::new(close::ACCESS_DENIED, "the session token expired"))
-                }
-                _ = ticker.tick() => {
-                    if last_seen.elapsed() > timeout {
+                () = &mut clock => {
+                    let now = Instant::now();
+                    if now >= self.token_expires {
+                        Err(Stop::new(close::ACCESS_DENIED, "the session token expired"))
+                    } else if now < next_beat {
+                        // Woken early (a timer's resolution): wait on.
+                        clock.as_mut().reset(next_beat.min(self.token_expires).into());
+                        Ok(())
+                    } else if last_seen.elapsed() > timeout {
                         Err(Stop::new(close::IDLE, "no pong within ws.heartbeat_timeout_secs"))
                     } else {
+                        next_beat = now + hb;
+                        clock.as_mut().reset(next_beat.min(self.token_expires).into());
                         self.guard(|ws| Box::pin(async move { ws.ping(b"").await })).await
                     }
                 }
