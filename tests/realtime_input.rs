@@ -401,8 +401,9 @@ async fn a_subscriber_cannot_exhaust_the_sessions_of_another() {
     cv.call::<Value>(Request::Ping).await.expect("served");
 }
 
-#[actix_web::test]
-async fn a_silent_client_is_closed_by_the_heartbeat() {
+/// A session on a server that pings every second and closes a session
+/// silent for 2 s.
+async fn heartbeat_session() -> (TestEnv, TestServer, Sock) {
     let env = TestEnv::new(|c| {
         c.ws.heartbeat_secs = 1;
         c.ws.heartbeat_timeout_secs = 2;
@@ -413,7 +414,13 @@ async fn a_silent_client_is_closed_by_the_heartbeat() {
     let u = user(&app, &ib, "u").await;
     let t = token(&app, &ib, &u).await;
     let server = env.server().await;
-    let mut ws = raw(&server, Some(&t), false).await;
+    let ws = raw(&server, Some(&t), false).await;
+    (env, server, ws)
+}
+
+#[actix_web::test]
+async fn a_silent_client_is_closed_by_the_heartbeat() {
+    let (_env, _server, mut ws) = heartbeat_session().await;
     // Not reading means not answering pings either.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let mut code = None;
@@ -431,17 +438,7 @@ async fn a_silent_client_is_closed_by_the_heartbeat() {
 
 #[actix_web::test]
 async fn a_client_that_answers_pings_stays_past_the_heartbeat_timeout() {
-    let env = TestEnv::new(|c| {
-        c.ws.heartbeat_secs = 1;
-        c.ws.heartbeat_timeout_secs = 2;
-    })
-    .await;
-    let app = env.app().await;
-    let ib = register(&app, &email("hb2"), "HB2").await;
-    let u = user(&app, &ib, "u").await;
-    let t = token(&app, &ib, &u).await;
-    let server = env.server().await;
-    let mut ws = raw(&server, Some(&t), false).await;
+    let (_env, _server, mut ws) = heartbeat_session().await;
     // Reading answers each ping with a pong (tungstenite does, on read).
     let mut pings = 0;
     let until = tokio::time::Instant::now() + Duration::from_millis(4500);

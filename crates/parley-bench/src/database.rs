@@ -45,14 +45,7 @@ impl Databases {
         self.drop_current().await?;
         self.made += 1;
         let name = format!("bench_{}_{}", std::process::id(), self.made);
-        let mut admin = PgConnection::connect(&self.given)
-            .await
-            .map_err(|e| format!("connect to the bench's database: {e}"))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .map_err(|e| format!("create database {name}: {e}"))?;
-        let _ = admin.close().await;
+        self.admin(&format!("CREATE DATABASE {name}")).await?;
         self.current = Some(name);
         let store = crate::setup::store(&self.url(), 2)?;
         store.migrate().await.map_err(|e| e.to_string())?;
@@ -66,13 +59,19 @@ impl Databases {
         let Some(name) = self.current.take() else {
             return Ok(());
         };
+        self.admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+    }
+
+    /// Runs `sql` on the database the bench was given.
+    async fn admin(&self, sql: &str) -> Res<()> {
         let mut admin = PgConnection::connect(&self.given)
             .await
             .map_err(|e| format!("connect to the bench's database: {e}"))?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        sqlx::query(sql)
             .execute(&mut admin)
             .await
-            .map_err(|e| format!("drop database {name}: {e}"))?;
+            .map_err(|e| format!("{sql}: {e}"))?;
         let _ = admin.close().await;
         Ok(())
     }
