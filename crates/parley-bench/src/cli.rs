@@ -6,7 +6,9 @@ use std::net::Ipv4Addr;
 #[derive(Parser)]
 #[command(name = "parley-bench", about = "Benchmark of Parley on loopback")]
 pub struct Cli {
-    /// PostgreSQL the nodes use (a database for the bench alone).
+    /// PostgreSQL the nodes use (a database for the bench alone). Each
+    /// measured load gets a new database beside it, created and dropped
+    /// through this one, so its role needs CREATEDB.
     #[arg(long, env = "PARLEY_BENCH_DATABASE_URL")]
     pub database_url: String,
     /// Redis for runs with more than one node.
