@@ -57,6 +57,16 @@ async fn answer(ws: &mut Sock) -> Value {
     }
 }
 
+/// A server on `env` and the session token of the one user of a new
+/// infobase.
+async fn one_user(env: &TestEnv, tag: &str) -> (TestServer, String) {
+    let app = env.app().await;
+    let ib = register(&app, &email(tag), tag).await;
+    let u = user(&app, &ib, "u").await;
+    let t = token(&app, &ib, &u).await;
+    (env.server().await, t)
+}
+
 async fn setup() -> (
     TestEnv,
     TestServer,
@@ -99,11 +109,7 @@ async fn setup() -> (
 #[actix_web::test]
 async fn a_sends_answer_leaves_with_its_own_copy_of_the_message() {
     let env = TestEnv::with_db_proxy(|_| {}).await;
-    let app = env.app().await;
-    let ib = register(&app, &email("wsanswer"), "WS").await;
-    let u1 = user(&app, &ib, "u1").await;
-    let t1 = token(&app, &ib, &u1).await;
-    let server = env.server().await;
+    let (server, t1) = one_user(&env, "wsanswer").await;
     let c1 = client(&server, &t1).await;
     let conv: Conversation = c1
         .call(Request::CreateGroup {
@@ -321,11 +327,7 @@ async fn bad_expired_and_locked_credentials_are_closed_with_4003() {
 #[actix_web::test]
 async fn connection_limits_per_user_are_refused_with_4009() {
     let env = TestEnv::new(|c| c.ws.max_connections_per_user = 2).await;
-    let app = env.app().await;
-    let ib = register(&app, &email("limit"), "L").await;
-    let u = user(&app, &ib, "u").await;
-    let t = token(&app, &ib, &u).await;
-    let server = env.server().await;
+    let (server, t) = one_user(&env, "limit").await;
     let _c1 = client(&server, &t).await;
     let _c2 = client(&server, &t).await;
     let mut ws = raw(&server, Some(&t), false).await;
@@ -409,11 +411,7 @@ async fn heartbeat_session() -> (TestEnv, TestServer, Sock) {
         c.ws.heartbeat_timeout_secs = 2;
     })
     .await;
-    let app = env.app().await;
-    let ib = register(&app, &email("hb"), "HB").await;
-    let u = user(&app, &ib, "u").await;
-    let t = token(&app, &ib, &u).await;
-    let server = env.server().await;
+    let (server, t) = one_user(&env, "hb").await;
     let ws = raw(&server, Some(&t), false).await;
     (env, server, ws)
 }

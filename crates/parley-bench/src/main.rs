@@ -50,9 +50,10 @@ struct Env {
 }
 
 impl Env {
+    /// A tenant on the current database (migrated by
+    /// [`database::Databases::fresh`]).
     async fn fixture(&self) -> Res<setup::Fixture> {
         let store = setup::store(&self.db.url(), 32)?;
-        store.migrate().await.map_err(|e| e.to_string())?;
         setup::fixture(store).await
     }
 

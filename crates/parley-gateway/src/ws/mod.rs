@@ -527,10 +527,6 @@ impl Session {
                     let now = Instant::now();
                     if now >= self.token_expires {
                         Err(Stop::new(close::ACCESS_DENIED, "the session token expired"))
-                    } else if now < next_beat {
-                        // Woken early (a timer's resolution): wait on.
-                        clock.as_mut().reset(next_beat.min(self.token_expires).into());
-                        Ok(())
                     } else if last_seen.elapsed() > timeout {
                         Err(Stop::new(close::IDLE, "no pong within ws.heartbeat_timeout_secs"))
                     } else {
